@@ -7,6 +7,8 @@ KRM_CACHE ?= $(HOME)/.cache/krm
 export KRM_CACHE
 
 CLUSTER := $(BIN)/krm-cluster
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/krm-project/krm/pkg/version.Version=$(VERSION)
 # Packages that need the local cluster check testing.Short() and skip.
 TEST_FLAGS ?= -count=1
 TEST_TIMEOUT ?= 20m
@@ -19,7 +21,7 @@ help: ## List the targets.
 
 .PHONY: build
 build: ## Build every command into bin/.
-	$(GO) build -o $(BIN)/ ./...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./test/cmd/...
 
 .PHONY: verify
 verify: ## gofmt, go vet and go mod tidy must be clean.

@@ -88,3 +88,6 @@ func (s *State) ForwardPodPort(ctx context.Context, namespace, name string, podP
 	}
 	return nil
 }
+
+// EtcdURL is the client URL of the cluster's etcd.
+func (s *State) EtcdURL() string { return "http://" + hostPort(s.Ports["etcd"]) }

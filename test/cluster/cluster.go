@@ -41,6 +41,11 @@ const (
 	stateFile = "state.json"
 	envFile   = "env"
 
+	// WatchCacheless is a resource kube-apiserver serves without its watch
+	// cache, straight from etcd, so that a watch resumed from a compacted
+	// resourceVersion reliably gets 410 Gone.
+	WatchCacheless = "configmaps"
+
 	// NodeAnnotation marks the nodes kwok manages.
 	NodeAnnotation = "kwok.x-k8s.io/node"
 )

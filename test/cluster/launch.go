@@ -127,6 +127,10 @@ func (l *launch) run(ctx context.Context) (*State, error) {
 		"--kubelet-preferred-address-types=InternalIP",
 		"--allow-privileged=true",
 		"--shutdown-delay-duration=0s",
+		// ConfigMaps bypass the watch cache, so a watch resumed from a
+		// compacted resourceVersion gets 410 Gone from etcd, reliably: the
+		// tests of krm's 410 recovery depend on it. See WatchCacheless.
+		"--watch-cache-sizes=" + WatchCacheless + "#0",
 	}, nil)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,199 @@
+// Package agent is krm's cache. For each watched resource it runs a streamer
+// (one watch: fast, may miss events), a verifier (a paginated LIST every
+// interval: complete, older) and an aggregator (the LIST plus the newer
+// events, with the drift each LIST exposes). The HTTP API reads it through
+// the api.Backend interface.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// Config is everything the agent needs; Complete turns it into an Agent.
+type Config struct {
+	RESTConfig *rest.Config
+	// Resources are names as kubectl accepts them; default DefaultResources.
+	Resources []string
+	// VerifyInterval is the time between LISTs (plus up to 10% jitter).
+	VerifyInterval time.Duration
+	// Namespace and LabelSelector restrict what is cached; empty means all.
+	Namespace     string
+	LabelSelector string
+	ClusterName   string
+	Store         store.Store
+	Registry      prometheus.Registerer
+	Logger        *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Agent runs one runner per resource and serves them to the API.
+type Agent struct {
+	runners []*runner
+	byName  map[string]*runner
+	store   store.Store
+	cluster string
+	log     *slog.Logger
+}
+
+var _ api.Backend = (*Agent)(nil)
+
+// Complete validates the configuration and resolves the resources through
+// discovery. An unknown resource name is an error listing close matches.
+func (c Config) Complete() (*Agent, error) {
+	if c.RESTConfig == nil {
+		return nil, errors.New("no Kubernetes client configuration")
+	}
+	if c.VerifyInterval <= 0 {
+		return nil, fmt.Errorf("verify interval must be positive, got %s", c.VerifyInterval)
+	}
+	if len(c.Resources) == 0 {
+		c.Resources = DefaultResources
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Store == nil {
+		c.Store = store.NewMemory()
+	}
+	if c.LabelSelector != "" {
+		if _, err := labels.Parse(c.LabelSelector); err != nil {
+			return nil, fmt.Errorf("invalid label selector %q: %w", c.LabelSelector, err)
+		}
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(c.RESTConfig)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resolveResources(dc, c.Resources)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(c.RESTConfig)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(c.Registry)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{byName: map[string]*runner{}, store: c.Store, cluster: c.ClusterName, log: c.Logger}
+	for _, r := range res {
+		client := dynamic.ResourceInterface(dyn.Resource(r.gvr))
+		if r.info.Namespaced && c.Namespace != "" {
+			client = dyn.Resource(r.gvr).Namespace(c.Namespace)
+		}
+		run := &runner{
+			info:     r.info,
+			client:   client,
+			selector: metav1.ListOptions{LabelSelector: c.LabelSelector},
+			interval: c.VerifyInterval,
+			agg:      newAggregator(c.ClusterName, r.info.Name, c.Now),
+			rows:     newRowBuilder(r.info.Kind, c.Now),
+			store:    c.Store,
+			metrics:  m,
+			log:      c.Logger,
+			relist:   make(chan struct{}, 1),
+			listed:   make(chan struct{}, 1),
+		}
+		a.runners = append(a.runners, run)
+		for _, n := range lookupNames(r.info) {
+			if _, taken := a.byName[n]; !taken {
+				a.byName[n] = run
+			}
+		}
+	}
+	return a, nil
+}
+
+// lookupNames are the names a resource answers to in API paths.
+func lookupNames(info api.ResourceInfo) []string {
+	names := []string{info.Name, info.Resource, strings.ToLower(info.Kind)}
+	if info.Group != "" {
+		names = append(names, info.Resource+"."+info.Group)
+	}
+	return append(names, info.ShortNames...)
+}
+
+// Start loads any frames the store kept (a warm restart), then runs every
+// resource until ctx is done.
+func (a *Agent) Start(ctx context.Context) error {
+	for _, r := range a.runners {
+		a.warm(ctx, r)
+	}
+	var wg sync.WaitGroup
+	for _, r := range a.runners {
+		wg.Go(func() { _ = r.Start(ctx) })
+	}
+	a.log.Info("agent started", "resources", len(a.runners), "cluster", a.cluster)
+	wg.Wait()
+	return nil
+}
+
+func (a *Agent) warm(ctx context.Context, r *runner) {
+	verified, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Verified)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			a.log.Warn("discarding stored frame; the next LIST rebuilds it", "resource", r.info.Name, "err", err)
+		}
+		return
+	}
+	aggregated, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Aggregated)
+	if err != nil {
+		aggregated = nil
+	}
+	r.agg.load(verified, aggregated)
+	a.log.Info("serving stored frames until the first LIST", "resource", r.info.Name,
+		"resourceVersion", verified.Header.ResourceVersion, "verifiedAt", verified.Header.VerifiedAt)
+}
+
+// Resources implements api.Backend.
+func (a *Agent) Resources() []api.ResourceStatus {
+	out := make([]api.ResourceStatus, 0, len(a.runners))
+	for _, r := range a.runners {
+		out = append(out, r.Status())
+	}
+	return out
+}
+
+// Resource implements api.Backend.
+func (a *Agent) Resource(name string) (api.Resource, bool) {
+	r, ok := a.byName[strings.ToLower(name)]
+	return r, ok
+}
+
+// Ready implements api.Backend: ready once every resource has a verified
+// frame.
+func (a *Agent) Ready() (bool, string) {
+	var waiting []string
+	for _, r := range a.runners {
+		if !r.agg.ready() {
+			waiting = append(waiting, r.info.Name)
+		}
+	}
+	if len(waiting) == 0 {
+		return true, ""
+	}
+	sort.Strings(waiting)
+	return false, fmt.Sprintf("waiting for the first LIST of %s", strings.Join(waiting, ", "))
+}

@@ -1,0 +1,552 @@
+package agent
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// Watch event types as the aggregator receives them.
+const (
+	added    = "ADDED"
+	modified = "MODIFIED"
+	deleted  = "DELETED"
+)
+
+// ledgerSize bounds the drift ledger kept per resource.
+const ledgerSize = 1000
+
+// subscriberBuffer is how many changes a watcher may fall behind before it
+// is dropped and told to watch again.
+const subscriberBuffer = 4096
+
+// aggregator holds one resource's views and implements DESIGN.md's
+// semantics:
+//
+//   - verified: the last LIST, as of verifiedRV;
+//   - aggregated: verified plus every streamed event newer than verifiedRV,
+//     applied in order; rows say whether they are verified or streamed;
+//   - streamed: what the watch built. After each LIST it is repaired from the
+//     aggregated view, and both then apply the same events, so the two share
+//     one map (current). Deleted objects are kept as tombstones until the next
+//     LIST, to be shown and diffed, never served.
+//
+// Per-event work is a few map operations: O(1) in the number of objects.
+// A LIST costs O(n): it judges drift and rebuilds the views.
+type aggregator struct {
+	resource string
+	cluster  string
+	now      func() time.Time
+
+	mu         sync.RWMutex
+	verified   map[string]*store.Row // uid -> row, source verified
+	verifiedRV uint64
+	verifiedAt time.Time
+	// hasVerified is false until the first LIST (or a warm load) lands.
+	hasVerified bool
+	// stale is true while the frames come from a warm restart.
+	stale bool
+
+	current    map[string]*store.Row // live rows of the aggregated/streamed view
+	tombstones map[string]*store.Row // deleted since the last LIST
+	changed    map[string]struct{}   // uids changed since the last LIST
+	// log keeps the events newer than verifiedRV: the next LIST may be
+	// older than some of them, and they are applied again on top of it.
+	log []event
+
+	streamRV        uint64 // newest resourceVersion the watch delivered
+	streamConnected bool
+	lastStreamAt    time.Time // last event or bookmark
+	lastEventAt     time.Time
+	events          int64
+	verifications   int64
+	lastDrift       api.DriftCounts
+	totalDrift      api.DriftCounts
+	ledger          []api.DriftEntry
+	lastError       string
+
+	// sorted caches each view's rows in key order until the view changes.
+	sorted map[store.Source][]*store.Row
+	// sortMu serialises cache fills between readers that share mu's read
+	// lock.
+	sortMu sync.Mutex
+	subs   map[*subscriber]struct{}
+}
+
+type event struct {
+	typ string
+	row *store.Row
+}
+
+type subscriber struct {
+	view store.Source
+	ch   chan api.Change
+}
+
+func newAggregator(cluster, resource string, now func() time.Time) *aggregator {
+	return &aggregator{
+		resource:   resource,
+		cluster:    cluster,
+		now:        now,
+		verified:   map[string]*store.Row{},
+		current:    map[string]*store.Row{},
+		tombstones: map[string]*store.Row{},
+		changed:    map[string]struct{}{},
+		sorted:     map[store.Source][]*store.Row{},
+		subs:       map[*subscriber]struct{}{},
+	}
+}
+
+// apply records one watch event. Events at or below the verified
+// resourceVersion are already reflected by the LIST (a resumed or restarted
+// watch replays them) and change nothing.
+func (a *aggregator) apply(typ string, row *store.Row) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	a.lastStreamAt = now
+	if row.ResourceVersion > a.streamRV {
+		a.streamRV = row.ResourceVersion
+	}
+	if row.ResourceVersion <= a.verifiedRV {
+		return
+	}
+	a.events++
+	a.lastEventAt = now
+	a.log = append(a.log, event{typ: typ, row: row})
+	if ch, ok := a.applyLocked(typ, row); ok {
+		a.publish(ch, store.Aggregated, store.Streamed)
+	}
+}
+
+// progress records a bookmark: the watch has seen everything up to rv.
+func (a *aggregator) progress(rv uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lastStreamAt = a.now()
+	if rv > a.streamRV {
+		a.streamRV = rv
+	}
+}
+
+func (a *aggregator) setConnected(connected bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.streamConnected = connected
+	if connected {
+		a.lastStreamAt = a.now()
+	}
+}
+
+func (a *aggregator) setError(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err == nil {
+		a.lastError = ""
+		return
+	}
+	a.lastError = err.Error()
+}
+
+// resumeFrom is where the watch should (re)start: the newest resourceVersion
+// it delivered, or the last LIST's.
+func (a *aggregator) resumeFrom() uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return max(a.streamRV, a.verifiedRV)
+}
+
+// caughtUp reports whether the watch has delivered everything up to rv.
+func (a *aggregator) caughtUp(rv uint64) (bool, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.streamRV >= rv, a.streamConnected
+}
+
+// applyLocked changes the current view; it reports the change for watchers,
+// or false when the event is older than what the view holds.
+func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) {
+	old := a.current[row.UID]
+	if old != nil && old.ResourceVersion >= row.ResourceVersion {
+		return api.Change{}, false
+	}
+	if t := a.tombstones[row.UID]; t != nil && t.ResourceVersion >= row.ResourceVersion {
+		return api.Change{}, false
+	}
+	a.changed[row.UID] = struct{}{}
+	a.invalidate(store.Aggregated, store.Streamed)
+	if typ == deleted {
+		tomb := *row
+		tomb.Deleted = true
+		tomb.Source = store.Streamed
+		delete(a.current, row.UID)
+		a.tombstones[row.UID] = &tomb
+		if old == nil {
+			return api.Change{}, false
+		}
+		return api.Change{Type: deleted, Row: row}, true
+	}
+	delete(a.tombstones, row.UID)
+	a.current[row.UID] = row
+	if old == nil {
+		return api.Change{Type: added, Row: row}, true
+	}
+	return api.Change{Type: modified, Row: row}, true
+}
+
+// verification is one LIST handed to the aggregator.
+type verification struct {
+	rows []*store.Row // source verified
+	rv   uint64
+	at   time.Time
+	// caughtUp says the watch has delivered every event up to rv, so an
+	// object the stream lacks was missed, not merely in flight.
+	caughtUp bool
+}
+
+// verify lands a LIST: it records the drift it exposes, makes it the
+// verified view, rebuilds the aggregated view from it and the newer events,
+// and so repairs the streamed view. It returns the drift found.
+func (a *aggregator) verify(v verification) api.DriftCounts {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	horizon := a.streamRV
+	if v.caughtUp || a.streamRV >= v.rv {
+		horizon = v.rv
+		v.caughtUp = true
+	}
+	judge := a.hasVerified && !a.stale
+	var drift api.DriftCounts
+	var found []api.DriftEntry
+	listRV := store.FormatResourceVersion(v.rv)
+	entry := func(kind string, streamed, listed *store.Row) {
+		e := api.DriftEntry{Kind: kind, FoundAt: v.at, ListResourceVersion: listRV}
+		r := listed
+		if r == nil {
+			r = streamed
+		}
+		e.UID, e.Namespace, e.Name, e.Object = r.UID, r.Namespace, r.Name, r.Object
+		if streamed != nil {
+			e.StreamedResourceVersion = store.FormatResourceVersion(streamed.ResourceVersion)
+		}
+		if listed != nil {
+			e.VerifiedResourceVersion = store.FormatResourceVersion(listed.ResourceVersion)
+		}
+		found = append(found, e)
+	}
+
+	listed := make(map[string]*store.Row, len(v.rows))
+	for _, l := range v.rows {
+		s := a.current[l.UID]
+		if judge {
+			switch {
+			case s == nil && a.tombstones[l.UID] == nil && l.ResourceVersion <= horizon:
+				drift.MissedAdded++
+				entry(api.MissedAdded, nil, l)
+			case s != nil && s.ResourceVersion < l.ResourceVersion && l.ResourceVersion <= horizon:
+				drift.MissedModified++
+				entry(api.MissedModified, s, l)
+			}
+		}
+		// Keep one copy of each object's bytes: a row the LIST confirms
+		// keeps the bytes the views already hold.
+		switch {
+		case s != nil && s.ResourceVersion == l.ResourceVersion:
+			l = confirmed(s)
+		case a.verified[l.UID] != nil && a.verified[l.UID].ResourceVersion == l.ResourceVersion:
+			l = a.verified[l.UID]
+		}
+		listed[l.UID] = l
+	}
+	if judge && v.caughtUp {
+		for uid, s := range a.current {
+			if _, ok := listed[uid]; !ok && s.ResourceVersion <= v.rv {
+				drift.MissedDeleted++
+				entry(api.MissedDeleted, s, nil)
+			}
+		}
+	}
+	sort.Slice(found, func(i, j int) bool {
+		return key(found[i].Namespace, found[i].Name) < key(found[j].Namespace, found[j].Name)
+	})
+	a.ledger = append(a.ledger, found...)
+	if over := len(a.ledger) - ledgerSize; over > 0 {
+		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
+	}
+
+	oldCurrent, oldVerified := a.current, a.verified
+	a.verified = listed
+	a.verifiedRV, a.verifiedAt = v.rv, v.at
+	a.hasVerified, a.stale = true, false
+	a.current = make(map[string]*store.Row, len(listed))
+	for uid, r := range listed {
+		a.current[uid] = r
+	}
+	a.tombstones = map[string]*store.Row{}
+	a.changed = map[string]struct{}{}
+	kept := a.log[:0]
+	for _, e := range a.log {
+		if e.row.ResourceVersion > v.rv {
+			kept = append(kept, e)
+			a.applyLocked(e.typ, e.row)
+		}
+	}
+	clear(a.log[len(kept):])
+	a.log = kept
+	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
+	a.verifications++
+	a.lastDrift = drift
+	a.totalDrift.MissedAdded += drift.MissedAdded
+	a.totalDrift.MissedDeleted += drift.MissedDeleted
+	a.totalDrift.MissedModified += drift.MissedModified
+	if len(a.subs) > 0 {
+		for _, ch := range diffViews(oldCurrent, a.current) {
+			a.publish(ch, store.Aggregated, store.Streamed)
+		}
+		for _, ch := range diffViews(oldVerified, a.verified) {
+			a.publish(ch, store.Verified)
+		}
+	}
+	return drift
+}
+
+// confirmed returns r marked as verified, sharing its bytes.
+func confirmed(r *store.Row) *store.Row {
+	if r.Source == store.Verified {
+		return r
+	}
+	c := *r
+	c.Source = store.Verified
+	return &c
+}
+
+// diffViews lists the changes that turn view old into view new.
+func diffViews(old, new map[string]*store.Row) []api.Change {
+	var out []api.Change
+	for uid, n := range new {
+		o := old[uid]
+		switch {
+		case o == nil:
+			out = append(out, api.Change{Type: added, Row: n})
+		case o.ResourceVersion != n.ResourceVersion:
+			out = append(out, api.Change{Type: modified, Row: n})
+		}
+	}
+	for uid, o := range old {
+		if new[uid] == nil {
+			out = append(out, api.Change{Type: deleted, Row: o})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Row.Key() < out[j].Row.Key() })
+	return out
+}
+
+// load seeds the views from frames kept in a store (a warm restart). They
+// are served at once but marked stale, and the next LIST judges no drift
+// against them.
+func (a *aggregator) load(verified, aggregated *store.Frame) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.verified = map[string]*store.Row{}
+	for _, r := range verified.Rows {
+		a.verified[r.UID] = r
+	}
+	a.current = map[string]*store.Row{}
+	src := verified
+	if aggregated != nil {
+		src = aggregated
+	}
+	for _, r := range src.Rows {
+		if !r.Deleted {
+			a.current[r.UID] = r
+		}
+	}
+	a.verifiedRV = verified.Header.ResourceVersion
+	a.verifiedAt = verified.Header.VerifiedAt
+	a.hasVerified, a.stale = true, true
+	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
+}
+
+// frames returns the verified and aggregated frames, for the store.
+func (a *aggregator) frames() (verified, aggregated *store.Frame) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	h := store.Header{Cluster: a.cluster, Resource: a.resource, ResourceVersion: a.verifiedRV, VerifiedAt: a.verifiedAt}
+	verified = &store.Frame{Header: h}
+	verified.Header.Source = store.Verified
+	verified.Rows = a.sortedLocked(store.Verified)
+	aggregated = &store.Frame{Header: h}
+	aggregated.Header.Source = store.Aggregated
+	aggregated.Header.ResourceVersion = max(a.verifiedRV, a.streamRV)
+	aggregated.Rows = a.sortedLocked(store.Aggregated)
+	return verified, aggregated
+}
+
+func (a *aggregator) invalidate(views ...store.Source) {
+	for _, v := range views {
+		delete(a.sorted, v)
+	}
+}
+
+// sortedLocked returns the view's live rows in key order, from the cache when
+// the view has not changed. The caller holds a.mu (read or write); the cache
+// write is guarded by a.sortMu for readers holding only the read lock.
+func (a *aggregator) sortedLocked(view store.Source) []*store.Row {
+	a.sortMu.Lock()
+	defer a.sortMu.Unlock()
+	if rows, ok := a.sorted[view]; ok {
+		return rows
+	}
+	src := a.current
+	if view == store.Verified {
+		src = a.verified
+	}
+	rows := make([]*store.Row, 0, len(src))
+	for _, r := range src {
+		rows = append(rows, r)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Key() < rows[j].Key() })
+	a.sorted[view] = rows
+	return rows
+}
+
+func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
+	rows := a.sortedLocked(view)
+	rv := max(a.verifiedRV, a.streamRV)
+	if view == store.Verified {
+		rv = a.verifiedRV
+	}
+	return &api.Snapshot{
+		Header: store.Header{
+			Version: store.FrameVersion, Cluster: a.cluster, Resource: a.resource, Source: view,
+			ResourceVersion: rv, VerifiedAt: a.verifiedAt, Rows: len(rows),
+		},
+		VerifiedResourceVersion: a.verifiedRV,
+		Rows:                    rows,
+		StreamConnected:         a.streamConnected,
+		LastStreamAt:            a.lastStreamAt,
+	}
+}
+
+func (a *aggregator) snapshot(view store.Source) *api.Snapshot {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.snapshotLocked(view)
+}
+
+// subscribe registers a watcher of view; the channel closes when ctx ends
+// or the watcher falls subscriberBuffer changes behind.
+func (a *aggregator) subscribe(ctx context.Context, view store.Source) (*api.Snapshot, <-chan api.Change) {
+	s := &subscriber{view: view, ch: make(chan api.Change, subscriberBuffer)}
+	a.mu.Lock()
+	snap := a.snapshotLocked(view)
+	a.subs[s] = struct{}{}
+	a.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if _, ok := a.subs[s]; ok {
+			delete(a.subs, s)
+			close(s.ch)
+		}
+	}()
+	return snap, s.ch
+}
+
+// publish sends ch to the subscribers of the given views without blocking;
+// one that is full is dropped.
+func (a *aggregator) publish(ch api.Change, views ...store.Source) {
+	for s := range a.subs {
+		for _, v := range views {
+			if s.view != v {
+				continue
+			}
+			select {
+			case s.ch <- ch:
+			default:
+				delete(a.subs, s)
+				close(s.ch)
+			}
+		}
+	}
+}
+
+// counts returns the live objects per view.
+func (a *aggregator) countsLocked() api.ObjectCounts {
+	return api.ObjectCounts{Verified: len(a.verified), Streamed: len(a.current), Aggregated: len(a.current)}
+}
+
+func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return api.ResourceStatus{
+		ResourceInfo:            info,
+		VerifiedAt:              a.verifiedAt,
+		VerifiedResourceVersion: store.FormatResourceVersion(a.verifiedRV),
+		StreamedResourceVersion: store.FormatResourceVersion(a.streamRV),
+		Objects:                 a.countsLocked(),
+		StreamConnected:         a.streamConnected,
+		LastEventAt:             a.lastEventAt,
+		Events:                  a.events,
+		Verifications:           a.verifications,
+		LastDrift:               a.lastDrift,
+		TotalDrift:              a.totalDrift,
+		Stale:                   a.stale,
+		LastError:               a.lastError,
+	}
+}
+
+func (a *aggregator) ready() bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.hasVerified
+}
+
+// drift returns the ledger and the changes since the last LIST.
+func (a *aggregator) drift() api.DriftReport {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	r := api.DriftReport{
+		Resource:                a.resource,
+		VerifiedAt:              a.verifiedAt,
+		VerifiedResourceVersion: store.FormatResourceVersion(a.verifiedRV),
+		Ledger:                  append([]api.DriftEntry{}, a.ledger...),
+		Unverified:              []api.UnverifiedChange{},
+	}
+	for uid := range a.changed {
+		v := a.verified[uid]
+		c := api.UnverifiedChange{UID: uid}
+		row := a.current[uid]
+		switch {
+		case row != nil && v == nil:
+			c.Type = api.ChangeAdded
+		case row != nil:
+			c.Type = api.ChangeModified
+		case v != nil:
+			row = a.tombstones[uid]
+			c.Type = api.ChangeDeleted
+		default:
+			continue // added and deleted again since the LIST: no net change
+		}
+		if row == nil {
+			continue
+		}
+		c.Namespace, c.Name, c.ObservedAt, c.Object = row.Namespace, row.Name, row.ObservedAt, row.Object
+		c.ResourceVersion = store.FormatResourceVersion(row.ResourceVersion)
+		if v != nil {
+			c.VerifiedResourceVersion = store.FormatResourceVersion(v.ResourceVersion)
+			c.Verified = v.Object
+		}
+		r.Unverified = append(r.Unverified, c)
+	}
+	sort.Slice(r.Unverified, func(i, j int) bool {
+		return key(r.Unverified[i].Namespace, r.Unverified[i].Name) < key(r.Unverified[j].Namespace, r.Unverified[j].Name)
+	})
+	return r
+}

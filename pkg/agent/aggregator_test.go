@@ -1,0 +1,265 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+func row(name string, rv uint64, src store.Source) *store.Row {
+	return &store.Row{
+		UID: "uid-" + name, Namespace: "ns", Name: name, ResourceVersion: rv, Source: src,
+		Object: fmt.Appendf(nil, `{"metadata":{"name":%q,"resourceVersion":"%d"}}`, name, rv),
+	}
+}
+
+func listed(rv uint64, rows ...*store.Row) verification {
+	return verification{rows: rows, rv: rv, at: t0, caughtUp: true}
+}
+
+// view summarises a snapshot as name -> rv/source.
+func view(a *aggregator, v store.Source) map[string]string {
+	out := map[string]string{}
+	for _, r := range a.snapshot(v).Rows {
+		out[r.Name] = fmt.Sprintf("%d/%s", r.ResourceVersion, r.Source)
+	}
+	return out
+}
+
+func newTestAggregator() *aggregator {
+	return newAggregator("test", "pods", func() time.Time { return t0 })
+}
+
+func TestFirstListSeedsEveryView(t *testing.T) {
+	a := newTestAggregator()
+	if a.ready() {
+		t.Fatal("ready before any LIST")
+	}
+	drift := a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified)))
+	if drift.Total() != 0 {
+		t.Errorf("first LIST reported drift %+v", drift)
+	}
+	want := map[string]string{"a": "5/verified", "b": "7/verified"}
+	for _, v := range []store.Source{store.Verified, store.Aggregated, store.Streamed} {
+		if diff := cmp.Diff(want, view(a, v)); diff != "" {
+			t.Errorf("%s view (-want +got):\n%s", v, diff)
+		}
+	}
+	if !a.ready() {
+		t.Error("not ready after the first LIST")
+	}
+	if got := a.snapshot(store.Aggregated).Header.ResourceVersion; got != 10 {
+		t.Errorf("aggregated resourceVersion = %d, want 10", got)
+	}
+}
+
+func TestEventsApplyOnTopOfTheList(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified), row("c", 8, store.Verified)))
+	a.apply(added, row("d", 11, store.Streamed))
+	a.apply(modified, row("a", 12, store.Streamed))
+	a.apply(deleted, row("b", 13, store.Streamed))
+	// Replayed by a resumed watch: already in the LIST, changes nothing.
+	a.apply(modified, row("c", 9, store.Streamed))
+
+	if diff := cmp.Diff(map[string]string{"a": "12/streamed", "c": "8/verified", "d": "11/streamed"}, view(a, store.Aggregated)); diff != "" {
+		t.Errorf("aggregated (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "5/verified", "b": "7/verified", "c": "8/verified"}, view(a, store.Verified)); diff != "" {
+		t.Errorf("verified (-want +got):\n%s", diff)
+	}
+	var got []string
+	for _, c := range a.drift().Unverified {
+		got = append(got, c.Type+" "+c.Name+" "+c.ResourceVersion+"<-"+c.VerifiedResourceVersion)
+	}
+	want := []string{"Modified a 12<-5", "Deleted b 13<-7", "Added d 11<-"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("unverified changes (-want +got):\n%s", diff)
+	}
+	if st := a.status(api.ResourceInfo{Name: "pods"}); st.Events != 3 || st.Objects.Aggregated != 3 || st.Objects.Verified != 3 {
+		t.Errorf("status = %+v, want 3 events, 3 aggregated and 3 verified objects", st)
+	}
+}
+
+func TestVerifyRecordsDriftAndRepairs(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified), row("c", 8, store.Verified)))
+	// The stream sees one change and misses three: "a" modified at 14,
+	// "b" deleted, "n" added at 15. It sees "late" at 30, after the LIST.
+	a.apply(modified, row("c", 12, store.Streamed))
+	a.apply(added, row("late", 30, store.Streamed))
+
+	drift := a.verify(listed(20, row("a", 14, store.Verified), row("c", 12, store.Verified), row("n", 15, store.Verified)))
+	if want := (api.DriftCounts{MissedAdded: 1, MissedDeleted: 1, MissedModified: 1}); drift != want {
+		t.Errorf("drift = %+v, want %+v", drift, want)
+	}
+	var ledger []string
+	for _, e := range a.drift().Ledger {
+		ledger = append(ledger, fmt.Sprintf("%s %s stream=%s list=%s at=%s", e.Kind, e.Name, e.StreamedResourceVersion, e.VerifiedResourceVersion, e.ListResourceVersion))
+	}
+	want := []string{
+		"MissedModified a stream=5 list=14 at=20",
+		"MissedDeleted b stream=7 list= at=20",
+		"MissedAdded n stream= list=15 at=20",
+	}
+	if diff := cmp.Diff(want, ledger); diff != "" {
+		t.Errorf("ledger (-want +got):\n%s", diff)
+	}
+	// Repaired: the LIST plus the event newer than it.
+	wantView := map[string]string{"a": "14/verified", "c": "12/verified", "n": "15/verified", "late": "30/streamed"}
+	for _, v := range []store.Source{store.Aggregated, store.Streamed} {
+		if diff := cmp.Diff(wantView, view(a, v)); diff != "" {
+			t.Errorf("%s after repair (-want +got):\n%s", v, diff)
+		}
+	}
+	if n := len(a.drift().Unverified); n != 1 {
+		t.Errorf("unverified after the LIST = %d, want 1 (late)", n)
+	}
+}
+
+func TestNoDriftForWhatTheStreamSawFirst(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified)))
+	// The stream is ahead of the LIST: it saw "a" modified and "b" deleted
+	// after the LIST's resourceVersion.
+	a.apply(modified, row("a", 25, store.Streamed))
+	a.apply(deleted, row("b", 26, store.Streamed))
+	drift := a.verify(listed(20, row("a", 5, store.Verified), row("b", 7, store.Verified)))
+	if drift.Total() != 0 {
+		t.Errorf("drift = %+v, want none: the stream was newer than the LIST", drift)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "25/streamed"}, view(a, store.Aggregated)); diff != "" {
+		t.Errorf("aggregated (-want +got):\n%s", diff)
+	}
+}
+
+func TestDriftIsNotJudgedBeyondWhatTheStreamDelivered(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified)))
+	a.apply(modified, row("a", 12, store.Streamed)) // the stream reached 12
+	// The LIST at 20 has "n" created at 18 and lacks "b"; the watch has
+	// not caught up to 20 and is not known to be quiet.
+	v := listed(20, row("a", 12, store.Verified), row("n", 18, store.Verified))
+	v.caughtUp = false
+	if drift := a.verify(v); drift.Total() != 0 {
+		t.Errorf("drift = %+v, want none while the watch is behind the LIST", drift)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "12/verified", "n": "18/verified"}, view(a, store.Aggregated)); diff != "" {
+		t.Errorf("aggregated is the LIST all the same (-want +got):\n%s", diff)
+	}
+	// The late events then arrive; they are older than the LIST and change
+	// nothing.
+	a.apply(added, row("n", 18, store.Streamed))
+	a.apply(deleted, row("b", 19, store.Streamed))
+	if diff := cmp.Diff(map[string]string{"a": "12/verified", "n": "18/verified"}, view(a, store.Aggregated)); diff != "" {
+		t.Errorf("aggregated after late events (-want +got):\n%s", diff)
+	}
+}
+
+func TestConfirmedRowsShareBytes(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified)))
+	streamed := row("a", 12, store.Streamed)
+	a.apply(modified, streamed)
+	a.verify(listed(20, row("a", 12, store.Verified)))
+	got := a.snapshot(store.Aggregated).Rows[0]
+	if got.Source != store.Verified {
+		t.Errorf("source = %s, want verified", got.Source)
+	}
+	if &got.Object[0] != &streamed.Object[0] {
+		t.Error("the LIST's copy replaced the bytes the views already held; want one copy")
+	}
+	if v := a.snapshot(store.Verified).Rows[0]; &v.Object[0] != &streamed.Object[0] {
+		t.Error("verified and aggregated views hold different copies of the same object")
+	}
+}
+
+func TestSubscribersSeeChangesInOrder(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified)))
+	ctx, cancel := context.WithCancel(t.Context())
+	snap, ch := a.subscribe(ctx, store.Aggregated)
+	if len(snap.Rows) != 1 {
+		t.Fatalf("snapshot rows = %d, want 1", len(snap.Rows))
+	}
+	a.apply(added, row("b", 11, store.Streamed))
+	a.apply(modified, row("a", 12, store.Streamed))
+	a.apply(deleted, row("b", 13, store.Streamed))
+	a.verify(listed(20, row("a", 12, store.Verified), row("c", 15, store.Verified))) // c was missed
+	var got []string
+	for range 4 {
+		c := <-ch
+		got = append(got, c.Type+" "+c.Row.Name)
+	}
+	if diff := cmp.Diff([]string{"ADDED b", "MODIFIED a", "DELETED b", "ADDED c"}, got); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	cancel()
+	for range ch {
+	}
+}
+
+func TestSlowSubscriberIsDropped(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10))
+	_, ch := a.subscribe(t.Context(), store.Aggregated)
+	for i := range subscriberBuffer + 1 {
+		a.apply(added, row(fmt.Sprint("p", i), uint64(11+i), store.Streamed))
+	}
+	n := 0
+	for range ch {
+		n++
+	}
+	if n != subscriberBuffer {
+		t.Errorf("received %d changes before the channel closed, want %d", n, subscriberBuffer)
+	}
+}
+
+func TestLedgerIsBounded(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10))
+	var rows []*store.Row
+	for i := range ledgerSize + 10 {
+		rows = append(rows, row(fmt.Sprint("m", i), 11, store.Verified))
+	}
+	a.verify(listed(20, rows...))
+	if n := len(a.drift().Ledger); n != ledgerSize {
+		t.Errorf("ledger holds %d entries, want %d", n, ledgerSize)
+	}
+}
+
+// BenchmarkApply measures the per-event cost at several object counts; it
+// must not grow with the count.
+func BenchmarkApply(b *testing.B) {
+	for _, n := range []int{1000, 10000, 50000} {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
+			a := newTestAggregator()
+			rows := make([]*store.Row, n)
+			for i := range rows {
+				rows[i] = row(fmt.Sprint("p", i), uint64(i+1), store.Verified)
+			}
+			a.verify(listed(uint64(n), rows...))
+			rv := uint64(n)
+			b.ResetTimer()
+			for i := range b.N {
+				rv++
+				r := *rows[i%n]
+				r.ResourceVersion, r.Source = rv, store.Streamed
+				a.apply(modified, &r)
+				if len(a.log) > 100000 {
+					b.StopTimer()
+					a.log = a.log[:0]
+					b.StartTimer()
+				}
+			}
+		})
+	}
+}

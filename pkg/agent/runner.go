@@ -1,0 +1,327 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+const (
+	listPageSize = 500
+	// catchUpGrace is how long a landed LIST waits for the watch to deliver
+	// the events up to the LIST's resourceVersion before drift is judged.
+	catchUpGrace = 2 * time.Second
+	// jitterFactor spreads LISTs: each interval is up to 10% longer.
+	jitterFactor = 0.1
+	backoffMin   = 100 * time.Millisecond
+	backoffMax   = 30 * time.Second
+)
+
+// runner runs one resource: a streamer (the watch), a verifier (the periodic
+// LIST) and the aggregator they feed. It implements api.Resource.
+type runner struct {
+	info     api.ResourceInfo
+	client   dynamic.ResourceInterface
+	selector metav1.ListOptions // namespace is in client; label selector here
+	interval time.Duration
+	agg      *aggregator
+	rows     *rowBuilder
+	store    store.Store
+	metrics  *metrics
+	log      *slog.Logger
+
+	// relist asks the verifier for a LIST now (after 410 Gone); listed
+	// tells the streamer one landed.
+	relist chan struct{}
+	listed chan struct{}
+}
+
+var _ api.Resource = (*runner)(nil)
+
+// Start runs the verifier and the streamer until ctx is done. The first LIST
+// lands before the watch starts, so the watch begins at its resourceVersion.
+func (r *runner) Start(ctx context.Context) error {
+	for {
+		err := r.verifyOnce(ctx)
+		if err == nil {
+			break
+		}
+		r.log.Error("first LIST failed; retrying", "resource", r.info.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.jittered(5 * time.Second)):
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.stream(ctx)
+	}()
+	r.verifyLoop(ctx)
+	<-done
+	return nil
+}
+
+func (r *runner) jittered(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Float64()*jitterFactor*float64(d))
+}
+
+// verifyLoop LISTs every interval (jittered) and whenever the streamer asks.
+func (r *runner) verifyLoop(ctx context.Context) {
+	timer := time.NewTimer(r.jittered(r.interval))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-r.relist:
+		}
+		if err := r.verifyOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("LIST failed", "resource", r.info.Name, "err", err)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(r.jittered(r.interval))
+	}
+}
+
+// verifyOnce runs one paginated LIST, bounded by the interval, and lands it.
+func (r *runner) verifyOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, max(r.interval, 30*time.Second))
+	defer cancel()
+	start := time.Now()
+	rows, rv, err := r.list(ctx)
+	r.metrics.lists.WithLabelValues(r.info.Name, result(err)).Inc()
+	r.metrics.listSeconds.WithLabelValues(r.info.Name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.agg.setError(err)
+		return err
+	}
+	caughtUp := r.waitCaughtUp(ctx, rv)
+	drift := r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now(), caughtUp: caughtUp})
+	r.agg.setError(nil)
+	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(drift.MissedAdded))
+	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(drift.MissedDeleted))
+	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(drift.MissedModified))
+	st := r.agg.status(r.info)
+	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Verified)).Set(float64(st.Objects.Verified))
+	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Aggregated)).Set(float64(st.Objects.Aggregated))
+	if drift.Total() > 0 {
+		r.log.Warn("LIST found events the stream missed; streamed view repaired", "resource", r.info.Name,
+			"resourceVersion", rv, "missedAdded", drift.MissedAdded, "missedDeleted", drift.MissedDeleted, "missedModified", drift.MissedModified)
+	}
+	r.persist(ctx)
+	select {
+	case r.listed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// waitCaughtUp waits, up to catchUpGrace, for the watch to deliver events up
+// to rv. A connected watch that stays quiet that long has nothing in flight.
+func (r *runner) waitCaughtUp(ctx context.Context, rv uint64) bool {
+	deadline := time.Now().Add(catchUpGrace)
+	for {
+		ok, connected := r.agg.caughtUp(rv)
+		if ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return connected
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
+	opts := r.selector
+	opts.Limit = listPageSize
+	var rows []*store.Row
+	for {
+		page, err := r.client.List(ctx, opts)
+		if apierrors.IsResourceExpired(err) && opts.Continue != "" {
+			// The continue token outlived the compaction window: start over
+			// at a fresh resourceVersion.
+			opts.Continue, rows = "", rows[:0]
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("listing %s: %w", r.info.Name, err)
+		}
+		for i := range page.Items {
+			row, err := r.rows.build(&page.Items[i], store.Verified)
+			if err != nil {
+				return nil, 0, err
+			}
+			rows = append(rows, row)
+		}
+		if page.GetContinue() == "" {
+			rv, err := store.ParseResourceVersion(page.GetResourceVersion())
+			if err != nil {
+				return nil, 0, fmt.Errorf("listing %s: %w", r.info.Name, err)
+			}
+			return rows, rv, nil
+		}
+		opts.Continue = page.GetContinue()
+	}
+}
+
+// stream keeps one watch open, resuming from the last resourceVersion it
+// delivered. On 410 Gone it asks for a LIST and resumes from that.
+func (r *runner) stream(ctx context.Context) {
+	backoff := backoffMin
+	for ctx.Err() == nil {
+		err := r.watchOnce(ctx)
+		r.agg.setConnected(false)
+		if ctx.Err() != nil {
+			return
+		}
+		reason := "closed"
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			reason = "gone"
+			r.log.Info("watch expired (410 Gone); relisting", "resource", r.info.Name)
+			select {
+			case r.relist <- struct{}{}:
+			default:
+			}
+			select {
+			case <-r.listed:
+			case <-ctx.Done():
+				return
+			}
+			backoff = backoffMin
+		} else if err != nil {
+			reason = "error"
+			r.agg.setError(err)
+			r.log.Warn("watch failed; resuming", "resource", r.info.Name, "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, backoffMax)
+		} else {
+			backoff = backoffMin
+		}
+		r.metrics.watchRestarts.WithLabelValues(r.info.Name, reason).Inc()
+	}
+}
+
+// watchOnce runs one watch until it ends. A nil error means the server ended
+// it normally (its timeout), so it is resumed at once.
+func (r *runner) watchOnce(ctx context.Context) error {
+	opts := r.selector
+	opts.ResourceVersion = store.FormatResourceVersion(r.agg.resumeFrom())
+	opts.AllowWatchBookmarks = true
+	// The server ends each watch after this; resuming then is cheap and
+	// spreads reconnects.
+	timeout := int64(r.jittered(5 * time.Minute).Seconds())
+	opts.TimeoutSeconds = &timeout
+	w, err := r.client.Watch(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", r.info.Name, err)
+	}
+	defer w.Stop()
+	r.agg.setConnected(true)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil
+			}
+			if err := r.handle(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *runner) handle(ev watch.Event) error {
+	switch ev.Type {
+	case watch.Error:
+		return apierrors.FromObject(ev.Object)
+	case watch.Bookmark:
+		obj, ok := ev.Object.(*unstructured.Unstructured)
+		if !ok {
+			return nil
+		}
+		if rv, err := store.ParseResourceVersion(obj.GetResourceVersion()); err == nil {
+			r.agg.progress(rv)
+		}
+		return nil
+	case watch.Added, watch.Modified, watch.Deleted:
+		obj, ok := ev.Object.(*unstructured.Unstructured)
+		if !ok {
+			return fmt.Errorf("watch of %s delivered %T, not an object", r.info.Name, ev.Object)
+		}
+		row, err := r.rows.build(obj, store.Streamed)
+		if err != nil {
+			// One bad object must not stop the stream; the next LIST
+			// brings it in.
+			r.log.Error("dropping event", "resource", r.info.Name, "type", ev.Type, "err", err)
+			return nil
+		}
+		r.metrics.events.WithLabelValues(r.info.Name, string(ev.Type)).Inc()
+		r.agg.apply(string(ev.Type), row)
+	}
+	return nil
+}
+
+// persist writes the verified and aggregated frames to the store. A store
+// failure is logged and reported in status; serving goes on from memory.
+func (r *runner) persist(ctx context.Context) {
+	if r.store == nil {
+		return
+	}
+	verified, aggregated := r.agg.frames()
+	for _, f := range []*store.Frame{verified, aggregated} {
+		if err := r.store.PutFrame(ctx, f); err != nil {
+			r.log.Error("writing frame to the store", "resource", r.info.Name, "source", f.Header.Source, "err", err)
+			r.agg.setError(fmt.Errorf("store: %w", err))
+			return
+		}
+	}
+}
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// api.Resource
+
+func (r *runner) Info() api.ResourceInfo     { return r.info }
+func (r *runner) Status() api.ResourceStatus { return r.agg.status(r.info) }
+func (r *runner) Snapshot(view store.Source) *api.Snapshot {
+	return r.agg.snapshot(view)
+}
+func (r *runner) Subscribe(ctx context.Context, view store.Source) (*api.Snapshot, <-chan api.Change) {
+	return r.agg.subscribe(ctx, view)
+}
+func (r *runner) Drift() api.DriftReport { return r.agg.drift() }

@@ -1,0 +1,59 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// Backend is what the server needs from the agent.
+type Backend interface {
+	// Resources returns every watched resource's status, in a stable order.
+	Resources() []ResourceStatus
+	// Resource finds a watched resource by any name kubectl accepts for it:
+	// the plural, the singular, a short name, the kind (case-insensitive)
+	// or plural.group.
+	Resource(name string) (Resource, bool)
+	// Ready reports whether every resource has a verified frame; when not,
+	// the sentence says which have none yet.
+	Ready() (bool, string)
+}
+
+// Resource is one watched resource's cached state.
+type Resource interface {
+	Info() ResourceInfo
+	Status() ResourceStatus
+	// Snapshot returns an immutable view of the resource.
+	Snapshot(view store.Source) *Snapshot
+	// Subscribe returns the view's current snapshot and the changes made
+	// to it after that snapshot, in order. The channel is closed when ctx
+	// is done or when the subscriber falls too far behind; the server then
+	// ends the watch with an ERROR event, and the client watches again.
+	Subscribe(ctx context.Context, view store.Source) (*Snapshot, <-chan Change)
+	// Drift returns the drift ledger and the changes not yet verified.
+	Drift() DriftReport
+}
+
+// Snapshot is an immutable, consistent view of one resource. Readers must
+// not modify it or its rows.
+type Snapshot struct {
+	// Header.Source is the view; Header.ResourceVersion the view's newest
+	// resourceVersion; Header.Rows the number of live rows.
+	Header                  store.Header
+	VerifiedResourceVersion uint64
+	// Rows holds the live objects (never tombstones), sorted by Row.Key().
+	Rows []*store.Row
+	// StreamConnected and LastStreamAt (the watch's last event or bookmark)
+	// give the X-Krm-Stream-Lag header.
+	StreamConnected bool
+	LastStreamAt    time.Time
+}
+
+// Change is one change to a view, for watchers.
+type Change struct {
+	// Type is ADDED, MODIFIED or DELETED. For DELETED, Row is the last
+	// state the view held.
+	Type string
+	Row  *store.Row
+}

@@ -1,0 +1,146 @@
+package store
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func testFrame(n int) *Frame {
+	f := &Frame{Header: Header{
+		Cluster: "prod", Resource: "pods", Source: Aggregated, ResourceVersion: 4242,
+		VerifiedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+	}}
+	for i := range n {
+		r := &Row{
+			UID: fmt.Sprintf("uid-%d", i), Namespace: "default", Name: fmt.Sprintf("pod-%d", i),
+			ResourceVersion: uint64(100 + i), Source: Verified,
+			ObservedAt: time.Date(2026, 11, 29, 12, 0, i, 0, time.UTC),
+			Object:     fmt.Appendf(nil, `{"kind":"Pod","metadata":{"name":"pod-%d"}}`, i),
+			Labels:     map[string]string{"app": "web"},
+			Fields:     map[string]string{"spec.nodeName": "node-1", "status.phase": "Running"},
+		}
+		if i%3 == 2 {
+			r.Source, r.Deleted = Streamed, true
+		}
+		f.Rows = append(f.Rows, r)
+	}
+	return f
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 100} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			in := testFrame(n)
+			data, err := Encode(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := *in
+			want.Header.Version, want.Header.Rows = FrameVersion, n
+			if n == 0 {
+				want.Rows = []*Row{}
+			}
+			if diff := cmp.Diff(&want, out); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsUnknownVersion(t *testing.T) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&Header{Version: FrameVersion + 1, Resource: "pods"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Decode(buf.Bytes())
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("Decode of version %d: err = %v, want ErrVersion", FrameVersion+1, err)
+	}
+}
+
+func TestDecodeRejectsCorruptFrames(t *testing.T) {
+	data, err := Encode(testFrame(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string][]byte{
+		"empty":          nil,
+		"garbage":        []byte("not a gob frame"),
+		"truncated":      data[:len(data)/2],
+		"one byte short": data[:len(data)-1],
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, err := Decode(bad)
+			if err == nil {
+				t.Fatalf("Decode returned a frame with %d rows, want an error", len(f.Rows))
+			}
+			if f != nil {
+				t.Error("Decode returned a partial frame along with its error")
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	data, _ := Encode(testFrame(3))
+	f.Add(data)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := Decode(data)
+		if err == nil && fr.Header.Rows != len(fr.Rows) {
+			t.Fatalf("header says %d rows, frame has %d", fr.Header.Rows, len(fr.Rows))
+		}
+	})
+}
+
+func TestMemoryStore(t *testing.T) {
+	m := NewMemory()
+	ctx := t.Context()
+	if _, err := m.GetFrame(ctx, "prod", "pods", Verified); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty store: err = %v, want ErrNotFound", err)
+	}
+	in := testFrame(5)
+	in.Header.Source = Verified
+	if err := m.PutFrame(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.GetFrame(ctx, "prod", "pods", Verified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Header.Rows != 5 || out.Header.ResourceVersion != 4242 || len(out.Rows) != 5 {
+		t.Errorf("got header %+v with %d rows", out.Header, len(out.Rows))
+	}
+	// A later put replaces the frame; other sources are untouched.
+	in.Rows = in.Rows[:2]
+	if err := m.PutFrame(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := m.GetFrame(ctx, "prod", "pods", Verified); len(out.Rows) != 2 {
+		t.Errorf("after replace: %d rows, want 2", len(out.Rows))
+	}
+	if _, err := m.GetFrame(ctx, "prod", "pods", Aggregated); !errors.Is(err, ErrNotFound) {
+		t.Errorf("aggregated frame: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestParseResourceVersion(t *testing.T) {
+	if v, err := ParseResourceVersion("12345"); err != nil || v != 12345 {
+		t.Errorf("ParseResourceVersion(12345) = %d, %v", v, err)
+	}
+	for _, bad := range []string{"", "abc", "-1", "1.5"} {
+		if _, err := ParseResourceVersion(bad); err == nil {
+			t.Errorf("ParseResourceVersion(%q) succeeded, want an error", bad)
+		}
+	}
+}
