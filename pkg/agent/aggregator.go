@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -220,7 +221,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		horizon = v.rv
 		v.caughtUp = true
 	}
-	judge := a.hasVerified && !a.stale
+	judge := a.hasVerified && !a.stale // see judging
 	var drift api.DriftCounts
 	var found []api.DriftEntry
 	listRV := store.FormatResourceVersion(v.rv)
@@ -410,7 +411,7 @@ func (a *aggregator) sortedLocked(view store.Source) []*store.Row {
 	for _, r := range src {
 		rows = append(rows, r)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Key() < rows[j].Key() })
+	slices.SortFunc(rows, store.CompareKeys)
 	a.sorted[view] = rows
 	return rows
 }
@@ -500,6 +501,14 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 		Stale:                   a.stale,
 		LastError:               a.lastError,
 	}
+}
+
+// judging reports whether the next LIST will be judged for drift: there is
+// an earlier LIST of this run to judge the stream against.
+func (a *aggregator) judging() bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.hasVerified && !a.stale
 }
 
 func (a *aggregator) ready() bool {

@@ -114,7 +114,12 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 		r.agg.setError(err)
 		return err
 	}
-	caughtUp := r.waitCaughtUp(ctx, rv)
+	// Drift is judged against an earlier LIST; the first has nothing to
+	// wait for.
+	caughtUp := false
+	if r.agg.judging() {
+		caughtUp = r.waitCaughtUp(ctx, rv)
+	}
 	drift := r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now(), caughtUp: caughtUp})
 	r.agg.setError(nil)
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(drift.MissedAdded))
@@ -202,6 +207,12 @@ func (r *runner) stream(ctx context.Context) {
 		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 			reason = "gone"
 			r.log.Info("watch expired (410 Gone); relisting", "resource", r.info.Name)
+			// A LIST that landed before this one was asked for does not
+			// help: wait for a fresh one.
+			select {
+			case <-r.listed:
+			default:
+			}
 			select {
 			case r.relist <- struct{}{}:
 			default:

@@ -5,6 +5,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,28 @@ func TestParseResourceVersion(t *testing.T) {
 	for _, bad := range []string{"", "abc", "-1", "1.5"} {
 		if _, err := ParseResourceVersion(bad); err == nil {
 			t.Errorf("ParseResourceVersion(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestCompareKeysMatchesKeyOrder(t *testing.T) {
+	names := []struct{ ns, name string }{
+		{"a", "x"}, {"a", "y"}, {"a-b", "x"}, {"a0", "x"}, {"ab", "a"}, {"a.b", "z"}, {"b", "a"},
+		{"kube-system", "p"}, {"kube", "q"}, {"kube0", "r"},
+	}
+	for _, x := range names {
+		for _, y := range names {
+			a := &Row{Namespace: x.ns, Name: x.name}
+			b := &Row{Namespace: y.ns, Name: y.name}
+			if got, want := CompareKeys(a, b), strings.Compare(a.Key(), b.Key()); got != want {
+				t.Errorf("CompareKeys(%s, %s) = %d, want %d", a.Key(), b.Key(), got, want)
+			}
+		}
+	}
+	for _, pair := range [][2]string{{"a", "b"}, {"node-1", "node-10"}, {"x", "x"}} {
+		a, b := &Row{Name: pair[0]}, &Row{Name: pair[1]}
+		if got, want := CompareKeys(a, b), strings.Compare(pair[0], pair[1]); got != want {
+			t.Errorf("cluster-scoped CompareKeys(%s, %s) = %d, want %d", pair[0], pair[1], got, want)
 		}
 	}
 }

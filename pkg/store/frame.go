@@ -7,6 +7,7 @@ package store
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -98,4 +99,28 @@ func FormatResourceVersion(v uint64) string {
 		return ""
 	}
 	return strconv.FormatUint(v, 10)
+}
+
+// CompareKeys orders rows as their Key() strings would (kube-apiserver's
+// order), without building them: sorting a large view must not allocate per
+// comparison.
+func CompareKeys(a, b *Row) int {
+	if a.Namespace == b.Namespace {
+		return strings.Compare(a.Name, b.Name)
+	}
+	if a.Namespace == "" || b.Namespace == "" {
+		return strings.Compare(a.Key(), b.Key())
+	}
+	short, long, sign := a.Namespace, b.Namespace, 1
+	if len(short) > len(long) {
+		short, long, sign = long, short, -1
+	}
+	if strings.HasPrefix(long, short) {
+		// "short/…" against "short<c>…": '/' decides against c.
+		if '/' < long[len(short)] {
+			return -sign
+		}
+		return sign
+	}
+	return strings.Compare(a.Namespace, b.Namespace)
 }
