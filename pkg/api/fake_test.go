@@ -182,8 +182,7 @@ func newTestBackend(t testing.TB) (*fakeBackend, *fakeResource, *fakeResource) {
 	for _, p := range testPods {
 		all = append(all, podRow(t, p))
 		if p.source == store.Verified {
-			v := p
-			verified = append(verified, podRow(t, v))
+			verified = append(verified, podRow(t, p))
 		}
 	}
 	pods := &fakeResource{info: podsInfo, snaps: map[store.Source]*Snapshot{
@@ -258,3 +257,12 @@ func apiError(t testing.TB, r response) Error {
 }
 
 func itoa(v uint64) string { return store.FormatResourceVersion(v) }
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -323,5 +323,8 @@ func writeError(w http.ResponseWriter, status int, message string) {
 }
 
 func badRequest(format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
+	// Selector parsers quote the caller's bytes raw in their errors; a
+	// message must stay valid text whatever was sent.
+	msg := strings.ToValidUTF8(fmt.Sprintf(format, args...), "\uFFFD")
+	return &Error{Status: http.StatusBadRequest, Message: msg}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -228,7 +227,7 @@ func TestTranslate(t *testing.T) {
 			got = ""
 		}
 		if got != s.want {
-			t.Errorf("step %d: %s of a %s pod -> %q, want %q (sent before: %v)", i, s.c.Type, phase(s.c.Row), got, s.want, maps.Collect(maps.All(sent)))
+			t.Errorf("step %d: %s of a %s pod -> %q, want %q (sent before: %v)", i, s.c.Type, phase(s.c.Row), got, s.want, sent)
 		}
 	}
 }
