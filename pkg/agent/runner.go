@@ -25,6 +25,7 @@ const (
 	// jitterFactor spreads LISTs: each interval is up to 10% longer.
 	jitterFactor = 0.1
 	backoffMin   = 100 * time.Millisecond
+	listRetryMin = time.Second
 	backoffMax   = 30 * time.Second
 )
 
@@ -61,7 +62,7 @@ func (r *runner) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(r.jittered(5 * time.Second)):
+		case <-time.After(r.jittered(listRetryMin)):
 		}
 	}
 	done := make(chan struct{})
@@ -82,6 +83,7 @@ func (r *runner) jittered(d time.Duration) time.Duration {
 func (r *runner) verifyLoop(ctx context.Context) {
 	timer := time.NewTimer(r.jittered(r.interval))
 	defer timer.Stop()
+	retry := listRetryMin
 	for {
 		select {
 		case <-ctx.Done():
@@ -89,8 +91,15 @@ func (r *runner) verifyLoop(ctx context.Context) {
 		case <-timer.C:
 		case <-r.relist:
 		}
+		next := r.interval
 		if err := r.verifyOnce(ctx); err != nil && ctx.Err() == nil {
-			r.log.Error("LIST failed", "resource", r.info.Name, "err", err)
+			// A failed LIST is retried soon, not an interval later: after a
+			// 410 the watch waits for it, and the views are frozen meanwhile.
+			next = min(retry, r.interval)
+			retry = min(2*retry, backoffMax)
+			r.log.Error("LIST failed; retrying", "resource", r.info.Name, "err", err, "retryIn", next)
+		} else {
+			retry = listRetryMin
 		}
 		if !timer.Stop() {
 			select {
@@ -98,7 +107,7 @@ func (r *runner) verifyLoop(ctx context.Context) {
 			default:
 			}
 		}
-		timer.Reset(r.jittered(r.interval))
+		timer.Reset(r.jittered(next))
 	}
 }
 

@@ -1,0 +1,294 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+
+	"k8s.io/client-go/rest"
+)
+
+// watchProxy stands between the agent and kube-apiserver and forwards every
+// request. On watches it can do what networks and servers do to a real
+// watch, to order: drop chosen events, cut the open watches, and hold new
+// ones until released.
+type watchProxy struct {
+	upstream *url.URL
+	rt       http.RoundTripper
+	// drop says which watch events never reach the agent.
+	drop func(typ, name string) bool
+	srv  *httptest.Server
+
+	mu      sync.Mutex
+	open    map[*forwarded]struct{}
+	gate    chan struct{} // non-nil: new watches wait until it closes
+	held    int
+	dropped []watchEvent
+	watches []string // the resourceVersion each watch asked for, in order
+	// failLists is how many of the next LISTs fail with 500.
+	failLists int
+}
+
+// forwarded is a watch being forwarded.
+type forwarded struct {
+	cancel context.CancelFunc
+	// flowing: its response began; cut: Cut ended it (it may take a moment
+	// to go).
+	flowing, cut bool
+}
+
+// watchEvent is a watch event as the proxy saw it.
+type watchEvent struct {
+	Type string
+	Name string
+}
+
+// newWatchProxy starts a proxy to the kube-apiserver of cfg, authenticating
+// as cfg does. drop may be nil.
+func newWatchProxy(t *testing.T, cfg *rest.Config, drop func(typ, name string) bool) *watchProxy {
+	t.Helper()
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &watchProxy{upstream: upstream, rt: rt, drop: drop, open: map[*forwarded]struct{}{}}
+	p.srv = httptest.NewServer(p)
+	t.Cleanup(func() {
+		p.Release()
+		p.Cut()
+		p.srv.Close()
+	})
+	return p
+}
+
+// RESTConfig is the agent's configuration to reach kube-apiserver through
+// the proxy: plain HTTP, the proxy authenticates.
+func (p *watchProxy) RESTConfig() *rest.Config {
+	return &rest.Config{Host: p.srv.URL, QPS: 500, Burst: 1000}
+}
+
+// hopHeaders are the headers of one connection, not to be forwarded.
+// Accept-Encoding is dropped so that the proxy's transport decompresses and
+// watch events can be read line by line.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Accept-Encoding", "Content-Length",
+}
+
+func (p *watchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	watching := q.Get("watch") == "true" || q.Get("watch") == "1"
+	ctx := r.Context()
+	var fw *forwarded
+	if !watching && r.Method == http.MethodGet && p.failList() {
+		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"proxy: failing this LIST on purpose","code":500}`, http.StatusInternalServerError)
+		return
+	}
+	if watching {
+		if !p.pass(ctx, q.Get("resourceVersion")) {
+			return
+		}
+		fw = &forwarded{}
+		ctx, fw.cancel = context.WithCancel(ctx)
+		defer fw.cancel()
+		p.mu.Lock()
+		p.open[fw] = struct{}{}
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			delete(p.open, fw)
+			p.mu.Unlock()
+		}()
+	}
+
+	out := r.Clone(ctx)
+	out.RequestURI, out.Host = "", ""
+	u := *p.upstream
+	u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
+	out.URL = &u
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	resp, err := p.rt.RoundTrip(out)
+	if err != nil {
+		http.Error(w, "proxy: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	for _, h := range hopHeaders {
+		w.Header().Del(h)
+	}
+	w.WriteHeader(resp.StatusCode)
+	if !watching || resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(w, resp.Body)
+		return
+	}
+	p.relay(ctx, r.Context(), fw, w, resp.Body)
+}
+
+// FailLists makes the next n non-watch GETs (LISTs) fail with 500.
+func (p *watchProxy) FailLists(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failLists = n
+}
+
+func (p *watchProxy) failList() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failLists == 0 {
+		return false
+	}
+	p.failLists--
+	return true
+}
+
+// pass lets a watch through, after waiting while watches are held. It
+// reports false when the client gave up waiting.
+func (p *watchProxy) pass(ctx context.Context, rv string) bool {
+	p.mu.Lock()
+	p.watches = append(p.watches, rv)
+	gate := p.gate
+	if gate != nil {
+		p.held++
+	}
+	p.mu.Unlock()
+	if gate == nil {
+		return true
+	}
+	defer func() {
+		p.mu.Lock()
+		p.held--
+		p.mu.Unlock()
+	}()
+	select {
+	case <-gate:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// relay copies a watch's events, one JSON object per line, flushing each and
+// leaving out the ones to drop. When the watch is cut (ctx ends but the
+// client's request goes on) it breaks the connection, as a network failure
+// would.
+func (p *watchProxy) relay(ctx, client context.Context, fw *forwarded, w http.ResponseWriter, body io.Reader) {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	p.mu.Lock()
+	fw.flowing = true
+	p.mu.Unlock()
+	br := bufio.NewReaderSize(body, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			if ctx.Err() != nil && client.Err() == nil {
+				panic(http.ErrAbortHandler)
+			}
+			return
+		}
+		var ev struct {
+			Type   string `json:"type"`
+			Object struct {
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+			} `json:"object"`
+		}
+		if p.drop != nil && json.Unmarshal(line, &ev) == nil && p.drop(ev.Type, ev.Object.Metadata.Name) {
+			p.mu.Lock()
+			p.dropped = append(p.dropped, watchEvent{Type: ev.Type, Name: ev.Object.Metadata.Name})
+			p.mu.Unlock()
+			continue
+		}
+		if _, err := w.Write(line); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// Cut ends every watch being forwarded and returns how many it ended.
+func (p *watchProxy) Cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for fw := range p.open {
+		if !fw.cut {
+			fw.cancel()
+			fw.cut = true
+			n++
+		}
+	}
+	return n
+}
+
+// Hold makes new watches wait until Release.
+func (p *watchProxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate == nil {
+		p.gate = make(chan struct{})
+	}
+}
+
+// Release lets held and new watches through.
+func (p *watchProxy) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate != nil {
+		close(p.gate)
+		p.gate = nil
+	}
+}
+
+// Established counts the watches whose events are flowing to the agent.
+func (p *watchProxy) Established() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for fw := range p.open {
+		if fw.flowing && !fw.cut {
+			n++
+		}
+	}
+	return n
+}
+
+// Held counts the watches waiting for Release.
+func (p *watchProxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
+// Dropped returns the events dropped so far, in order.
+func (p *watchProxy) Dropped() []watchEvent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]watchEvent(nil), p.dropped...)
+}
+
+// Watches returns the resourceVersion each watch request asked for, in
+// order.
+func (p *watchProxy) Watches() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.watches...)
+}
