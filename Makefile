@@ -20,8 +20,9 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build every command into bin/.
+build: ## Build every command into bin/, with kubectl-krm's completion helper.
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./test/cmd/...
+	install -m 0755 cmd/kubectl-krm/kubectl_complete-krm $(BIN)/
 
 .PHONY: verify
 verify: ## gofmt, go vet and go mod tidy must be clean.
@@ -45,6 +46,14 @@ integration: $(CLUSTER) ## Integration and e2e tests; starts the local cluster i
 	if ! $(CLUSTER) status -q 2>/dev/null; then $(CLUSTER) up >/dev/null; started=1; fi; \
 	trap 'if [ -n "$$started" ]; then $(CLUSTER) down; fi' EXIT; \
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: bench
+bench: $(CLUSTER) ## Benchmark krm-agent against kube-apiserver with 10k pods on the local cluster; prints a markdown report.
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/krm-agent ./test/cmd/krm-bench
+	@set -e; started=; \
+	if ! $(CLUSTER) status -q 2>/dev/null; then $(CLUSTER) up >/dev/null; started=1; fi; \
+	trap 'if [ -n "$$started" ]; then $(CLUSTER) down; fi' EXIT; \
+	$(BIN)/krm-bench -agent $(BIN)/krm-agent $(BENCH_FLAGS)
 
 .PHONY: cluster-up
 cluster-up: $(CLUSTER) ## Start the local cluster (idempotent); prints the env file to source.

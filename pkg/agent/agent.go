@@ -46,11 +46,12 @@ type Config struct {
 
 // Agent runs one runner per resource and serves them to the API.
 type Agent struct {
-	runners []*runner
-	byName  map[string]*runner
-	store   store.Store
-	cluster string
-	log     *slog.Logger
+	runners   []*runner
+	byName    map[string]*runner
+	store     store.Store
+	storeKind string
+	cluster   string
+	log       *slog.Logger
 }
 
 var _ api.Backend = (*Agent)(nil)
@@ -97,7 +98,7 @@ func (c Config) Complete() (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{byName: map[string]*runner{}, store: c.Store, cluster: c.ClusterName, log: c.Logger}
+	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger}
 	for _, r := range res {
 		client := dynamic.ResourceInterface(dyn.Resource(r.gvr))
 		if r.info.Namespaced && c.Namespace != "" {
@@ -124,6 +125,14 @@ func (c Config) Complete() (*Agent, error) {
 		}
 	}
 	return a, nil
+}
+
+// storeKind names a store for status.
+func storeKind(s store.Store) string {
+	if _, ok := s.(*store.Memory); ok {
+		return "memory"
+	}
+	return fmt.Sprintf("%T", s)
 }
 
 // lookupNames are the names a resource answers to in API paths.
@@ -168,12 +177,24 @@ func (a *Agent) warm(ctx context.Context, r *runner) {
 }
 
 // Resources implements api.Backend.
-func (a *Agent) Resources() []api.ResourceStatus {
+func (a *Agent) Resources() api.ResourceList {
 	out := make([]api.ResourceStatus, 0, len(a.runners))
 	for _, r := range a.runners {
 		out = append(out, r.Status())
 	}
-	return out
+	return api.ResourceList{Cluster: a.cluster, Store: a.storeStatus(), Resources: out}
+}
+
+// storeStatus reports the store's health: a store that failed its last
+// write is degraded until a write succeeds.
+func (a *Agent) storeStatus() api.StoreStatus {
+	st := api.StoreStatus{Kind: a.storeKind, Healthy: true}
+	for _, r := range a.runners {
+		if msg := r.storeError(); msg != "" {
+			st.Healthy, st.Message = false, msg
+		}
+	}
+	return st
 }
 
 // Resource implements api.Backend.

@@ -64,6 +64,7 @@ type aggregator struct {
 	lastStreamAt    time.Time // last event or bookmark
 	lastEventAt     time.Time
 	events          int64
+	perSecond       eventRate
 	verifications   int64
 	lastDrift       api.DriftCounts
 	totalDrift      api.DriftCounts
@@ -76,6 +77,34 @@ type aggregator struct {
 	// lock.
 	sortMu sync.Mutex
 	subs   map[*subscriber]struct{}
+}
+
+// eventRate counts events per second over the last minute, in O(1) per
+// event: slot i holds the count of a second s with s%60 == i.
+type eventRate struct {
+	second [60]int64
+	count  [60]int64
+}
+
+func (e *eventRate) add(t time.Time) {
+	s := t.Unix()
+	i := s % 60
+	if e.second[i] != s {
+		e.second[i], e.count[i] = s, 0
+	}
+	e.count[i]++
+}
+
+// lastMinute sums the events of the 60 seconds up to now.
+func (e *eventRate) lastMinute(now time.Time) int64 {
+	cut := now.Unix() - 60
+	var n int64
+	for i := range e.second {
+		if e.second[i] > cut {
+			n += e.count[i]
+		}
+	}
+	return n
 }
 
 type event struct {
@@ -117,6 +146,7 @@ func (a *aggregator) apply(typ string, row *store.Row) {
 		return
 	}
 	a.events++
+	a.perSecond.add(now)
 	a.lastEventAt = now
 	a.log = append(a.log, event{typ: typ, row: row})
 	if ch, ok := a.applyLocked(typ, row); ok {
@@ -495,6 +525,7 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 		StreamConnected:         a.streamConnected,
 		LastEventAt:             a.lastEventAt,
 		Events:                  a.events,
+		EventsPerMinute:         float64(a.perSecond.lastMinute(a.now())),
 		Verifications:           a.verifications,
 		LastDrift:               a.lastDrift,
 		TotalDrift:              a.totalDrift,

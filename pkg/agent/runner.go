@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,6 +47,9 @@ type runner struct {
 	// tells the streamer one landed.
 	relist chan struct{}
 	listed chan struct{}
+
+	storeMu  sync.Mutex
+	storeErr string // the last store write's error, "" when it worked
 }
 
 var _ api.Resource = (*runner)(nil)
@@ -321,10 +325,26 @@ func (r *runner) persist(ctx context.Context) {
 	for _, f := range []*store.Frame{verified, aggregated} {
 		if err := r.store.PutFrame(ctx, f); err != nil {
 			r.log.Error("writing frame to the store", "resource", r.info.Name, "source", f.Header.Source, "err", err)
-			r.agg.setError(fmt.Errorf("store: %w", err))
+			r.setStoreError(fmt.Errorf("writing %s frame: %w", f.Header.Source, err))
 			return
 		}
 	}
+	r.setStoreError(nil)
+}
+
+func (r *runner) setStoreError(err error) {
+	r.storeMu.Lock()
+	defer r.storeMu.Unlock()
+	r.storeErr = ""
+	if err != nil {
+		r.storeErr = err.Error()
+	}
+}
+
+func (r *runner) storeError() string {
+	r.storeMu.Lock()
+	defer r.storeMu.Unlock()
+	return r.storeErr
 }
 
 func result(err error) string {

@@ -46,12 +46,12 @@ type fakeBackend struct {
 	why       string
 }
 
-func (b *fakeBackend) Resources() []ResourceStatus {
+func (b *fakeBackend) Resources() ResourceList {
 	var out []ResourceStatus
 	for _, r := range b.resources {
 		out = append(out, r.Status())
 	}
-	return out
+	return ResourceList{Cluster: "test", Store: StoreStatus{Kind: "memory", Healthy: true}, Resources: out}
 }
 
 func (b *fakeBackend) Resource(name string) (Resource, bool) {

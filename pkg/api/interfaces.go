@@ -9,8 +9,9 @@ import (
 
 // Backend is what the server needs from the agent.
 type Backend interface {
-	// Resources returns every watched resource's status, in a stable order.
-	Resources() []ResourceStatus
+	// Resources returns every watched resource's status, in a stable
+	// order, with the agent's cluster and store health.
+	Resources() ResourceList
 	// Resource finds a watched resource by any name kubectl accepts for it:
 	// the plural, the singular, a short name, the kind (case-insensitive)
 	// or plural.group.

@@ -190,7 +190,8 @@ func (s *Server) resources(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	list := ResourceList{Resources: s.backend.Resources()}
+	list := s.backend.Resources()
+	list.AgentVersion = s.version
 	if list.Resources == nil {
 		list.Resources = []ResourceStatus{}
 	}
@@ -227,7 +228,7 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request) (Resource, boo
 		// mint new time series with a loop of requests.
 		label(w, "", "unknown")
 		var names []string
-		for _, st := range s.backend.Resources() {
+		for _, st := range s.backend.Resources().Resources {
 			names = append(names, st.Name)
 		}
 		watched := strings.Join(names, ", ")

@@ -38,12 +38,14 @@ func TestResources(t *testing.T) {
 	if err := json.Unmarshal(r.body, &got); err != nil {
 		t.Fatalf("%v: %s", err, r.body)
 	}
-	if diff := cmp.Diff(ResourceList{Resources: b.Resources()}, got); diff != "" {
+	want := b.Resources()
+	want.AgentVersion = "v0.0.0-test"
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("resources (-want +got):\n%s", diff)
 	}
 
 	empty, _ := newTestServer(t, &fakeBackend{})
-	if r := get(t, empty, "/api/v1/resources"); strings.TrimSpace(string(r.body)) != `{"resources":[]}` {
+	if r := get(t, empty, "/api/v1/resources"); strings.TrimSpace(string(r.body)) != `{"agentVersion":"v0.0.0-test","cluster":"test","store":{"kind":"memory","healthy":true},"resources":[]}` {
 		t.Errorf("no resources: body %s, want an empty list", r.body)
 	}
 	r = get(t, empty, "/api/v1/resources/pods")

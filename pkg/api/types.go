@@ -79,7 +79,9 @@ type ResourceStatus struct {
 	StreamConnected         bool         `json:"streamConnected"`
 	LastEventAt             time.Time    `json:"lastEventAt,omitzero"`
 	Events                  int64        `json:"events"`
-	Verifications           int64        `json:"verifications"`
+	// EventsPerMinute counts the events of the last minute.
+	EventsPerMinute float64 `json:"eventsPerMinute"`
+	Verifications   int64   `json:"verifications"`
 	// LastDrift is what the last verification found; TotalDrift sums all.
 	LastDrift  DriftCounts `json:"lastDrift"`
 	TotalDrift DriftCounts `json:"totalDrift"`
@@ -91,7 +93,18 @@ type ResourceStatus struct {
 
 // ResourceList is the body of GET /api/v1/resources.
 type ResourceList struct {
-	Resources []ResourceStatus `json:"resources"`
+	AgentVersion string           `json:"agentVersion,omitempty"`
+	Cluster      string           `json:"cluster,omitempty"`
+	Store        StoreStatus      `json:"store"`
+	Resources    []ResourceStatus `json:"resources"`
+}
+
+// StoreStatus says where frames are kept and whether that works.
+type StoreStatus struct {
+	Kind    string `json:"kind"` // memory or redis
+	Healthy bool   `json:"healthy"`
+	// Message explains an unhealthy store.
+	Message string `json:"message,omitempty"`
 }
 
 // FrameHeader is the served frame's header.

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/render"
+	"github.com/krm-project/krm/pkg/version"
+)
+
+// VersionOptions are the flags of `kubectl krm version`.
+type VersionOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+	agent       *AgentFlags
+	client      bool
+	genericiooptions.IOStreams
+}
+
+// NewCmdVersion builds `kubectl krm version`.
+func NewCmdVersion(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &VersionOptions{configFlags: cf, agent: agent, IOStreams: streams}
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the plugin and agent versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().BoolVar(&o.client, "client", false, "Print the plugin's version only; don't contact the agent.")
+	return cmd
+}
+
+// Run prints the versions. An unreachable agent is reported in the output
+// and the exit code, after the plugin's own version.
+func (o *VersionOptions) Run(ctx context.Context) error {
+	v := render.Version{Plugin: version.Version, APIVersion: api.Version}
+	if o.client {
+		v.Agent = "(not asked: --client)"
+		return v.PrintObj(o.Out)
+	}
+	conn, err := o.agent.connect(ctx, o.configFlags)
+	if err == nil {
+		var list *api.ResourceList
+		if list, err = conn.Client.Resources(ctx); err == nil {
+			v.Agent = list.AgentVersion
+		}
+	}
+	if err != nil {
+		v.AgentError = "see the error below"
+	}
+	if perr := v.PrintObj(o.Out); perr != nil {
+		return perr
+	}
+	return err
+}
