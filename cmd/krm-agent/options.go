@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/pkg/version"
 )
@@ -36,7 +38,16 @@ type Options struct {
 	ClusterName    string
 	LogFormat      string
 	LogLevel       string
+
+	InfluxURL    string
+	InfluxToken  string
+	InfluxOrg    string
+	InfluxBucket string
 }
+
+// influxTokenEnv holds the InfluxDB token when --influx-token is not given,
+// so it stays out of the process list.
+const influxTokenEnv = "KRM_INFLUX_TOKEN"
 
 // NewCommand builds the krm-agent command.
 func NewCommand() *cobra.Command {
@@ -47,6 +58,7 @@ func NewCommand() *cobra.Command {
 		Store:          "memory",
 		LogFormat:      "text",
 		LogLevel:       "info",
+		InfluxBucket:   "krm",
 	}
 	cmd := &cobra.Command{
 		Use:   "krm-agent",
@@ -77,6 +89,10 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "Name of the cluster in frames and status. Default: the kubeconfig's cluster name, or \"in-cluster\".")
 	f.StringVar(&o.LogFormat, "log-format", o.LogFormat, "Log format: text or json.")
 	f.StringVar(&o.LogLevel, "log-level", o.LogLevel, "Log level: debug, info, warn or error.")
+	f.StringVar(&o.InfluxURL, "influx-url", o.InfluxURL, "InfluxDB base URL to write stream-delay samples to (v2 write API; InfluxDB 1.8+ or 2.x). Default: keep them in memory only.")
+	f.StringVar(&o.InfluxToken, "influx-token", o.InfluxToken, "InfluxDB token (2.x) or user:password (1.8). Default: $"+influxTokenEnv+".")
+	f.StringVar(&o.InfluxOrg, "influx-org", o.InfluxOrg, "InfluxDB organization (2.x; ignored by 1.8).")
+	f.StringVar(&o.InfluxBucket, "influx-bucket", o.InfluxBucket, "InfluxDB bucket (2.x) or database[/retention-policy] (1.8).")
 	return cmd
 }
 
@@ -101,7 +117,43 @@ func (o *Options) Validate() error {
 	if len(o.Resources) == 0 {
 		return errors.New("--resources is empty: name at least one resource")
 	}
+	if o.InfluxURL != "" {
+		u, err := url.Parse(o.InfluxURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--influx-url %q: want http(s)://host:port", o.InfluxURL)
+		}
+		if o.InfluxBucket == "" {
+			return errors.New("--influx-bucket is empty: name the bucket (or 1.8 database) to write to")
+		}
+	}
 	return nil
+}
+
+// delay builds the stream-delay recorder and the source the API reads it
+// from; with --influx-url, also the InfluxDB writer the caller must start.
+func (o *Options) delay(reg prometheus.Registerer, log *slog.Logger, cluster string) (*delay.Recorder, *delay.Source, *delay.InfluxWriter, error) {
+	window := delay.NewWindow(delay.DefaultWindowSize)
+	src := &delay.Source{Window: window}
+	var writer *delay.InfluxWriter
+	if o.InfluxURL != "" {
+		token := o.InfluxToken
+		if token == "" {
+			token = os.Getenv(influxTokenEnv)
+		}
+		cfg := delay.InfluxConfig{URL: o.InfluxURL, Token: token, Org: o.InfluxOrg, Bucket: o.InfluxBucket}
+		var err error
+		if writer, err = delay.NewInfluxWriter(cfg, log, reg); err != nil {
+			return nil, nil, nil, fmt.Errorf("--influx-url: %w", err)
+		}
+		if src.Influx, err = delay.NewInfluxReader(cfg, cluster); err != nil {
+			return nil, nil, nil, fmt.Errorf("--influx-url: %w", err)
+		}
+	}
+	rec, err := delay.NewRecorder(delay.RecorderOptions{Window: window, Registerer: reg, Influx: writer})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return rec, src, writer, nil
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -159,6 +211,10 @@ func (o *Options) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	rec, delaySource, influx, err := o.delay(reg, log, clusterName)
+	if err != nil {
+		return err
+	}
 	a, err := agent.Config{
 		RESTConfig:     cfg,
 		Resources:      o.Resources,
@@ -169,11 +225,12 @@ func (o *Options) Run(ctx context.Context) error {
 		Store:          store.NewMemory(),
 		Registry:       reg,
 		Logger:         log,
+		Delay:          rec,
 	}.Complete()
 	if err != nil {
 		return err
 	}
-	srv := api.NewServer(a, api.ServerOptions{AgentVersion: version.Version, Registry: reg, Gatherer: reg, Logger: log})
+	srv := api.NewServer(a, api.ServerOptions{AgentVersion: version.Version, Registry: reg, Gatherer: reg, Logger: log, Delay: delaySource})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.Listen, err)
@@ -185,6 +242,14 @@ func (o *Options) Run(ctx context.Context) error {
 	defer cancel()
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Start(ctx) }()
+	if influx != nil {
+		// The writer flushes what it holds once ctx ends; shutdown waits
+		// for that below.
+		influxDone := make(chan error, 1)
+		go func() { influxDone <- influx.Start(ctx) }()
+		defer func() { <-influxDone }()
+		log.Info("writing stream delay to InfluxDB", "url", o.InfluxURL, "bucket", o.InfluxBucket)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 

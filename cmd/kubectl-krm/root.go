@@ -67,6 +67,7 @@ port-forwards to it, or talks to --agent-url.`,
 		NewCmdGet(configFlags, agent, streams),
 		NewCmdDiff(configFlags, agent, streams),
 		NewCmdStatus(configFlags, agent, streams),
+		NewCmdDelay(configFlags, agent, streams),
 		NewCmdVersion(configFlags, agent, streams),
 	)
 	return cmd

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -40,6 +41,8 @@ type Config struct {
 	Store         store.Store
 	Registry      prometheus.Registerer
 	Logger        *slog.Logger
+	// Delay records the stream delay of fresh events; nil measures none.
+	Delay *delay.Recorder
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -116,6 +119,8 @@ func (c Config) Complete() (*Agent, error) {
 			log:      c.Logger,
 			relist:   make(chan struct{}, 1),
 			listed:   make(chan struct{}, 1),
+			delay:    c.Delay,
+			cluster:  c.ClusterName,
 		}
 		a.runners = append(a.runners, run)
 		for _, n := range lookupNames(r.info) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -50,6 +52,17 @@ type runner struct {
 
 	storeMu  sync.Mutex
 	storeErr string // the last store write's error, "" when it worked
+
+	// delay records the stream delay of fresh ADDED and DELETED events;
+	// nil measures nothing.
+	delay   *delay.Recorder
+	cluster string
+	// listedAt is when the last LIST landed (UnixNano), for the streamer
+	// to tell a watch started from it from a resumed one.
+	listedAt atomic.Int64
+	// freshFrom: events at or below it were replayed by a watch resume,
+	// not fresh, and are not delay samples. Streamer goroutine only.
+	freshFrom uint64
 }
 
 var _ api.Resource = (*runner)(nil)
@@ -146,6 +159,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 			"resourceVersion", rv, "missedAdded", drift.MissedAdded, "missedDeleted", drift.MissedDeleted, "missedModified", drift.MissedModified)
 	}
 	r.persist(ctx)
+	r.listedAt.Store(time.Now().UnixNano())
 	select {
 	case r.listed <- struct{}{}:
 	default:
@@ -263,6 +277,7 @@ func (r *runner) watchOnce(ctx context.Context) error {
 	// spreads reconnects.
 	timeout := int64(r.jittered(5 * time.Minute).Seconds())
 	opts.TimeoutSeconds = &timeout
+	r.freshFrom = r.freshBoundary(ctx, opts.ResourceVersion)
 	w, err := r.client.Watch(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", r.info.Name, err)
@@ -282,6 +297,46 @@ func (r *runner) watchOnce(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// freshBoundary returns the resourceVersion up to which the watch about to
+// start from rv will replay history. A watch started right after a LIST
+// replays nothing worth excluding; a resumed one replays what happened while
+// it was away, and those events' delays would measure the outage, so the
+// boundary is the current resourceVersion, from a one-item LIST.
+func (r *runner) freshBoundary(ctx context.Context, rv string) uint64 {
+	from, _ := store.ParseResourceVersion(rv)
+	if r.delay == nil || time.Since(time.Unix(0, r.listedAt.Load())) < catchUpGrace {
+		return from
+	}
+	opts := r.selector
+	opts.Limit = 1
+	list, err := r.client.List(ctx, opts)
+	if err != nil {
+		r.log.Debug("no current resourceVersion for the delay boundary; counting resumed events as fresh", "resource", r.info.Name, "err", err)
+		return from
+	}
+	cur, err := store.ParseResourceVersion(list.GetResourceVersion())
+	if err != nil {
+		return from
+	}
+	return max(from, cur)
+}
+
+// measure records the stream delay of a fresh ADDED or DELETED event.
+func (r *runner) measure(typ string, obj *unstructured.Unstructured, row *store.Row) {
+	if r.delay == nil || !delay.Measures(typ) || row.ResourceVersion <= r.freshFrom {
+		return
+	}
+	d, ok := delay.Measure(typ, obj, row.ObservedAt)
+	if !ok {
+		r.delay.RecordUnmeasured(r.cluster, r.info.Name, typ)
+		return
+	}
+	r.delay.Record(delay.Sample{
+		Cluster: r.cluster, Resource: r.info.Name, Namespace: row.Namespace, Event: typ,
+		Delay: d, ResourceVersion: row.ResourceVersion, At: row.ObservedAt,
+	})
 }
 
 func (r *runner) handle(ev watch.Event) error {
@@ -310,6 +365,7 @@ func (r *runner) handle(ev watch.Event) error {
 			return nil
 		}
 		r.metrics.events.WithLabelValues(r.info.Name, string(ev.Type)).Inc()
+		r.measure(string(ev.Type), obj, row)
 		r.agg.apply(string(ev.Type), row)
 	}
 	return nil

@@ -27,6 +27,8 @@ type ServerOptions struct {
 	// Logger receives the few things worth logging (failed writes); nil
 	// discards them.
 	Logger *slog.Logger
+	// Delay serves /api/v1/delay; nil answers 404.
+	Delay DelaySource
 }
 
 // Server serves the krm HTTP API from a Backend.
@@ -37,6 +39,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	mux     *http.ServeMux
+
+	delaySource DelaySource
 }
 
 // NewServer returns a Server reading from b.
@@ -47,6 +51,8 @@ func NewServer(b Backend, opts ServerOptions) *Server {
 		now:     opts.Now,
 		log:     opts.Logger,
 		mux:     http.NewServeMux(),
+
+		delaySource: opts.Delay,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -66,6 +72,7 @@ func NewServer(b Backend, opts ServerOptions) *Server {
 	s.handle("GET /readyz", "readyz", s.readyz)
 	s.handle("GET /metrics", "metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	s.handle("GET /api/v1/resources", "resources", s.resources)
+	s.handle("GET /api/v1/delay", "delay", s.delay)
 	// The list route serves watches too; the route label is corrected
 	// once the query says which it is.
 	s.handle("GET /api/v1/resources/{resource}", "list", s.listOrWatch)
@@ -102,7 +109,7 @@ func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		writeError(rec, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
 	} else {
-		writeError(rec, http.StatusNotFound, fmt.Sprintf("no such path %s: the API serves /api/%s/resources and the paths below it", r.URL.Path, Version))
+		writeError(rec, http.StatusNotFound, fmt.Sprintf("no such path %s: the API serves /api/%s/resources (and the paths below it) and /api/%s/delay", r.URL.Path, Version, Version))
 	}
 	s.metrics.observe("unmatched", "", rec.code(), time.Since(start))
 }
