@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,36 @@ type Options struct {
 	InfluxToken  string
 	InfluxOrg    string
 	InfluxBucket string
+
+	ProbeInterval  time.Duration
+	ProbeNamespace string
+}
+
+// minProbeInterval keeps the canary probe from becoming a load test.
+const minProbeInterval = 100 * time.Millisecond
+
+// Where the agent learns its own namespace, the canary probe's default: the
+// downward API variable first, then the service account's mount.
+const (
+	podNamespaceEnv  = "POD_NAMESPACE"
+	namespaceFile    = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+	defaultNamespace = "default"
+)
+
+// probeNamespace returns --probe-namespace, or the agent's own namespace.
+func (o *Options) probeNamespace(getenv func(string) string, readFile func(string) ([]byte, error)) string {
+	if o.ProbeNamespace != "" {
+		return o.ProbeNamespace
+	}
+	if ns := strings.TrimSpace(getenv(podNamespaceEnv)); ns != "" {
+		return ns
+	}
+	if b, err := readFile(namespaceFile); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return defaultNamespace
 }
 
 // influxTokenEnv holds the InfluxDB token when --influx-token is not given,
@@ -93,6 +124,8 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringVar(&o.InfluxToken, "influx-token", o.InfluxToken, "InfluxDB token (2.x) or user:password (1.8). Default: $"+influxTokenEnv+".")
 	f.StringVar(&o.InfluxOrg, "influx-org", o.InfluxOrg, "InfluxDB organization (2.x; ignored by 1.8).")
 	f.StringVar(&o.InfluxBucket, "influx-bucket", o.InfluxBucket, "InfluxDB bucket (2.x) or database[/retention-policy] (1.8).")
+	f.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "Run the canary probe every interval (0: off): create and delete a small ConfigMap in --probe-namespace and record, as resource \"probe\", how long after each call's response the agent's own watch sees it, to sub-millisecond precision. Needs a namespaced Role there: create, delete, list and watch on configmaps.")
+	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace, "Namespace of the canary probe's ConfigMaps. Default: the agent's own namespace ($POD_NAMESPACE, then the service account's namespace file), else \"default\".")
 	return cmd
 }
 
@@ -116,6 +149,9 @@ func (o *Options) Validate() error {
 	}
 	if len(o.Resources) == 0 {
 		return errors.New("--resources is empty: name at least one resource")
+	}
+	if o.ProbeInterval != 0 && o.ProbeInterval < minProbeInterval {
+		return fmt.Errorf("--probe-interval must be 0 (off) or at least %s, got %s", minProbeInterval, o.ProbeInterval)
 	}
 	if o.InfluxURL != "" {
 		u, err := url.Parse(o.InfluxURL)
@@ -226,6 +262,8 @@ func (o *Options) Run(ctx context.Context) error {
 		Registry:       reg,
 		Logger:         log,
 		Delay:          rec,
+		ProbeInterval:  o.ProbeInterval,
+		ProbeNamespace: o.probeNamespace(os.Getenv, os.ReadFile),
 	}.Complete()
 	if err != nil {
 		return err
@@ -235,7 +273,16 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.Listen, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Shutdown waits for handlers, and an API watch runs until its request
+	// ends: the base context is cancelled on shutdown to end them.
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	httpSrv.RegisterOnShutdown(cancelBase)
 	log.Info("serving the krm API", "address", ln.Addr().String(), "version", version.Version, "cluster", clusterName)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -263,6 +310,8 @@ func (o *Options) Run(ctx context.Context) error {
 	log.Info("shutting down")
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer stop()
-	_ = httpSrv.Shutdown(shutdownCtx)
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("HTTP server did not shut down cleanly", "err", err)
+	}
 	return <-agentDone
 }

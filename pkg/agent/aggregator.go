@@ -292,6 +292,9 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		case a.verified[l.UID] != nil && a.verified[l.UID].ResourceVersion == l.ResourceVersion:
 			l = a.verified[l.UID]
 		}
+		// The runner may hand over a streamed row it found at the LIST's
+		// resourceVersion; in the verified view it is verified.
+		l = confirmed(l)
 		listed[l.UID] = l
 	}
 	if judge && v.caughtUp {
@@ -344,6 +347,23 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		}
 	}
 	return drift
+}
+
+// rowAt returns the row the views hold for uid at resourceVersion rv, or nil.
+func (a *aggregator) rowAt(uid, rv string) *store.Row {
+	v, err := store.ParseResourceVersion(rv)
+	if err != nil {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if r := a.current[uid]; r != nil && r.ResourceVersion == v {
+		return r
+	}
+	if r := a.verified[uid]; r != nil && r.ResourceVersion == v {
+		return r
+	}
+	return nil
 }
 
 // confirmed returns r marked as verified, sharing its bytes.

@@ -135,7 +135,9 @@ func unknownResource(cands []candidate, name string) error {
 		}
 		for _, n := range append([]string{c.res.Name, full}, c.res.ShortNames...) {
 			d := levenshtein(lower, n)
-			if (d <= 2 || strings.HasPrefix(n, lower) || strings.HasPrefix(lower, n)) && !seen[full] {
+			// A short name like "no" must not match every word it starts.
+			prefix := strings.HasPrefix(n, lower) || (len(n) >= 3 && strings.HasPrefix(lower, n))
+			if (d <= 2 || prefix) && !seen[full] {
 				seen[full] = true
 				close = append(close, scored{full, d})
 			}

@@ -203,7 +203,14 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 			return nil, 0, fmt.Errorf("listing %s: %w", r.info.Name, err)
 		}
 		for i := range page.Items {
-			row, err := r.rows.build(&page.Items[i], store.Verified)
+			item := &page.Items[i]
+			// An object the views already hold at this resourceVersion is
+			// not encoded again: the LIST would only throw the copy away.
+			if row := r.agg.rowAt(string(item.GetUID()), item.GetResourceVersion()); row != nil {
+				rows = append(rows, row)
+				continue
+			}
+			row, err := r.rows.build(item, store.Verified)
 			if err != nil {
 				return nil, 0, err
 			}

@@ -1,0 +1,179 @@
+// Command krm-bench measures krm-agent against kube-apiserver on the local
+// cluster: LIST latency of many pods from the agent, from kube-apiserver and
+// from a trivial in-memory server (the floor), the agent's memory per pod
+// beside a client-go informer's, and the aggregator's per-event cost at
+// several object counts. `make bench` runs it. It prints a markdown report
+// and writes nothing unless -o is given.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/krm-project/krm/test/cluster"
+)
+
+type options struct {
+	pods     int
+	workers  int
+	rounds   int
+	warmup   int
+	agentBin string
+	out      string
+	skipGo   bool
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("krm-bench", flag.ContinueOnError)
+	fs.IntVar(&o.pods, "pods", 10000, "pods to create in the benchmark's namespace")
+	fs.IntVar(&o.workers, "workers", 16, "goroutines creating pods")
+	fs.IntVar(&o.rounds, "rounds", 30, "measured rounds of the interleaved LISTs")
+	fs.IntVar(&o.warmup, "warmup", 3, "unmeasured rounds before them")
+	fs.StringVar(&o.agentBin, "agent", "", "krm-agent binary to run (default: go build ./cmd/krm-agent into a temporary directory)")
+	fs.StringVar(&o.out, "o", "", "also write the report to this file")
+	fs.BoolVar(&o.skipGo, "skip-go-bench", false, "skip the per-event go test benchmark")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if o.pods < 1 || o.workers < 1 || o.rounds < 1 || o.warmup < 0 {
+		fmt.Fprintln(os.Stderr, "krm-bench: -pods, -workers and -rounds must be positive, -warmup not negative")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// The first signal cancels and cleans up; a second one kills.
+		<-ctx.Done()
+		stop()
+	}()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "krm-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) (err error) {
+	r := &report{command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
+
+	dir, err := os.MkdirTemp("", "krm-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// First, before this run loads the cluster: the per-event cost.
+	if !o.skipGo {
+		progress(fmt.Sprintf("running the aggregator's per-event benchmark (BenchmarkApply in pkg/agent, %d runs)", applyRuns))
+		if r.apply, err = runApplyBenchmark(ctx, dir); err != nil {
+			return err
+		}
+	}
+
+	s, err := attachCluster(ctx)
+	if err != nil {
+		return err
+	}
+	r.kubeVersion = serverVersion(s)
+
+	bin := o.agentBin
+	if bin == "" {
+		progress("building krm-agent")
+		if bin, err = buildAgent(ctx, dir); err != nil {
+			return err
+		}
+	}
+
+	b, err := newBench(s, o)
+	if err != nil {
+		return err
+	}
+	// Cleanup runs even when ctx is cancelled (Ctrl-C), with its own time.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		defer cancel()
+		if cerr := b.cleanup(cctx); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	if err := b.createNamespace(ctx); err != nil {
+		return err
+	}
+	r.namespace = b.ns
+	if err := b.createNodes(ctx); err != nil {
+		return err
+	}
+
+	progress("starting krm-agent --resources pods --namespace " + b.ns)
+	if err := b.startAgent(ctx, bin); err != nil {
+		return err
+	}
+	if r.rssEmpty, err = b.agent.rss(); err != nil {
+		return err
+	}
+
+	progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.nodes))
+	start := time.Now()
+	if err := b.createPods(ctx); err != nil {
+		return err
+	}
+	r.createTook = time.Since(start)
+	if err := b.waitAgentHasAll(ctx, 6*time.Minute); err != nil {
+		return err
+	}
+	r.settleTook = time.Since(start)
+	if r.rssLoaded, err = b.agent.rss(); err != nil {
+		return err
+	}
+
+	progress(fmt.Sprintf("measuring LIST latency: %d warm-up and %d measured rounds", o.warmup, o.rounds))
+	if r.latency, err = b.measureLists(ctx); err != nil {
+		return err
+	}
+	if r.rssAfter, err = b.agent.rss(); err != nil {
+		return err
+	}
+
+	// An unclean exit is reported after the figures, which stay valid.
+	stopErr := b.stopAgent()
+	progress("measuring the live heap of pkg/agent and of a client-go informer, in this process, on the same pods")
+	if r.agentHeap, err = b.agentHeap(ctx); err != nil {
+		return err
+	}
+	if r.informerHeap, err = b.informerHeap(ctx); err != nil {
+		return err
+	}
+	r.finished = time.Now().UTC()
+
+	text := r.markdown()
+	fmt.Print(text)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
+	return stopErr
+}
+
+// attachCluster uses the running local cluster, or starts one (which keeps
+// running afterwards, as after `make cluster-up`).
+func attachCluster(ctx context.Context) (*cluster.State, error) {
+	cfg := cluster.DefaultConfig()
+	if s, err := cluster.Load(cfg.Dir); err == nil && s.Running(ctx) == nil {
+		return s, nil
+	}
+	progress("no running local cluster in " + cfg.Dir + "; starting one (make cluster-down stops it)")
+	cfg.Log = os.Stderr
+	return cluster.Up(ctx, cfg)
+}
+
+func progress(msg string) {
+	fmt.Fprintf(os.Stderr, "%s krm-bench: %s\n", time.Now().Format("15:04:05"), msg)
+}

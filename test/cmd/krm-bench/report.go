@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/krm-project/krm/test/cluster"
+)
+
+// report collects one run's figures.
+type report struct {
+	command           string
+	started, finished time.Time
+	machine           machine
+	kubeVersion       string
+	namespace         string
+	pods              int
+	rounds, warmup    int
+	createTook        time.Duration
+	settleTook        time.Duration
+	latency           []*target // agent, kube-apiserver (gzip, identity), floor
+	rssEmpty          int64
+	rssLoaded         int64
+	rssAfter          int64
+	agentHeap         int64
+	informerHeap      int64
+	apply             []*applyResult
+}
+
+type machine struct {
+	cpus  int
+	model string
+	mem   string
+}
+
+func readMachine() machine {
+	m := machine{cpus: runtime.NumCPU(), model: "unknown", mem: "unknown"}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb int64
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+					m.mem = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+				}
+			}
+		}
+	}
+	return m
+}
+
+func commandLine() string {
+	cmd := strings.Join(os.Args, " ")
+	if os.Getenv("MAKELEVEL") != "" {
+		cmd = "make bench  # ran: " + cmd
+	}
+	return cmd
+}
+
+func serverVersion(s *cluster.State) string {
+	cs, err := s.Clientset()
+	if err != nil {
+		return "unknown"
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return "unknown"
+	}
+	return v.GitVersion
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func ratio(a, b time.Duration) string { return fmt.Sprintf("%.1f×", float64(a)/float64(b)) }
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+
+	p("## krm-bench report\n\n")
+	p("- command: `%s`\n", r.command)
+	p("- date: %s (took %s)\n", r.started.Format(time.RFC3339), r.finished.Sub(r.started).Round(time.Second))
+	p("- machine: %d × %s, %s RAM, %s/%s; %s\n", r.machine.cpus, r.machine.model, r.machine.mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	p("- cluster: the local test cluster (etcd, kube-apiserver %s, kwok nodes), all on this machine\n", r.kubeVersion)
+	p("- %d pods in namespace %s, bound round-robin to %d kwok nodes of the run's own: created in %s, all Running in the agent and in its last LIST after %s\n\n",
+		r.pods, r.namespace, benchNodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
+
+	if len(r.latency) == 4 {
+		agent, apiserver, identity, floor := r.latency[0], r.latency[1], r.latency[2], r.latency[3]
+		p50 := func(t *target) time.Duration { return percentile(t.samples, 0.5) }
+		p99 := func(t *target) time.Duration { return percentile(t.samples, 0.99) }
+		p("### LIST of %d pods\n\n", r.pods)
+		p("%d rounds after %d warm-up rounds; each round fetches every source in turn (rotating which goes first), reading the whole body over a kept-alive connection. p99 of %d samples is their maximum.\n\n", r.rounds, r.warmup, r.rounds)
+		p("| source | request | p50 | p99 | bytes per response |\n|---|---|---:|---:|---:|\n")
+		gz := ""
+		if apiserver.gzip {
+			gz = ", gzip on the wire (client-go's default)"
+		}
+		for _, row := range []struct {
+			t   *target
+			req string
+		}{
+			{agent, "`GET /api/v1/resources/pods?namespace=…`"},
+			{apiserver, "`GET /api/v1/namespaces/…/pods`, JSON" + gz},
+			{identity, "the same, without gzip"},
+			{floor, "the agent's response bytes, from memory"},
+		} {
+			p("| %s | %s | %s | %s | %s |\n", row.t.name, row.req, ms(p50(row.t)), ms(p99(row.t)), mib(row.t.bytes))
+		}
+		p("\n| ratio | p50 | p99 |\n|---|---:|---:|\n")
+		p("| kube-apiserver / krm-agent | %s | %s |\n", ratio(p50(apiserver), p50(agent)), ratio(p99(apiserver), p99(agent)))
+		p("| kube-apiserver without gzip / krm-agent | %s | %s |\n", ratio(p50(identity), p50(agent)), ratio(p99(identity), p99(agent)))
+		p("| krm-agent / floor | %s | %s |\n\n", ratio(p50(agent), p50(floor)), ratio(p99(agent), p99(floor)))
+	}
+
+	p("### Memory with %d pods\n\n", r.pods)
+	p("| what | total | per pod |\n|---|---:|---:|\n")
+	p("| krm-agent RSS with %d pods (VmRSS) | %s | %.1f KiB |\n", r.pods, mib(r.rssLoaded), float64(r.rssLoaded)/1024/float64(r.pods))
+	p("| krm-agent RSS, growth from 0 to %d pods | %s → %s | %.1f KiB |\n", r.pods, mib(r.rssEmpty), mib(r.rssLoaded), float64(r.rssLoaded-r.rssEmpty)/1024/float64(r.pods))
+	p("| krm-agent RSS after the LIST rounds | %s | %.1f KiB |\n", mib(r.rssAfter), float64(r.rssAfter)/1024/float64(r.pods))
+	p("| pkg/agent (krm-agent's cache) in this process: live heap after GC | %s | %.1f KiB |\n", mib(r.agentHeap), float64(r.agentHeap)/1024/float64(r.pods))
+	p("| client-go SharedIndexInformer, managedFields stripped: live heap after GC | %s | %.1f KiB |\n\n", mib(r.informerHeap), float64(r.informerHeap)/1024/float64(r.pods))
+	p("RSS is what the node sees: the Go runtime, and heap the collector has freed but not yet returned, included. The last two lines measure the same thing the same way (runtime.MemStats.HeapAlloc after GC, before and after the cache holds every pod): what the cached objects themselves take.\n\n")
+
+	if len(r.apply) > 0 {
+		p("### Per-event cost (aggregator)\n\n")
+		p("`BenchmarkApply` in pkg/agent (`go test -c ./pkg/agent`, then %d runs of `agent.test -test.run '^$' -test.bench '^BenchmarkApply$' -test.benchmem`): one MODIFIED event applied to a view of that many objects. Flat means roughly equal ns/op at every count.\n\n", len(r.apply[0].nsPerOp))
+		p("| objects | ns/op (median of %d runs) | runs | B/op | allocs/op | median vs %d objects |\n|---:|---:|---|---:|---:|---:|\n", len(r.apply[0].nsPerOp), r.apply[0].objects)
+		base := median(r.apply[0].nsPerOp)
+		for _, a := range r.apply {
+			runs := make([]string, len(a.nsPerOp))
+			for i, v := range a.nsPerOp {
+				runs[i] = fmt.Sprintf("%.0f", v)
+			}
+			p("| %d | %.0f | %s | %s | %s | %.2f× |\n", a.objects, median(a.nsPerOp), strings.Join(runs, ", "), a.bytesOp, a.allocsOp, median(a.nsPerOp)/base)
+		}
+		p("\n")
+	}
+	return b.String()
+}
