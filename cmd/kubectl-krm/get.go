@@ -74,6 +74,14 @@ streamed since. --view verified shows the last LIST alone, --view streamed
 what the watch built. --show-source adds SOURCE (verified or streamed) and
 VERIFIED (how long ago the last LIST landed).`,
 		Example: getExample,
+		// Resource types complete from the agent's defaults; asking the
+		// agent would need a port-forward per keystroke.
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return api.DefaultResources, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(cmd, args); err != nil {
 				return err
@@ -308,7 +316,12 @@ func (o *GetOptions) getNames(ctx context.Context, c *api.Client, info api.Resou
 		obj, err := c.Get(ctx, info.Name, ns, name, api.GetOptions{View: o.view, MaxStaleness: o.maxStaleness})
 		var apiErr *api.Error
 		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-			missing = append(missing, fmt.Errorf("Error from server (NotFound): %s %q not found", info.Resource, name))
+			// kubectl names the resource with its group: deployments.apps.
+			resource := info.Resource
+			if info.Group != "" {
+				resource += "." + info.Group
+			}
+			missing = append(missing, fmt.Errorf("Error from server (NotFound): %s %q not found", resource, name))
 			continue
 		}
 		if err != nil {
@@ -329,7 +342,7 @@ func (o *GetOptions) tablePrinter(all []fetched, noHeaders bool) *render.TablePr
 	opts := render.TableOptions{
 		Wide: o.output() == "wide", NoHeaders: noHeaders || *o.printFlags.NoHeaders,
 		ShowLabels: o.showLabels(), WithNamespace: o.allNamespaces, LabelColumns: o.labelColumns(),
-		WithKind: len(all) > 1 || *o.printFlags.HumanReadableFlags.ShowKind,
+		WithKind: severalKinds(all) || *o.printFlags.HumanReadableFlags.ShowKind,
 	}
 	if o.showSource {
 		sources := map[string]string{}
@@ -364,13 +377,18 @@ func (o *GetOptions) print(all []fetched) error {
 			return err
 		}
 	}
+	if len(items) == 0 && len(o.names) > 0 {
+		// Only missing names: kubectl prints their NotFound errors alone.
+		return nil
+	}
 	out := o.output()
 	if out == "" || out == "wide" {
 		if len(items) == 0 {
 			return render.PrintNoResources(o.ErrOut, o.namespace, o.allNamespaces || !anyNamespaced(all))
 		}
 		p := o.tablePrinter(all, false)
-		p.Options.KeepOrder = o.sortBy() != ""
+		// Named objects print in the order they were asked for.
+		p.Options.KeepOrder = o.sortBy() != "" || len(o.names) > 0
 		return p.PrintObj(&unstructured.UnstructuredList{Items: items}, o.Out)
 	}
 	printer, err := o.printFlags.ToPrinter()
@@ -386,6 +404,18 @@ func (o *GetOptions) print(all []fetched) error {
 		obj = list
 	}
 	return printer.PrintObj(obj, o.Out)
+}
+
+// severalKinds says whether all holds more than one resource type, when
+// kubectl prefixes names with their kind. TYPE/NAME arguments fetch each
+// name on its own, so `pod/a pod/b` is one type.
+func severalKinds(all []fetched) bool {
+	for _, f := range all {
+		if f.info.Name != all[0].info.Name {
+			return true
+		}
+	}
+	return false
 }
 
 func anyNamespaced(all []fetched) bool {

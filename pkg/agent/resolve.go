@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultResources are watched when --resources is not given.
-var DefaultResources = []string{"pods", "deployments", "persistentvolumeclaims", "services", "ingresses", "nodes"}
+var DefaultResources = api.DefaultResources
 
 // resolved is a watched resource: its names and where to reach it.
 type resolved struct {

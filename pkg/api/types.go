@@ -15,6 +15,9 @@ import (
 // Version is the API version in every path.
 const Version = "v1"
 
+// DefaultResources are the resources an agent watches unless told otherwise.
+var DefaultResources = []string{"pods", "deployments", "persistentvolumeclaims", "services", "ingresses", "nodes"}
+
 // Freshness headers, set on every read.
 const (
 	HeaderVerifiedAt      = "X-Krm-Verified-At"      // RFC 3339, the last LIST's time

@@ -136,7 +136,7 @@ func printDiff(w io.Writer, it DriftItem) error {
 	fmt.Fprintf(&buf, "diff -u -N verified/%s streamed/%s\n", file, file)
 	fmt.Fprintf(&buf, "# %s %s: %s (streamed resourceVersion %s, verified %s)\n", it.Resource, it.Change, keyOf(it.Namespace, it.Name), orNone(it.StreamedRV), orNone(it.VerifiedRV))
 	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(before), B: difflib.SplitLines(after),
+		A: splitLines(before), B: splitLines(after),
 		FromFile: "verified/" + file, ToFile: "streamed/" + file, Context: 3,
 	})
 	if err != nil {
@@ -145,6 +145,17 @@ func printDiff(w io.Writer, it DriftItem) error {
 	buf.WriteString(d)
 	_, err = w.Write(buf.Bytes())
 	return err
+}
+
+// splitLines cuts s after each newline. Unlike difflib.SplitLines it adds
+// no empty last line, which would show as a blank context line and make an
+// absent object one line long instead of none ("@@ -0,0 +1,n @@").
+func splitLines(s string) []string {
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	return lines
 }
 
 func toYAML(obj json.RawMessage) (string, error) {

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/krm-project/krm/pkg/api"
+)
+
+// TestGetArguments checks what `kubectl krm get` asks the agent for, given
+// its arguments and flags. The kubeconfig's namespace is team-a.
+func TestGetArguments(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		reads []string
+	}{
+		{"one type", []string{"get", "pods"}, []string{"list pods namespace=team-a&view=aggregated"}},
+		{"-n", []string{"get", "pods", "-n", "other"}, []string{"list pods namespace=other&view=aggregated"}},
+		{"-A", []string{"get", "pods", "-A"}, []string{"list pods view=aggregated"}},
+		{"cluster-scoped", []string{"get", "nodes", "-n", "other"}, []string{"list nodes view=aggregated"}},
+		{"comma-separated types, short names", []string{"get", "po,deploy,no"}, []string{"list pods namespace=team-a&view=aggregated", "list deployments namespace=team-a&view=aggregated", "list nodes view=aggregated"}},
+		{"empty types are ignored", []string{"get", "pods,"}, []string{"list pods namespace=team-a&view=aggregated"}},
+		{"kind and plural.group", []string{"get", "Deployment,deployments.apps"}, []string{"list deployments namespace=team-a&view=aggregated", "list deployments namespace=team-a&view=aggregated"}},
+		{"names", []string{"get", "pods", "a", "b"}, []string{"get pods team-a/a", "get pods team-a/b"}},
+		{"names of several types", []string{"get", "pods,deploy", "web", "-n", "other"}, []string{"get pods other/web", "get deployments other/web"}},
+		{"TYPE/NAME", []string{"get", "pod/a", "deploy/web", "node/n1"}, []string{"get pods team-a/a", "get deployments team-a/web", "get nodes n1"}},
+		{"TYPE/NAME -n", []string{"get", "pod/a", "-n", "other"}, []string{"get pods other/a"}},
+		{
+			"selectors",
+			[]string{"get", "pods", "-l", "app in (web),tier!=cache", "--field-selector", "status.phase=Running"},
+			[]string{"list pods fieldSelector=status.phase%3DRunning&labelSelector=app+in+%28web%29%2Ctier%21%3Dcache&namespace=team-a&view=aggregated"},
+		},
+		{"view and staleness", []string{"get", "pods", "--view", "verified", "--max-staleness", "2m"}, []string{"list pods maxStaleness=2m0s&namespace=team-a&view=verified"}},
+		{"name with view", []string{"get", "pods", "a", "--view", "streamed"}, []string{"get pods team-a/a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newFakeAgent(t)
+			r := runKrm(t, a, tt.args...)
+			if r.err != nil {
+				t.Fatalf("kubectl krm %s: %v\nstderr: %s", strings.Join(tt.args, " "), r.err, r.stderr)
+			}
+			if diff := cmp.Diff(tt.reads, a.Reads()); diff != "" {
+				t.Errorf("kubectl krm %s: reads (-want +got):\n%s", strings.Join(tt.args, " "), diff)
+			}
+		})
+	}
+}
+
+// TestGetRejects checks the arguments refused before anything is read, and
+// with what message.
+func TestGetRejects(t *testing.T) {
+	pairs := "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'kubectl krm get resource/<resource_name>' instead of 'kubectl krm get resource resource/<resource_name>'): "
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get"}, "you must specify the type of resource to get, e.g. `kubectl krm get pods`; `kubectl krm status` lists the resources the agent caches"},
+		{[]string{"get", "pod/a", "pods"}, pairs + `"pods"`},
+		{[]string{"get", "pod/a", "b"}, pairs + `"b"`},
+		{[]string{"get", "pod/"}, pairs + `"pod/"`},
+		{[]string{"get", "/a"}, pairs + `"/a"`},
+		{[]string{"get", "pods", "a", "-l", "app=web"}, "selectors (-l, --field-selector) cannot be used with resource names"},
+		{[]string{"get", "pod/a", "--field-selector", "status.phase=Running"}, "selectors (-l, --field-selector) cannot be used with resource names"},
+		{[]string{"get", "pods", "a", "-A"}, "a resource cannot be retrieved by name across all namespaces"},
+		{[]string{"get", "pod/a", "--all-namespaces"}, "a resource cannot be retrieved by name across all namespaces"},
+		{[]string{"get", "pods", "--view", "newest"}, `--view: unknown view "newest": use aggregated, verified or streamed`},
+		{[]string{"get", "pods", "--max-staleness", "-1s"}, "--max-staleness must not be negative, got -1s"},
+		{[]string{"get", "pods", "--show-source", "-o", "yaml"}, "--show-source adds table columns; it cannot be used with -o yaml"},
+		{[]string{"get", "pods", "-o", "yml"}, `unable to match a printer suitable for the output format "yml", allowed formats are: …`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			a := newFakeAgent(t)
+			r := runKrm(t, a, tt.args...)
+			if r.err == nil {
+				t.Fatalf("succeeded, want %q", tt.want)
+			}
+			got := r.err.Error()
+			if prefix, ok := strings.CutSuffix(tt.want, "…"); ok {
+				if !strings.HasPrefix(got, prefix) {
+					t.Errorf("error %q, want it to start with %q", got, prefix)
+				}
+			} else if got != tt.want {
+				t.Errorf("error %q, want %q", got, tt.want)
+			}
+			if code := exitCode(r.err); code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			if reads := a.Reads(); len(reads) != 0 {
+				t.Errorf("read %q before refusing, want nothing", reads)
+			}
+		})
+	}
+}
+
+func TestGetUnknownResourceType(t *testing.T) {
+	a := newFakeAgent(t)
+	r := runKrm(t, a, "get", "pods,widgets")
+	want := `the krm agent does not cache a resource type "widgets"; it caches: deployments, nodes, pods, services (start the agent with --resources to add more)`
+	if r.err == nil || r.err.Error() != want {
+		t.Errorf("error %v, want %q", r.err, want)
+	}
+	if r.stdout != "" {
+		t.Errorf("printed %q before failing", r.stdout)
+	}
+}
+
+// Missing names are reported as kubectl reports them, after the objects
+// found, and make the exit code 1 without another message.
+func TestGetMissingNames(t *testing.T) {
+	tests := []struct {
+		args           []string
+		stdout, stderr string
+	}{
+		{
+			[]string{"get", "pods", "b", "nosuch", "a", "-o", "name"},
+			"pod/b\npod/a\n",
+			"Error from server (NotFound): pods \"nosuch\" not found\n",
+		},
+		{
+			[]string{"get", "deploy/nosuch", "pod/a", "-o", "name"},
+			"pod/a\n",
+			"Error from server (NotFound): deployments.apps \"nosuch\" not found\n",
+		},
+		{
+			// Nothing found: no "No resources found", no empty list.
+			[]string{"get", "pods", "nosuch"},
+			"",
+			"Error from server (NotFound): pods \"nosuch\" not found\n",
+		},
+		{
+			[]string{"get", "pods", "nosuch", "-o", "json"},
+			"",
+			"Error from server (NotFound): pods \"nosuch\" not found\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := runKrm(t, newFakeAgent(t), tt.args...)
+			var ee *exitError
+			if !errors.As(r.err, &ee) || ee.code != 1 || r.err.Error() != "" {
+				t.Errorf("error %#v, want an exit code of 1 without a message", r.err)
+			}
+			if r.stdout != tt.stdout || r.stderr != tt.stderr {
+				t.Errorf("stdout %q, stderr %q; want %q and %q", r.stdout, r.stderr, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestGetTables(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		// In the order asked for; one type, so no kind prefixes.
+		{[]string{"get", "pod/b", "pod/a", "-o", "wide"}, "" +
+			"NAME   READY   STATUS   RESTARTS   AGE         IP       NODE     NOMINATED NODE   READINESS GATES\n" +
+			"b      0/0              0          <unknown>   <none>   <none>   <none>           <none>\n" +
+			"a      0/0              0          <unknown>   <none>   <none>   <none>           <none>\n"},
+		// Several types: a table each, names prefixed with the kind.
+		{[]string{"get", "pods,deploy"}, "" +
+			"NAME    READY   STATUS   RESTARTS   AGE\n" +
+			"pod/a   0/0              0          <unknown>\n" +
+			"pod/b   0/0              0          <unknown>\n" +
+			"\n" +
+			"NAME                  READY   UP-TO-DATE   AVAILABLE   AGE\n" +
+			"deployment.apps/web   0/0     0            0           <unknown>\n"},
+		{[]string{"get", "pods", "-A"}, "" +
+			"NAMESPACE   NAME   READY   STATUS   RESTARTS   AGE\n" +
+			"other       a      0/0              0          <unknown>\n" +
+			"other       web    0/0              0          <unknown>\n" +
+			"team-a      a      0/0              0          <unknown>\n" +
+			"team-a      b      0/0              0          <unknown>\n"},
+		{[]string{"get", "pods", "--show-source"}, "" +
+			"NAME   READY   STATUS   RESTARTS   AGE         SOURCE     VERIFIED\n" +
+			"a      0/0              0          <unknown>   verified   <never>\n" +
+			"b      0/0              0          <unknown>   verified   <never>\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := runKrm(t, newFakeAgent(t), tt.args...)
+			if r.err != nil {
+				t.Fatalf("%v\nstderr: %s", r.err, r.stderr)
+			}
+			if diff := cmp.Diff(tt.want, r.stdout); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	list := &api.ResourceList{}
+	for _, r := range fakeResources {
+		list.Resources = append(list.Resources, api.ResourceStatus{ResourceInfo: r})
+	}
+	for typ, want := range map[string]string{
+		"pods": "pods", "pod": "pods", "po": "pods", "Pod": "pods", "PODS": "pods",
+		"deployments": "deployments", "deployment": "deployments", "deploy": "deployments", "deployments.apps": "deployments",
+		"svc": "services", "no": "nodes", "Node": "nodes",
+	} {
+		info, err := resolve(list, typ)
+		if err != nil || info.Name != want {
+			t.Errorf("resolve(%q) = %q, %v; want %q", typ, info.Name, err, want)
+		}
+	}
+	for _, typ := range []string{"deployments.extensions", "pods.apps", "p", ""} {
+		if info, err := resolve(list, typ); err == nil {
+			t.Errorf("resolve(%q) = %q, want an error", typ, info.Name)
+		}
+	}
+}
