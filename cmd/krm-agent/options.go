@@ -22,7 +22,6 @@ import (
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
-	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/pkg/version"
 )
 
@@ -47,6 +46,8 @@ type Options struct {
 
 	ProbeInterval  time.Duration
 	ProbeNamespace string
+
+	Redis RedisOptions
 }
 
 // minProbeInterval keeps the canary probe from becoming a load test.
@@ -114,7 +115,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringSliceVar(&o.Resources, "resources", o.Resources, "Resources to watch: plural, singular or short names, kinds, or plural.group, including CRDs.")
 	f.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "Time between verifying LISTs of each resource (plus up to 10% jitter).")
 	f.StringVar(&o.Listen, "listen", o.Listen, "Address the HTTP API listens on. The default is reachable only through a port-forward.")
-	f.StringVar(&o.Store, "store", o.Store, "Where frames are kept: memory.")
+	f.StringVar(&o.Store, "store", o.Store, "Where frames are kept: memory, or redis (see --redis-url, --redis-addrs) so that a restarted agent serves at once.")
 	f.StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "Cache only this namespace (namespaced resources). Default: all namespaces.")
 	f.StringVarP(&o.LabelSelector, "label-selector", "l", o.LabelSelector, "Cache only objects matching this label selector.")
 	f.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "Name of the cluster in frames and status. Default: the kubeconfig's cluster name, or \"in-cluster\".")
@@ -126,6 +127,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringVar(&o.InfluxBucket, "influx-bucket", o.InfluxBucket, "InfluxDB bucket (2.x) or database[/retention-policy] (1.8).")
 	f.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "Run the canary probe every interval (0: off): create and delete a small ConfigMap in --probe-namespace and record, as resource \"probe\", how long after each call's response the agent's own watch sees it, to sub-millisecond precision. Needs a namespaced Role there: create, delete, list and watch on configmaps.")
 	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace, "Namespace of the canary probe's ConfigMaps. Default: the agent's own namespace ($POD_NAMESPACE, then the service account's namespace file), else \"default\".")
+	o.Redis.addFlags(cmd)
 	return cmd
 }
 
@@ -137,8 +139,17 @@ func (o *Options) Validate() error {
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:8080: %w", o.Listen, err)
 	}
-	if o.Store != "memory" {
-		return fmt.Errorf("--store %q is not supported: use memory", o.Store)
+	switch o.Store {
+	case "memory":
+		if o.Redis.set() {
+			return errors.New("the --redis-* flags need --store=redis")
+		}
+	case "redis":
+		if err := o.Redis.validate(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--store %q is not supported: use memory or redis", o.Store)
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: use text or json", o.LogFormat)
@@ -251,6 +262,11 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st, closeStore, err := o.openStore(os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	a, err := agent.Config{
 		RESTConfig:     cfg,
 		Resources:      o.Resources,
@@ -258,7 +274,7 @@ func (o *Options) Run(ctx context.Context) error {
 		Namespace:      o.Namespace,
 		LabelSelector:  o.LabelSelector,
 		ClusterName:    clusterName,
-		Store:          store.NewMemory(),
+		Store:          st,
 		Registry:       reg,
 		Logger:         log,
 		Delay:          rec,

@@ -43,6 +43,16 @@ type Config struct {
 	Logger        *slog.Logger
 	// Delay records the stream delay of fresh events; nil measures none.
 	Delay *delay.Recorder
+	// ProbeInterval, when positive, runs the canary probe: every interval
+	// it creates and deletes a ConfigMap in ProbeNamespace and records, as
+	// resource "probe", how long after each call's response its own watch
+	// saw the event. It needs Delay, and create, delete, list and watch on
+	// configmaps in ProbeNamespace (a namespaced Role is enough).
+	ProbeInterval  time.Duration
+	ProbeNamespace string
+	// ProbeTimeout is how long the probe waits for each event before it
+	// counts a timeout; default DefaultProbeTimeout.
+	ProbeTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -55,6 +65,10 @@ type Agent struct {
 	storeKind string
 	cluster   string
 	log       *slog.Logger
+	// persist writes frames and events to the store and tracks its health.
+	persist *storeWriter
+	// probe is the canary probe; nil when off.
+	probe *probe
 }
 
 var _ api.Backend = (*Agent)(nil)
@@ -80,6 +94,17 @@ func (c Config) Complete() (*Agent, error) {
 	if c.Store == nil {
 		c.Store = store.NewMemory()
 	}
+	if c.ProbeInterval < 0 {
+		return nil, fmt.Errorf("probe interval must not be negative, got %s", c.ProbeInterval)
+	}
+	if c.ProbeInterval > 0 {
+		if c.Delay == nil {
+			return nil, errProbeNeedsDelay
+		}
+		if c.ProbeNamespace == "" {
+			return nil, errors.New("the canary probe needs a namespace (Config.ProbeNamespace)")
+		}
+	}
 	if c.LabelSelector != "" {
 		if _, err := labels.Parse(c.LabelSelector); err != nil {
 			return nil, fmt.Errorf("invalid label selector %q: %w", c.LabelSelector, err)
@@ -102,6 +127,18 @@ func (c Config) Complete() (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger}
+	sm, err := newStoreMetrics(c.Registry)
+	if err != nil {
+		return nil, err
+	}
+	a.persist = newStoreWriter(c.Store, a.storeKind, c.ClusterName, c.Logger, sm)
+	if c.ProbeInterval > 0 {
+		pm, err := newProbeMetrics(c.Registry)
+		if err != nil {
+			return nil, err
+		}
+		a.probe = newProbe(c, dyn, pm)
+	}
 	for _, r := range res {
 		client := dynamic.ResourceInterface(dyn.Resource(r.gvr))
 		if r.info.Namespaced && c.Namespace != "" {
@@ -114,7 +151,7 @@ func (c Config) Complete() (*Agent, error) {
 			interval: c.VerifyInterval,
 			agg:      newAggregator(c.ClusterName, r.info.Name, c.Now),
 			rows:     newRowBuilder(r.info.Kind, c.Now),
-			store:    c.Store,
+			writer:   a.persist,
 			metrics:  m,
 			log:      c.Logger,
 			relist:   make(chan struct{}, 1),
@@ -123,6 +160,7 @@ func (c Config) Complete() (*Agent, error) {
 			cluster:  c.ClusterName,
 		}
 		a.runners = append(a.runners, run)
+		a.persist.add(run)
 		for _, n := range lookupNames(r.info) {
 			if _, taken := a.byName[n]; !taken {
 				a.byName[n] = run
@@ -134,8 +172,11 @@ func (c Config) Complete() (*Agent, error) {
 
 // storeKind names a store for status.
 func storeKind(s store.Store) string {
-	if _, ok := s.(*store.Memory); ok {
+	switch s.(type) {
+	case *store.Memory:
 		return "memory"
+	case *store.Redis:
+		return "redis"
 	}
 	return fmt.Sprintf("%T", s)
 }
@@ -152,33 +193,18 @@ func lookupNames(info api.ResourceInfo) []string {
 // Start loads any frames the store kept (a warm restart), then runs every
 // resource until ctx is done.
 func (a *Agent) Start(ctx context.Context) error {
-	for _, r := range a.runners {
-		a.warm(ctx, r)
-	}
+	a.warmAll(ctx)
 	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.persist.Start(ctx) })
 	for _, r := range a.runners {
 		wg.Go(func() { _ = r.Start(ctx) })
+	}
+	if a.probe != nil {
+		wg.Go(func() { _ = a.probe.Start(ctx) })
 	}
 	a.log.Info("agent started", "resources", len(a.runners), "cluster", a.cluster)
 	wg.Wait()
 	return nil
-}
-
-func (a *Agent) warm(ctx context.Context, r *runner) {
-	verified, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Verified)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			a.log.Warn("discarding stored frame; the next LIST rebuilds it", "resource", r.info.Name, "err", err)
-		}
-		return
-	}
-	aggregated, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Aggregated)
-	if err != nil {
-		aggregated = nil
-	}
-	r.agg.load(verified, aggregated)
-	a.log.Info("serving stored frames until the first LIST", "resource", r.info.Name,
-		"resourceVersion", verified.Header.ResourceVersion, "verifiedAt", verified.Header.VerifiedAt)
 }
 
 // Resources implements api.Backend.
@@ -190,16 +216,10 @@ func (a *Agent) Resources() api.ResourceList {
 	return api.ResourceList{Cluster: a.cluster, Store: a.storeStatus(), Resources: out}
 }
 
-// storeStatus reports the store's health: a store that failed its last
-// write is degraded until a write succeeds.
+// storeStatus reports the store's health: degraded from a failed write or
+// check until the store answers and every frame is written again.
 func (a *Agent) storeStatus() api.StoreStatus {
-	st := api.StoreStatus{Kind: a.storeKind, Healthy: true}
-	for _, r := range a.runners {
-		if msg := r.storeError(); msg != "" {
-			st.Healthy, st.Message = false, msg
-		}
-	}
-	return st
+	return a.persist.status()
 }
 
 // Resource implements api.Backend.
@@ -209,7 +229,9 @@ func (a *Agent) Resource(name string) (api.Resource, bool) {
 }
 
 // Ready implements api.Backend: ready once every resource has a verified
-// frame.
+// frame. A frame loaded from the store on a warm restart counts: the agent
+// serves it (stale) until its first LIST. Ready then says so, and says when
+// the store is degraded, but both are still ready.
 func (a *Agent) Ready() (bool, string) {
 	var waiting []string
 	for _, r := range a.runners {
@@ -218,7 +240,7 @@ func (a *Agent) Ready() (bool, string) {
 		}
 	}
 	if len(waiting) == 0 {
-		return true, ""
+		return true, a.readyDetail()
 	}
 	sort.Strings(waiting)
 	return false, fmt.Sprintf("waiting for the first LIST of %s", strings.Join(waiting, ", "))

@@ -313,6 +313,13 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
 	}
 
+	if a.stale {
+		// The frames and events loaded from the store are an earlier run's:
+		// this LIST supersedes them all, even if etcd's revisions went back.
+		clear(a.log)
+		a.log = a.log[:0]
+		a.streamRV = v.rv
+	}
 	oldCurrent, oldVerified := a.current, a.verified
 	a.verified = listed
 	a.verifiedRV, a.verifiedAt = v.rv, v.at
@@ -481,6 +488,7 @@ func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 		Rows:                    rows,
 		StreamConnected:         a.streamConnected,
 		LastStreamAt:            a.lastStreamAt,
+		Stale:                   a.stale,
 	}
 }
 

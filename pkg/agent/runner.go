@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,17 +40,15 @@ type runner struct {
 	interval time.Duration
 	agg      *aggregator
 	rows     *rowBuilder
-	store    store.Store
-	metrics  *metrics
-	log      *slog.Logger
+	// writer persists frames and events; the store is never read here.
+	writer  *storeWriter
+	metrics *metrics
+	log     *slog.Logger
 
 	// relist asks the verifier for a LIST now (after 410 Gone); listed
 	// tells the streamer one landed.
 	relist chan struct{}
 	listed chan struct{}
-
-	storeMu  sync.Mutex
-	storeErr string // the last store write's error, "" when it worked
 
 	// delay records the stream delay of fresh ADDED and DELETED events;
 	// nil measures nothing.
@@ -284,12 +281,15 @@ func (r *runner) watchOnce(ctx context.Context) error {
 	// spreads reconnects.
 	timeout := int64(r.jittered(5 * time.Minute).Seconds())
 	opts.TimeoutSeconds = &timeout
-	r.freshFrom = r.freshBoundary(ctx, opts.ResourceVersion)
 	w, err := r.client.Watch(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", r.info.Name, err)
 	}
 	defer w.Stop()
+	// Only once the watch is open: its request may have waited (in API
+	// Priority and Fairness queues, on a slow network) while changes went
+	// on, and the watch replays those too.
+	r.freshFrom = r.freshBoundary(ctx, opts.ResourceVersion)
 	r.agg.setConnected(true)
 	for {
 		select {
@@ -306,11 +306,13 @@ func (r *runner) watchOnce(ctx context.Context) error {
 	}
 }
 
-// freshBoundary returns the resourceVersion up to which the watch about to
-// start from rv will replay history. A watch started right after a LIST
-// replays nothing worth excluding; a resumed one replays what happened while
-// it was away, and those events' delays would measure the outage, so the
-// boundary is the current resourceVersion, from a one-item LIST.
+// freshBoundary returns the resourceVersion up to which the watch just
+// opened from rv replays history. A watch opened right after a LIST replays
+// nothing worth excluding; a resumed one replays what happened while it was
+// away, and those events' delays would measure the outage, so the boundary
+// is the current resourceVersion, from a one-item LIST. Fresh events that
+// land between the watch opening and that LIST are left out too: losing a
+// few samples is better than recording an outage as delay.
 func (r *runner) freshBoundary(ctx context.Context, rv string) uint64 {
 	from, _ := store.ParseResourceVersion(rv)
 	if r.delay == nil || time.Since(time.Unix(0, r.listedAt.Load())) < catchUpGrace {
@@ -374,40 +376,16 @@ func (r *runner) handle(ev watch.Event) error {
 		r.metrics.events.WithLabelValues(r.info.Name, string(ev.Type)).Inc()
 		r.measure(string(ev.Type), obj, row)
 		r.agg.apply(string(ev.Type), row)
+		r.writer.event(r, string(ev.Type), row)
 	}
 	return nil
 }
 
-// persist writes the verified and aggregated frames to the store. A store
-// failure is logged and reported in status; serving goes on from memory.
+// persist writes the verified and aggregated frames to the store (see
+// storeWriter). A store failure is reported in status; serving goes on from
+// memory.
 func (r *runner) persist(ctx context.Context) {
-	if r.store == nil {
-		return
-	}
-	verified, aggregated := r.agg.frames()
-	for _, f := range []*store.Frame{verified, aggregated} {
-		if err := r.store.PutFrame(ctx, f); err != nil {
-			r.log.Error("writing frame to the store", "resource", r.info.Name, "source", f.Header.Source, "err", err)
-			r.setStoreError(fmt.Errorf("writing %s frame: %w", f.Header.Source, err))
-			return
-		}
-	}
-	r.setStoreError(nil)
-}
-
-func (r *runner) setStoreError(err error) {
-	r.storeMu.Lock()
-	defer r.storeMu.Unlock()
-	r.storeErr = ""
-	if err != nil {
-		r.storeErr = err.Error()
-	}
-}
-
-func (r *runner) storeError() string {
-	r.storeMu.Lock()
-	defer r.storeMu.Unlock()
-	return r.storeErr
+	r.writer.writeFrames(ctx, r)
 }
 
 func result(err error) string {

@@ -122,6 +122,9 @@ type Freshness struct {
 	// "disconnected".
 	StreamLag    string
 	AgentVersion string
+	// Stale is true while the agent serves frames it loaded from its store
+	// on a restart, before its own first LIST.
+	Stale bool
 }
 
 func freshness(h http.Header) (Freshness, error) {
@@ -129,6 +132,7 @@ func freshness(h http.Header) (Freshness, error) {
 		ResourceVersion: h.Get(HeaderResourceVersion),
 		StreamLag:       h.Get(HeaderStreamLag),
 		AgentVersion:    h.Get(HeaderAgentVersion),
+		Stale:           h.Get(HeaderStale) == "true",
 	}
 	if v := h.Get(HeaderVerifiedAt); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)

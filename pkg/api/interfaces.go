@@ -17,7 +17,9 @@ type Backend interface {
 	// or plural.group.
 	Resource(name string) (Resource, bool)
 	// Ready reports whether every resource has a verified frame; when not,
-	// the sentence says which have none yet.
+	// the sentence says which have none yet. A ready backend may say what
+	// it serves short of the best (stale frames, a degraded store); /readyz
+	// answers 200 with that sentence.
 	Ready() (bool, string)
 }
 
@@ -49,6 +51,9 @@ type Snapshot struct {
 	// give the X-Krm-Stream-Lag header.
 	StreamConnected bool
 	LastStreamAt    time.Time
+	// Stale is true while the rows come from a warm restart's stored
+	// frames, not yet verified by this run: the X-Krm-Stale header.
+	Stale bool
 }
 
 // Change is one change to a view, for watchers.

@@ -185,11 +185,15 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	if ok, why := s.backend.Ready(); !ok {
+	ok, why := s.backend.Ready()
+	if !ok {
 		writeText(w, http.StatusServiceUnavailable, why)
 		return
 	}
-	writeText(w, http.StatusOK, "ok")
+	if why == "" {
+		why = "ok"
+	}
+	writeText(w, http.StatusOK, why)
 }
 
 func (s *Server) resources(w http.ResponseWriter, r *http.Request) {
@@ -256,6 +260,9 @@ func (s *Server) setFreshness(w http.ResponseWriter, snap *Snapshot) {
 		h.Set(HeaderVerifiedAt, snap.Header.VerifiedAt.UTC().Format(time.RFC3339Nano))
 	}
 	h.Set(HeaderResourceVersion, store.FormatResourceVersion(snap.Header.ResourceVersion))
+	if snap.Stale {
+		h.Set(HeaderStale, "true")
+	}
 	switch {
 	case !snap.StreamConnected:
 		h.Set(HeaderStreamLag, "disconnected")

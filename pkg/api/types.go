@@ -23,6 +23,7 @@ const (
 	HeaderVerifiedAt      = "X-Krm-Verified-At"      // RFC 3339, the last LIST's time
 	HeaderResourceVersion = "X-Krm-Resource-Version" // the served view's resourceVersion
 	HeaderStreamLag       = "X-Krm-Stream-Lag"       // Go duration since the watch last spoke, or "disconnected"
+	HeaderStale           = "X-Krm-Stale"            // "true" while serving a restart's stored frames, before the first LIST
 	HeaderAgentVersion    = "X-Krm-Agent-Version"
 )
 

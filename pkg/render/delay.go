@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/krm-project/krm/pkg/api"
 )
@@ -16,6 +18,9 @@ import (
 type DelayPrinter struct {
 	Chart     bool
 	NoHeaders bool
+	// Location is the time zone times are shown in (the chart's rows, the
+	// start of the range); nil is time.Local.
+	Location *time.Location
 }
 
 // chartWidth is the widest line a chart prints.
@@ -26,9 +31,18 @@ func (p *DelayPrinter) PrintObj(reports []*api.DelayReport, w io.Writer) error {
 	if len(reports) == 0 {
 		return nil
 	}
+	loc := p.Location
+	if loc == nil {
+		loc = time.Local
+	}
 	if p.Chart {
-		for _, r := range reports {
-			if err := printDelayChart(w, r); err != nil {
+		for i, r := range reports {
+			if i > 0 {
+				if _, err := fmt.Fprintln(w); err != nil {
+					return err
+				}
+			}
+			if err := printDelayChart(w, r, loc); err != nil {
 				return err
 			}
 		}
@@ -52,58 +66,116 @@ func (p *DelayPrinter) PrintObj(reports []*api.DelayReport, w io.Writer) error {
 			return err
 		}
 	}
-	return printDelayNote(w, reports[0])
+	return printDelayNote(w, reports, loc)
 }
 
+// probeResource is the resource name of the agent's canary probe rows
+// (agent.ProbeResource), whose delays are measured differently.
+const probeResource = "probe"
+
 // printDelayNote says where the numbers come from and what they are worth.
-func printDelayNote(w io.Writer, r *api.DelayReport) error {
+func printDelayNote(w io.Writer, reports []*api.DelayReport, loc *time.Location) error {
+	r := reports[0]
+	resolution := r.Resolution
+	if resolution == "" {
+		// An agent that did not say; the caveat holds all the same.
+		resolution = "object timestamps have 1-second resolution"
+	}
 	note := fmt.Sprintf("\nSource: %s, since %s. Delay is receive time minus the object's creation (ADDED) or deletion (DELETED) timestamp; %s, and DELETED delays are negative while the grace period runs.",
-		r.Source, r.Since.Format(time.RFC3339), r.Resolution)
-	if r.Warning != "" {
-		note += "\nWarning: " + r.Warning
+		r.Source, r.Since.In(loc).Format(time.RFC3339), resolution)
+	var probe bool
+	for _, r := range reports {
+		for _, s := range r.Stats {
+			probe = probe || s.Resource == probeResource
+		}
+	}
+	if probe {
+		note += " The probe rows time the agent's own ConfigMap from each API call's response to its watch event, to the microsecond; they are negative when the event comes first."
+	}
+	var warnings []string
+	for _, r := range reports {
+		if r.Warning != "" && !slices.Contains(warnings, r.Warning) {
+			warnings = append(warnings, r.Warning)
+		}
+	}
+	for _, warning := range warnings {
+		note += "\nWarning: " + warning
 	}
 	_, err := fmt.Fprintln(w, wrap(note, chartWidth))
 	return err
 }
 
-// seconds formats a delay in seconds, to the millisecond.
+// seconds formats a delay in seconds: to the millisecond, or to the
+// microsecond below 10ms (the probe measures that finely).
 func seconds(s float64, count int64) string {
 	if count == 0 {
 		return "<none>"
 	}
-	return (time.Duration(math.Round(s*1000)) * time.Millisecond).String()
+	d := time.Duration(math.Round(s * float64(time.Second)))
+	if d.Abs() < 10*time.Millisecond {
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }
 
-// printDelayChart draws one line per time bucket: the time, the count, the
-// median and the maximum, and a bar of the median against the largest.
-func printDelayChart(w io.Writer, r *api.DelayReport) error {
+// printDelayChart draws one line per time bucket: the time (in loc), the
+// count, the median and the maximum, and a bar of the median against the
+// largest. Every line fits chartWidth columns.
+func printDelayChart(w io.Writer, r *api.DelayReport, loc *time.Location) error {
 	title := "stream delay"
 	if len(r.Stats) > 0 {
 		title = fmt.Sprintf("stream delay of %s", describeStats(r.Stats))
 	}
+	// Over a day, a time of day alone is ambiguous.
+	layout := "15:04:05"
+	if n := len(r.Series); n > 0 && (r.Series[n-1].At.Sub(r.Since) >= 24*time.Hour || r.Series[n-1].At.Sub(r.Series[0].At) >= 24*time.Hour) {
+		layout = "Jan 2 15:04"
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s, p50 per %s (█) up to max (░)\n", title, r.Step)
+	zone := r.Since.In(loc).Format("MST")
+	if len(r.Series) > 0 {
+		zone = r.Series[0].At.In(loc).Format("MST")
+	}
+	b.WriteString(wrap(fmt.Sprintf("%s, p50 per %s (█) up to max (░), times in %s", title, r.Step, zone), chartWidth))
+	b.WriteString("\n")
 	if len(r.Series) == 0 {
 		b.WriteString("  no samples\n")
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
+	type line struct{ at, count, p50, max string }
+	lines := make([]line, 0, len(r.Series))
+	var wAt, wCount, wP50, wMax int
 	top := 0.0
 	for _, p := range r.Series {
 		top = max(top, p.Max, p.P50)
+		l := line{p.At.In(loc).Format(layout), strconv.Itoa(p.Count), seconds(p.P50, 1), seconds(p.Max, 1)}
+		wAt, wCount = max(wAt, runes(l.at)), max(wCount, runes(l.count))
+		wP50, wMax = max(wP50, runes(l.p50)), max(wMax, runes(l.max))
+		lines = append(lines, l)
 	}
-	const label = "15:04:05 "
-	// time, count (6), p50 and max (9 each) take this much of each line.
-	fixed := len(label) + 6 + 1 + 9 + 1 + 9 + 1
-	barWidth := chartWidth - fixed
-	for _, p := range r.Series {
-		p50, mx := p.P50, p.Max
-		fmt.Fprintf(&b, "%s%6d %9s %9s ", p.At.Local().Format(label), p.Count, seconds(p50, 1), seconds(mx, 1))
-		b.WriteString(bar(p50, mx, top, barWidth))
+	// The columns are as wide as their widest cell; the bar gets the rest,
+	// and at least a few columns.
+	barWidth := max(chartWidth-(wAt+1+wCount+1+wP50+1+wMax+1), 10)
+	for i, p := range r.Series {
+		l := lines[i]
+		cells := fmt.Sprintf("%s %s %s %s ", pad(l.at, wAt, false), pad(l.count, wCount, true), pad(l.p50, wP50, true), pad(l.max, wMax, true))
+		b.WriteString(strings.TrimRight(cells+bar(p.P50, p.Max, top, barWidth), " "))
 		b.WriteString("\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func runes(s string) int { return utf8.RuneCountInString(s) }
+
+// pad pads s with spaces to width runes, on the left when right-aligned.
+func pad(s string, width int, right bool) string {
+	fill := strings.Repeat(" ", max(0, width-runes(s)))
+	if right {
+		return fill + s
+	}
+	return s + fill
 }
 
 // bar draws the median as full blocks and the rest up to the maximum as
@@ -119,7 +191,7 @@ func bar(p50, mx, top float64, width int) string {
 		return min(width, int(math.Round(v/top*float64(width))))
 	}
 	a, z := scale(p50), scale(mx)
-	return strings.TrimRight(strings.Repeat("█", a)+strings.Repeat("░", max(0, z-a)), " ")
+	return strings.Repeat("█", a) + strings.Repeat("░", max(0, z-a))
 }
 
 func describeStats(stats []api.DelayStats) string {
@@ -138,13 +210,23 @@ func describeStats(stats []api.DelayStats) string {
 	return strings.Join(parts, ", ")
 }
 
-// wrap breaks text at spaces so no line is longer than width.
+// wrap breaks text at spaces so no line is longer than width runes; a word
+// longer than that (a URL in a warning) is broken where the line ends.
 func wrap(text string, width int) string {
 	var out []string
 	for _, para := range strings.Split(text, "\n") {
 		line := ""
 		for _, word := range strings.Fields(para) {
-			if line != "" && len(line)+1+len(word) > width {
+			for runes(word) > width {
+				if line != "" {
+					out = append(out, line)
+					line = ""
+				}
+				r := []rune(word)
+				out = append(out, string(r[:width]))
+				word = string(r[width:])
+			}
+			if line != "" && runes(line)+1+runes(word) > width {
 				out = append(out, line)
 				line = word
 				continue

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProbeNamespace(t *testing.T) {
+	noFile := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	inPod := func(name string) ([]byte, error) {
+		if name != namespaceFile {
+			return nil, fs.ErrNotExist
+		}
+		return []byte("krm-system\n"), nil
+	}
+	env := func(v string) func(string) string {
+		return func(name string) string {
+			if name == podNamespaceEnv {
+				return v
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		flag     string
+		getenv   func(string) string
+		readFile func(string) ([]byte, error)
+		want     string
+	}{
+		{"flag first", "probes", env("from-env"), inPod, "probes"},
+		{"then POD_NAMESPACE", "", env("from-env"), inPod, "from-env"},
+		{"then the service account's namespace", "", env(""), inPod, "krm-system"},
+		{"else default", "", env(""), noFile, "default"},
+		{"an empty file is no namespace", "", env(""), func(string) ([]byte, error) { return []byte("\n"), nil }, "default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &Options{ProbeNamespace: tc.flag}
+			if got := o.probeNamespace(tc.getenv, tc.readFile); got != tc.want {
+				t.Errorf("probe namespace = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateProbeInterval(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		err      string
+	}{
+		{0, ""},
+		{time.Minute, ""},
+		{100 * time.Millisecond, ""},
+		{10 * time.Millisecond, "--probe-interval must be 0 (off) or at least 100ms"},
+		{-time.Second, "--probe-interval must be 0 (off) or at least 100ms"},
+	} {
+		o := &Options{Resources: []string{"pods"}, VerifyInterval: time.Minute, Listen: "127.0.0.1:8080", Store: "memory",
+			LogFormat: "text", LogLevel: "info", ProbeInterval: tc.interval}
+		err := o.Validate()
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("--probe-interval %s: Validate() = %v, want no error", tc.interval, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("--probe-interval %s: Validate() = %v, want an error saying %q", tc.interval, err, tc.err)
+		}
+	}
+}

@@ -1,0 +1,414 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// eventLog is what the agent needs from a store that also keeps the watch
+// events between two verified frames (store.Redis), so a restarted agent
+// can replay them on top of the last aggregated frame.
+type eventLog interface {
+	AppendEvents(ctx context.Context, events []store.Event) (skipped int, err error)
+	Events(ctx context.Context, cluster, resource string, after uint64, limit int64) ([]store.Event, error)
+	TrimEvents(ctx context.Context, cluster, resource string, through uint64) error
+}
+
+// storeChecker is what the agent needs to watch a store that can fail
+// (store.Redis): whether it answers, and whether it still holds a frame the
+// agent wrote (a Redis that restarted empty answers, but lost them).
+type storeChecker interface {
+	Ping(ctx context.Context) error
+	HasFrame(ctx context.Context, cluster, resource string, source store.Source) (bool, error)
+}
+
+const (
+	// eventQueueSize bounds the events waiting for the store; the watch
+	// never waits for the store, and an event that finds the queue full is
+	// dropped and counted. The next frame write covers it.
+	eventQueueSize = 16384
+	// eventBatch is how many queued events one round trip carries.
+	eventBatch = 512
+	// storeTimeout bounds one store call; frameWriteTimeout one frame write.
+	storeTimeout      = 5 * time.Second
+	frameWriteTimeout = 30 * time.Second
+	// storeCheckInterval is how often a healthy store is checked: the
+	// longest a Redis that lost its data goes unnoticed.
+	storeCheckInterval = 2 * time.Second
+	// replayPage is how many stored events a warm restart reads at a time.
+	replayPage = 1000
+)
+
+// Reasons an event is not written to the store, as metric labels.
+const (
+	dropQueueFull   = "queue-full"
+	dropUnhealthy   = "store-unhealthy"
+	dropWriteFailed = "write-failed"
+	dropOutOfOrder  = "out-of-order"
+)
+
+// storeWriter persists what the agent holds: each resource's verified and
+// aggregated frames after every LIST, and, when the store keeps events, each
+// watch event through a bounded queue drained by one goroutine. It never
+// serves reads. When the store fails it says so (status, /readyz, the
+// krm_store_healthy metric), keeps trying with backoff and, once the store
+// answers again, writes every resource's frames again.
+type storeWriter struct {
+	store   store.Store
+	events  eventLog     // nil: the store keeps no events
+	checker storeChecker // nil: the store cannot fail (memory)
+	kind    string
+	cluster string
+	log     *slog.Logger
+	metrics *storeMetrics
+	queue   chan store.Event
+	// accepting is false while the store is down: events are dropped at
+	// once instead of queueing for a write that will fail.
+	accepting atomic.Bool
+	// wake tells the health loop a write failed.
+	wake chan struct{}
+	// checkEvery is storeCheckInterval; tests shorten it.
+	checkEvery time.Duration
+
+	mu      sync.Mutex
+	healthy bool
+	message string
+	// frames is the per-resource write state, by runner.
+	frames map[*runner]*frameState
+}
+
+// frameState serialises one resource's frame writes, so an older snapshot
+// never overwrites a newer one, and remembers whether one was written.
+type frameState struct {
+	mu      sync.Mutex
+	written bool
+	// queuedRV is the newest event queued (streamer goroutine only).
+	queuedRV uint64
+}
+
+func newStoreWriter(s store.Store, kind, cluster string, log *slog.Logger, m *storeMetrics) *storeWriter {
+	w := &storeWriter{
+		store: s, kind: kind, cluster: cluster, log: log, metrics: m,
+		queue:      make(chan store.Event, eventQueueSize),
+		wake:       make(chan struct{}, 1),
+		healthy:    true,
+		frames:     map[*runner]*frameState{},
+		checkEvery: storeCheckInterval,
+	}
+	w.events, _ = s.(eventLog)
+	w.checker, _ = s.(storeChecker)
+	w.accepting.Store(true)
+	m.healthy.Set(1)
+	return w
+}
+
+// add registers a runner; Complete calls it before anything starts.
+func (w *storeWriter) add(r *runner) {
+	w.frames[r] = &frameState{}
+}
+
+// Start drains the event queue and watches the store's health until ctx is
+// done.
+func (w *storeWriter) Start(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if w.events != nil {
+		wg.Go(func() { w.drain(ctx) })
+	}
+	if w.checker != nil {
+		wg.Go(func() { w.watchHealth(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// status is the store's health for the API.
+func (w *storeWriter) status() api.StoreStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return api.StoreStatus{Kind: w.kind, Healthy: w.healthy, Message: w.message}
+}
+
+func (w *storeWriter) isHealthy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.healthy
+}
+
+// fail marks the store unhealthy after err and wakes the health loop.
+func (w *storeWriter) fail(err error) {
+	w.accepting.Store(false)
+	w.mu.Lock()
+	was := w.healthy
+	w.healthy, w.message = false, err.Error()
+	w.mu.Unlock()
+	w.metrics.healthy.Set(0)
+	if was {
+		w.log.Error("store failed; serving from memory, and writing the frames again once it answers", "store", w.kind, "err", err)
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *storeWriter) recovered() {
+	w.mu.Lock()
+	was := w.healthy
+	w.healthy, w.message = true, ""
+	w.mu.Unlock()
+	w.metrics.healthy.Set(1)
+	if !was {
+		w.log.Info("store answers again; frames written again", "store", w.kind)
+	}
+}
+
+// writeFrames writes r's verified and aggregated frames, then trims the
+// events the verified frame covers. While the store is down it does nothing:
+// the health loop writes every frame once it is back.
+func (w *storeWriter) writeFrames(ctx context.Context, r *runner) {
+	if w.checker != nil && !w.isHealthy() {
+		return
+	}
+	if err := w.write(ctx, r); err != nil {
+		if ctx.Err() == nil {
+			w.fail(err)
+		}
+		return
+	}
+	if w.checker == nil {
+		w.recovered()
+	}
+}
+
+func (w *storeWriter) write(ctx context.Context, r *runner) error {
+	st := w.frames[r]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, frameWriteTimeout)
+	defer cancel()
+	verified, aggregated := r.agg.frames()
+	for _, f := range []*store.Frame{verified, aggregated} {
+		err := w.store.PutFrame(ctx, f)
+		w.metrics.frameWrites.WithLabelValues(r.info.Name, result(err)).Inc()
+		if err != nil {
+			return fmt.Errorf("writing the %s %s frame: %w", r.info.Name, f.Header.Source, err)
+		}
+	}
+	st.written = true
+	if w.events != nil {
+		if err := w.events.TrimEvents(ctx, w.cluster, r.info.Name, verified.Header.ResourceVersion); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// event queues a watch event for the store without ever blocking the
+// watch. Streamer goroutine of r only.
+func (w *storeWriter) event(r *runner, typ string, row *store.Row) {
+	if w.events == nil {
+		return
+	}
+	st := w.frames[r]
+	if row.ResourceVersion <= st.queuedRV {
+		return // a resumed watch replaying what was queued already
+	}
+	st.queuedRV = row.ResourceVersion
+	if !w.accepting.Load() {
+		w.metrics.eventsDropped.WithLabelValues(r.info.Name, dropUnhealthy).Inc()
+		return
+	}
+	select {
+	case w.queue <- store.Event{Cluster: w.cluster, Resource: r.info.Name, Type: typ, Row: row}:
+	default:
+		w.metrics.eventsDropped.WithLabelValues(r.info.Name, dropQueueFull).Inc()
+	}
+}
+
+// drain writes queued events in batches until ctx is done.
+func (w *storeWriter) drain(ctx context.Context) {
+	batch := make([]store.Event, 0, eventBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-w.queue:
+			batch = append(batch[:0], ev)
+		}
+	more:
+		for len(batch) < eventBatch {
+			select {
+			case ev := <-w.queue:
+				batch = append(batch, ev)
+			default:
+				break more
+			}
+		}
+		w.appendBatch(ctx, batch)
+		clear(batch)
+	}
+}
+
+func (w *storeWriter) appendBatch(ctx context.Context, batch []store.Event) {
+	if !w.accepting.Load() {
+		for _, ev := range batch {
+			w.metrics.eventsDropped.WithLabelValues(ev.Resource, dropUnhealthy).Inc()
+		}
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	skipped, err := w.events.AppendEvents(actx, batch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // shutting down
+		}
+		for _, ev := range batch {
+			w.metrics.eventsDropped.WithLabelValues(ev.Resource, dropWriteFailed).Inc()
+		}
+		w.fail(fmt.Errorf("writing events: %w", err))
+		return
+	}
+	// Out-of-order events are rare (a watch started behind the stream);
+	// they are not worth a label each.
+	if skipped > 0 {
+		w.metrics.eventsDropped.WithLabelValues(batch[0].Resource, dropOutOfOrder).Add(float64(skipped))
+	}
+	w.metrics.eventsWritten.Add(float64(len(batch) - skipped))
+}
+
+// watchHealth checks a healthy store every storeCheckInterval, and a failed
+// one with backoff until it answers; then it writes every frame again.
+func (w *storeWriter) watchHealth(ctx context.Context) {
+	backoff := backoffMin
+	for {
+		wait := w.checkEvery
+		if !w.isHealthy() {
+			wait = backoff
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+			continue // recompute the wait: the store just failed
+		case <-time.After(wait):
+		}
+		if w.isHealthy() {
+			w.check(ctx)
+			continue
+		}
+		if err := w.recover(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.mu.Lock()
+			w.message = err.Error()
+			w.mu.Unlock()
+			backoff = min(2*backoff, backoffMax)
+			w.log.Debug("store still failing", "store", w.kind, "err", err, "retryIn", backoff)
+			continue
+		}
+		backoff = backoffMin
+		w.recovered()
+	}
+}
+
+// check pings a healthy store and makes sure it still holds the frames
+// written to it: a Redis restarted without persistence answers, empty.
+func (w *storeWriter) check(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := w.checker.Ping(cctx); err != nil {
+		if ctx.Err() == nil {
+			w.fail(fmt.Errorf("pinging the store: %w", err))
+		}
+		return
+	}
+	for r, st := range w.frames {
+		st.mu.Lock()
+		written := st.written
+		st.mu.Unlock()
+		if !written {
+			continue
+		}
+		ok, err := w.checker.HasFrame(cctx, w.cluster, r.info.Name, store.Verified)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.fail(err)
+			}
+			return
+		}
+		if !ok {
+			w.log.Warn("the store lost a frame (restarted or flushed?); writing it again", "store", w.kind, "resource", r.info.Name)
+			if err := w.write(ctx, r); err != nil {
+				w.fail(err)
+				return
+			}
+		}
+	}
+}
+
+// recover pings the store and, once it answers, writes every resource's
+// frames again. Events are accepted again first: one queued between the
+// frames' snapshot and the store turning healthy would otherwise be lost.
+func (w *storeWriter) recover(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	err := w.checker.Ping(pctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("pinging the store: %w", err)
+	}
+	w.accepting.Store(true)
+	for r := range w.frames {
+		if !r.agg.ready() {
+			continue
+		}
+		if err := w.write(ctx, r); err != nil {
+			w.accepting.Store(false)
+			return err
+		}
+	}
+	return nil
+}
+
+// storeMetrics are the store's Prometheus series.
+type storeMetrics struct {
+	healthy       prometheus.Gauge
+	frameWrites   *prometheus.CounterVec
+	eventsWritten prometheus.Counter
+	eventsDropped *prometheus.CounterVec
+}
+
+func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
+	m := &storeMetrics{
+		healthy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "krm_store_healthy", Help: "1 when the store answers and holds the agent's frames, 0 while the agent serves from memory alone (degraded).",
+		}),
+		frameWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "krm_store_frame_writes_total", Help: "Frames written to the store, by resource and result (ok or error).",
+		}, []string{"resource", "result"}),
+		eventsWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "krm_store_events_written_total", Help: "Watch events appended to the store's event streams.",
+		}),
+		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "krm_store_events_dropped_total", Help: "Watch events not appended to the store, by resource and reason (queue-full, store-unhealthy, write-failed, out-of-order); the next frame write covers them.",
+		}, []string{"resource", "reason"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.healthy, m.frameWrites, m.eventsWritten, m.eventsDropped} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

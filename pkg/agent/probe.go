@@ -1,0 +1,453 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// ProbeResource is the resource name the canary probe's samples carry, so
+// they show as their own rows in delay tables, metrics and InfluxDB.
+const ProbeResource = "probe"
+
+// DefaultProbeTimeout is how long the probe waits for each of its events
+// when Config.ProbeTimeout is zero.
+const DefaultProbeTimeout = 10 * time.Second
+
+// ProbeLabels mark the probe's ConfigMaps; its watch, its LIST and its
+// clean-up of leftovers select on them, so it never touches anything else.
+var ProbeLabels = map[string]string{
+	"app.kubernetes.io/managed-by": "krm-agent",
+	"app.kubernetes.io/component":  "delay-probe",
+}
+
+var configMapsResource = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+// probeNamePrefix starts every probe ConfigMap's name.
+const probeNamePrefix = "krm-probe-"
+
+// probe is the canary: every interval it creates a small ConfigMap in its
+// namespace and deletes it, and times, on the monotonic clock, each call's
+// response to the matching event on its own watch of those ConfigMaps. Object
+// timestamps have 1-second resolution; the probe's delays do not, so they say
+// what the timestamps cannot. The delay is negative when the event arrives
+// before the call's response, and is recorded as it is.
+//
+// It needs only a namespaced Role: create, delete, list and watch on
+// configmaps in its namespace. One agent per namespace should probe: at
+// start a probe deletes every probe ConfigMap there, as left by an earlier
+// run, and would take another agent's probe in flight (which then logs it
+// and measures nothing).
+type probe struct {
+	client    dynamic.ResourceInterface // configmaps in namespace
+	namespace string
+	interval  time.Duration
+	timeout   time.Duration
+	selector  string
+	cluster   string
+	delay     *delay.Recorder
+	log       *slog.Logger
+	metrics   *probeMetrics
+
+	mu        sync.Mutex
+	pending   map[string]*inflight // by ConfigMap name
+	ready     chan struct{}        // closed once the first watch is open
+	readyOnce sync.Once
+}
+
+// inflight is one probe ConfigMap waiting for its events.
+type inflight struct {
+	added, deleted chan receipt // buffered 1
+}
+
+// receipt is when the probe's watch received an event, and its object's
+// resourceVersion.
+type receipt struct {
+	at time.Time
+	rv uint64
+}
+
+type probeMetrics struct {
+	timeouts *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+}
+
+func newProbeMetrics(reg prometheus.Registerer) (*probeMetrics, error) {
+	m := &probeMetrics{
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "krm_probe_timeouts_total",
+			Help: "Canary probe events (ADDED or DELETED) that did not reach the probe's watch within the probe timeout.",
+		}, []string{"event"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "krm_probe_errors_total",
+			Help: "Failed canary probe API calls, by operation (create, delete, list, watch).",
+		}, []string{"operation"}),
+	}
+	// Make the series visible at zero.
+	for _, e := range []string{delay.Added, delay.Deleted} {
+		m.timeouts.WithLabelValues(e)
+	}
+	for _, op := range []string{"create", "delete", "list", "watch"} {
+		m.errors.WithLabelValues(op)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.timeouts, m.errors} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering probe metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// Start cleans up probe ConfigMaps a previous run left behind, opens the
+// watch and probes every interval until ctx is done. A probe in flight when
+// ctx ends has its ConfigMap deleted before Start returns.
+func (p *probe) Start(ctx context.Context) error {
+	rv, ok := p.sweepUntilDone(ctx)
+	if !ok {
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { p.watch(ctx, rv) })
+	defer wg.Wait()
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-p.ready:
+	}
+	p.log.Info("canary probe started", "namespace", p.namespace, "interval", p.interval, "timeout", p.timeout)
+	tick := time.NewTicker(p.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if p.probeOnce(ctx) {
+			// Something may have been left behind: sweep before the next
+			// probe, which is the only one in flight.
+			if _, err := p.sweep(ctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("listing probe ConfigMaps to clean up", "namespace", p.namespace, "err", err)
+			}
+		}
+	}
+}
+
+// sweepUntilDone deletes leftovers, retrying with backoff until it works or
+// ctx ends, and returns the LIST's resourceVersion for the watch.
+func (p *probe) sweepUntilDone(ctx context.Context) (string, bool) {
+	backoff := listRetryMin
+	for {
+		rv, err := p.sweep(ctx)
+		if err == nil {
+			return rv, true
+		}
+		if ctx.Err() != nil {
+			return "", false
+		}
+		p.log.Error("canary probe cannot list its ConfigMaps; retrying", "namespace", p.namespace, "err", err, "retryIn", backoff)
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// sweep deletes every probe ConfigMap that no probe of this agent waits for
+// (at start: every one, left by an earlier run) and returns the LIST's
+// resourceVersion.
+func (p *probe) sweep(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	list, err := p.client.List(ctx, metav1.ListOptions{LabelSelector: p.selector})
+	if err != nil {
+		p.metrics.errors.WithLabelValues("list").Inc()
+		return "", fmt.Errorf("listing probe configmaps in %s: %w", p.namespace, err)
+	}
+	for _, cm := range list.Items {
+		if p.tracked(cm.GetName()) {
+			continue
+		}
+		uid := cm.GetUID()
+		err := p.client.Delete(ctx, cm.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		switch {
+		case err == nil:
+			p.log.Info("deleted a leftover probe ConfigMap", "namespace", p.namespace, "configmap", cm.GetName(), "created", cm.GetCreationTimestamp().Time)
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		default:
+			p.metrics.errors.WithLabelValues("delete").Inc()
+			p.log.Warn("deleting a leftover probe ConfigMap", "namespace", p.namespace, "configmap", cm.GetName(), "err", err)
+		}
+	}
+	return list.GetResourceVersion(), nil
+}
+
+// probeOnce runs one probe: create, wait for ADDED, delete, wait for
+// DELETED. It reports whether a ConfigMap may have been left behind.
+func (p *probe) probeOnce(ctx context.Context) (leftover bool) {
+	name := probeNamePrefix + rand.String(10)
+	f := p.track(name)
+	defer p.untrack(name)
+
+	cm := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1",
+		"kind":       "ConfigMap",
+		"data":       map[string]any{"purpose": "krm-agent stream-delay canary; deleted within seconds"},
+	}}
+	cm.SetName(name)
+	cm.SetLabels(ProbeLabels)
+	// Calls are not cut short when ctx ends, only bounded by the timeout:
+	// a create abandoned mid-flight could land after the clean-up.
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	created, err := p.client.Create(callCtx, cm, metav1.CreateOptions{})
+	createdAt := time.Now()
+	cancel()
+	if err != nil {
+		p.metrics.errors.WithLabelValues("create").Inc()
+		p.log.Warn("canary probe could not create its ConfigMap", "namespace", p.namespace, "configmap", name, "err", err)
+		// A create that timed out may still land: sweep before the next
+		// probe too.
+		p.cleanUp(ctx, name, nil)
+		return true
+	}
+	uid := created.GetUID()
+	if ctx.Err() != nil {
+		return p.cleanUp(ctx, name, &uid)
+	}
+
+	if !p.await(ctx, f.added, delay.Added, name, createdAt) {
+		// The watch did not deliver it: remove the object without
+		// waiting for a DELETED that would most likely be late too.
+		return p.cleanUp(ctx, name, &uid)
+	}
+
+	callCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	err = p.client.Delete(callCtx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	deletedAt := time.Now()
+	cancel()
+	switch {
+	case err == nil:
+	case apierrors.IsNotFound(err):
+		// Someone else deleted it (another agent's start-up sweep): the
+		// DELETED event is not the answer to a call of ours.
+		p.log.Info("canary probe ConfigMap was deleted by someone else; not measuring this DELETED", "namespace", p.namespace, "configmap", name)
+		return false
+	default:
+		p.metrics.errors.WithLabelValues("delete").Inc()
+		p.log.Warn("canary probe could not delete its ConfigMap", "namespace", p.namespace, "configmap", name, "err", err)
+		return p.cleanUp(ctx, name, &uid)
+	}
+	p.await(ctx, f.deleted, delay.Deleted, name, deletedAt)
+	return false
+}
+
+// await waits up to the timeout for the event of type event on ConfigMap
+// name, whose call got its response at respondedAt, and records the delay
+// or counts the timeout. It reports whether the event came.
+func (p *probe) await(ctx context.Context, ch <-chan receipt, event, name string, respondedAt time.Time) bool {
+	timer := time.NewTimer(p.timeout)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case r := <-ch:
+		p.delay.Record(delay.Sample{
+			Cluster: p.cluster, Resource: ProbeResource, Namespace: p.namespace, Event: event,
+			// Both readings carry the monotonic clock.
+			Delay: r.at.Sub(respondedAt), ResourceVersion: r.rv, At: r.at,
+		})
+		return true
+	case <-timer.C:
+		p.metrics.timeouts.WithLabelValues(event).Inc()
+		p.log.Warn("canary probe event did not arrive in time", "event", event, "namespace", p.namespace,
+			"configmap", name, "timeout", p.timeout)
+		return false
+	}
+}
+
+// cleanUp deletes a probe ConfigMap outside the probe's normal course: after
+// a timeout, a failed call, or when ctx ended. It works even when ctx is
+// done, so stopping the agent leaves nothing behind. uid nil means the create
+// may or may not have happened. It reports whether the ConfigMap may still
+// exist.
+func (p *probe) cleanUp(ctx context.Context, name string, uid *types.UID) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	defer cancel()
+	opts := metav1.DeleteOptions{}
+	if uid != nil {
+		opts.Preconditions = &metav1.Preconditions{UID: uid}
+	}
+	err := p.client.Delete(ctx, name, opts)
+	if err == nil || apierrors.IsNotFound(err) {
+		return false
+	}
+	p.metrics.errors.WithLabelValues("delete").Inc()
+	p.log.Warn("canary probe could not delete its ConfigMap; it will be swept later", "namespace", p.namespace, "configmap", name, "err", err)
+	return true
+}
+
+// watch keeps the probe's watch open from rv until ctx is done, resuming
+// after it ends and starting again from a fresh LIST after 410 Gone. Events
+// missed meanwhile make probes time out, which is what they are for.
+func (p *probe) watch(ctx context.Context, rv string) {
+	backoff := backoffMin
+	for ctx.Err() == nil {
+		next, err := p.watchOnce(ctx, rv)
+		if ctx.Err() != nil {
+			return
+		}
+		rv = next
+		if err == nil {
+			backoff = backoffMin
+			continue
+		}
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			p.log.Info("probe watch expired (410 Gone); listing again", "namespace", p.namespace)
+			if fresh, err := p.currentVersion(ctx); err == nil {
+				rv = fresh
+				continue
+			}
+		}
+		p.metrics.errors.WithLabelValues("watch").Inc()
+		p.log.Warn("probe watch failed; resuming", "namespace", p.namespace, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// watchOnce runs one watch from rv and returns the resourceVersion to resume
+// from.
+func (p *probe) watchOnce(ctx context.Context, rv string) (string, error) {
+	timeout := int64((5*time.Minute + time.Duration(rand.Intn(30))*time.Second).Seconds())
+	w, err := p.client.Watch(ctx, metav1.ListOptions{
+		LabelSelector: p.selector, ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
+	})
+	if err != nil {
+		return rv, fmt.Errorf("watching probe configmaps in %s: %w", p.namespace, err)
+	}
+	defer w.Stop()
+	p.markReady()
+	for {
+		var ev watch.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return rv, nil
+		case ev, ok = <-w.ResultChan():
+		}
+		at := time.Now()
+		if !ok {
+			return rv, nil
+		}
+		if ev.Type == watch.Error {
+			return rv, apierrors.FromObject(ev.Object)
+		}
+		obj, isObj := ev.Object.(*unstructured.Unstructured)
+		if !isObj {
+			continue
+		}
+		rv = obj.GetResourceVersion()
+		if ev.Type != watch.Added && ev.Type != watch.Deleted {
+			continue
+		}
+		p.mu.Lock()
+		f := p.pending[obj.GetName()]
+		p.mu.Unlock()
+		if f == nil {
+			continue
+		}
+		v, _ := store.ParseResourceVersion(rv)
+		ch := f.added
+		if ev.Type == watch.Deleted {
+			ch = f.deleted
+		}
+		select {
+		case ch <- receipt{at: at, rv: v}:
+		default:
+		}
+	}
+}
+
+// currentVersion returns the current resourceVersion of the probe's
+// ConfigMaps, for a watch to start from after 410 Gone.
+func (p *probe) currentVersion(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	list, err := p.client.List(ctx, metav1.ListOptions{LabelSelector: p.selector})
+	if err != nil {
+		p.metrics.errors.WithLabelValues("list").Inc()
+		return "", fmt.Errorf("listing probe configmaps in %s: %w", p.namespace, err)
+	}
+	return list.GetResourceVersion(), nil
+}
+
+func (p *probe) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
+
+func (p *probe) track(name string) *inflight {
+	f := &inflight{added: make(chan receipt, 1), deleted: make(chan receipt, 1)}
+	p.mu.Lock()
+	p.pending[name] = f
+	p.mu.Unlock()
+	return f
+}
+
+func (p *probe) untrack(name string) {
+	p.mu.Lock()
+	delete(p.pending, name)
+	p.mu.Unlock()
+}
+
+func (p *probe) tracked(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending[name] != nil
+}
+
+// newProbe builds the probe of c; c has been checked.
+func newProbe(c Config, dyn dynamic.Interface, m *probeMetrics) *probe {
+	timeout := c.ProbeTimeout
+	if timeout <= 0 {
+		timeout = DefaultProbeTimeout
+	}
+	return &probe{
+		client:    dyn.Resource(configMapsResource).Namespace(c.ProbeNamespace),
+		namespace: c.ProbeNamespace,
+		interval:  c.ProbeInterval,
+		timeout:   timeout,
+		selector:  labels.SelectorFromSet(ProbeLabels).String(),
+		cluster:   c.ClusterName,
+		delay:     c.Delay,
+		log:       c.Logger.With("component", "probe"),
+		metrics:   m,
+		pending:   map[string]*inflight{},
+		ready:     make(chan struct{}),
+	}
+}
+
+var errProbeNeedsDelay = errors.New("the canary probe needs a delay recorder (Config.Delay) to record its samples")

@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// warmTimeout bounds the warm restart: a store that does not answer must
+// not keep the agent from its first LIST.
+const warmTimeout = 10 * time.Second
+
+// warmAll loads every resource's stored frames at once (a warm restart).
+func (a *Agent) warmAll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, r := range a.runners {
+		wg.Go(func() { a.warm(ctx, r) })
+	}
+	wg.Wait()
+}
+
+// warm seeds r's views from the store: the verified frame, the aggregated
+// one when it reads back, and the events stored after it. They are served at
+// once, marked stale, until r's first LIST lands. A frame that does not read
+// back (corrupt, or of another version) is logged with its key and
+// discarded: that LIST rebuilds it. A store that does not answer is
+// degraded; the agent starts cold.
+func (a *Agent) warm(ctx context.Context, r *runner) {
+	verified, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Verified)
+	if err != nil {
+		a.storeReadFailed(ctx, r, err)
+		return
+	}
+	aggregated, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Aggregated)
+	if err != nil {
+		a.storeReadFailed(ctx, r, err)
+		aggregated = nil
+	}
+	r.agg.load(verified, aggregated)
+	from := verified.Header.ResourceVersion
+	if aggregated != nil {
+		from = max(from, aggregated.Header.ResourceVersion)
+		r.agg.replayed(from)
+	}
+	replayed := a.replay(ctx, r, from)
+	a.log.Info("serving stored frames, marked stale, until the first LIST", "resource", r.info.Name,
+		"resourceVersion", verified.Header.ResourceVersion, "verifiedAt", verified.Header.VerifiedAt,
+		"objects", len(verified.Rows), "replayedEvents", replayed)
+}
+
+// storeReadFailed sorts a failed read: nothing stored is normal, an
+// unreadable frame is discarded, anything else means the store is down.
+func (a *Agent) storeReadFailed(ctx context.Context, r *runner, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt):
+		a.log.Warn("discarding a stored frame that does not read back; the next LIST rebuilds it", "resource", r.info.Name, "err", err)
+	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+	default:
+		a.log.Warn("reading stored frames failed; starting cold", "resource", r.info.Name, "err", err)
+		a.persist.fail(err)
+	}
+}
+
+// replay applies the events the store kept after resourceVersion from, in
+// order, and returns how many it read. A failure leaves the frames as they
+// are: the first LIST brings everything in.
+func (a *Agent) replay(ctx context.Context, r *runner, from uint64) int {
+	if a.persist.events == nil {
+		return 0
+	}
+	n := 0
+	for {
+		evs, err := a.persist.events.Events(ctx, a.cluster, r.info.Name, from, replayPage)
+		if err != nil {
+			a.storeReadFailed(ctx, r, err)
+			return n
+		}
+		for _, ev := range evs {
+			r.agg.replay(ev.Type, ev.Row)
+			from = ev.Row.ResourceVersion
+		}
+		n += len(evs)
+		if len(evs) < replayPage {
+			return n
+		}
+	}
+}
+
+// replay applies one stored event as apply does a received one, except
+// that it is not counted as received: status and rates are this run's.
+func (a *aggregator) replay(typ string, row *store.Row) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if row.ResourceVersion > a.streamRV {
+		a.streamRV = row.ResourceVersion
+	}
+	if row.ResourceVersion <= a.verifiedRV {
+		return
+	}
+	a.log = append(a.log, event{typ: typ, row: row})
+	if ch, ok := a.applyLocked(typ, row); ok {
+		a.publish(ch, store.Aggregated, store.Streamed)
+	}
+}
+
+// replayed records that the loaded aggregated frame holds the events up to
+// rv, so the aggregated view says so before any event is replayed.
+func (a *aggregator) replayed(rv uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.streamRV = max(a.streamRV, rv)
+}
+
+func (a *aggregator) isStale() bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.stale
+}
+
+// readyDetail says what a ready agent serves short of the best: stored
+// frames not yet verified by this run (stale), or a degraded store. "" when
+// neither.
+func (a *Agent) readyDetail() string {
+	var parts, stale []string
+	for _, r := range a.runners {
+		if r.agg.isStale() {
+			stale = append(stale, r.info.Name)
+		}
+	}
+	if len(stale) > 0 {
+		sort.Strings(stale)
+		parts = append(parts, "serving stored frames of "+strings.Join(stale, ", ")+" (stale) until their first LIST")
+	}
+	if st := a.persist.status(); !st.Healthy {
+		parts = append(parts, fmt.Sprintf("store %s degraded, serving from memory: %s", st.Kind, st.Message))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "ok; " + strings.Join(parts, "; ")
+}

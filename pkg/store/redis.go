@@ -1,0 +1,344 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/gob"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrCorrupt is wrapped by the errors of frames and events that are in Redis
+// but cannot be read back: a chunk that does not decode, a missing chunk,
+// row counts that disagree. Like ErrVersion, it means: discard and rebuild.
+var ErrCorrupt = errors.New("corrupt frame")
+
+// redisLayout is the version of the key layout below. A head written with
+// another one is reported as ErrVersion, like a frame of another version.
+const redisLayout = 1
+
+// RedisOptions tune the Redis store; the zero value is the defaults.
+type RedisOptions struct {
+	// Grace is how long a reader may take to read a frame it has found. A
+	// replaced generation expires 2×Grace after the swap instead of being
+	// deleted, so a reader that read the old header finishes. Default 30s.
+	Grace time.Duration
+	// ChunkRows and ChunkBytes bound one chunk: at most ChunkRows rows,
+	// and a chunk is closed once its objects reach ChunkBytes. Defaults 512
+	// rows and 1 MiB.
+	ChunkRows  int
+	ChunkBytes int
+	// PendingTTL is how long the chunks of a generation being written live
+	// before they are published; a writer that dies mid-frame leaves
+	// nothing behind for longer. Default 10m.
+	PendingTTL time.Duration
+	// MaxEvents caps each resource's event stream (approximately) for when
+	// no verified frame trims it, e.g. while LISTs fail. Default 1,000,000.
+	MaxEvents int64
+}
+
+func (o *RedisOptions) complete() {
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	if o.ChunkRows <= 0 {
+		o.ChunkRows = 512
+	}
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 1 << 20
+	}
+	if o.PendingTTL <= 0 {
+		o.PendingTTL = 10 * time.Minute
+	}
+	if o.MaxEvents <= 0 {
+		o.MaxEvents = 1_000_000
+	}
+}
+
+// Redis keeps frames and events in Redis: a single server, Sentinel or a
+// Redis Cluster, whichever the UniversalClient talks to. The layout, per
+// cluster c, resource r and source s:
+//
+//	krm:{c/r}:s          hash: v (layout), gen, chunks, header (gob Header)
+//	krm:{c/r}:s:<gen>    hash: "0".."chunks-1" -> a chunk (Encode of ≤ ChunkRows rows)
+//	krm:{c/r}:events     stream of watch events; entry ID <resourceVersion>-<n>
+//
+// The hash tag {c/r} puts one resource's keys on one Cluster slot, so the
+// swap script may touch them all. A frame is written under a fresh
+// generation and published by one script that sets the head only when the
+// generation is complete; readers read the head, then that generation's
+// chunks, which never change, so nobody sees half a frame.
+type Redis struct {
+	client redis.UniversalClient
+	opts   RedisOptions
+}
+
+var _ Store = (*Redis)(nil)
+
+// NewRedis returns a store on client. The caller owns the client and closes
+// it.
+func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
+	opts.complete()
+	return &Redis{client: client, opts: opts}
+}
+
+func resourcePrefix(cluster, resource string) string {
+	return "krm:{" + cluster + "/" + resource + "}"
+}
+
+// HeadKey is the key of the head of a frame, the one key a swap changes.
+func HeadKey(cluster, resource string, source Source) string {
+	return resourcePrefix(cluster, resource) + ":" + string(source)
+}
+
+func generationKey(head, gen string) string { return head + ":" + gen }
+
+// EventsKey is the key of a resource's event stream.
+func EventsKey(cluster, resource string) string {
+	return resourcePrefix(cluster, resource) + ":events"
+}
+
+// newGeneration returns a generation id no other write uses: the time, for
+// people reading keys, and 64 random bits.
+func newGeneration() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatInt(time.Now().UnixMilli(), 10) + "-" + hex.EncodeToString(b[:])
+}
+
+// swapScript publishes a generation: it sets the head only if the head still
+// names the generation the writer saw (ARGV[1], "" for none) and the new
+// generation holds every chunk. The replaced generation expires after
+// ARGV[6] ms rather than going at once, for readers still on it.
+//
+// KEYS: head, new generation, old generation (any same-slot key when none).
+// ARGV: old gen, new gen, chunks, header, layout, expiry ms.
+// Returns 1 when published, 0 when the head moved, -1 when chunks are
+// missing.
+var swapScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'gen')
+if not cur then cur = '' end
+if cur ~= ARGV[1] then return 0 end
+if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return -1 end
+redis.call('HSET', KEYS[1], 'v', ARGV[5], 'gen', ARGV[2], 'chunks', ARGV[3], 'header', ARGV[4])
+redis.call('PERSIST', KEYS[2])
+if ARGV[1] ~= '' and ARGV[1] ~= ARGV[2] then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+return 1
+`)
+
+// maxSwapAttempts bounds how often a writer re-reads a head that other
+// writers keep moving.
+const maxSwapAttempts = 100
+
+// pipelineBytes bounds how much chunk data one pipeline carries.
+const pipelineBytes = 8 << 20
+
+// PutFrame implements Store: it writes f's rows as chunks under a fresh
+// generation and then swaps the head to it.
+func (s *Redis) PutFrame(ctx context.Context, f *Frame) error {
+	h := f.Header
+	h.Version, h.Rows = FrameVersion, len(f.Rows)
+	head := HeadKey(h.Cluster, h.Resource, h.Source)
+	var hb bytes.Buffer
+	if err := gob.NewEncoder(&hb).Encode(&h); err != nil {
+		return fmt.Errorf("encoding the header of %s: %w", head, err)
+	}
+	gen := newGeneration()
+	genKey := generationKey(head, gen)
+	chunks, err := s.writeChunks(ctx, genKey, h, f.Rows)
+	if err != nil {
+		return err
+	}
+	return s.publish(ctx, head, gen, chunks, hb.Bytes())
+}
+
+// publish swaps head to generation gen, which must hold chunks chunks.
+func (s *Redis) publish(ctx context.Context, head, gen string, chunks int, header []byte) error {
+	genKey := generationKey(head, gen)
+	for range maxSwapAttempts {
+		old, err := s.client.HGet(ctx, head, "gen").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("reading %s: %w", head, err)
+		}
+		oldKey := generationKey(head, old)
+		if old == "" {
+			oldKey = genKey
+		}
+		res, err := swapScript.Run(ctx, s.client, []string{head, genKey, oldKey},
+			old, gen, chunks, header, redisLayout, (2 * s.opts.Grace).Milliseconds()).Int()
+		if err != nil {
+			return fmt.Errorf("publishing generation %s of %s: %w", gen, head, err)
+		}
+		switch res {
+		case 1:
+			return nil
+		case -1:
+			return fmt.Errorf("publishing generation %s of %s: chunks are missing (written more than %s ago?)", gen, head, s.opts.PendingTTL)
+		}
+		// Another writer swapped in between: read its generation again.
+	}
+	return fmt.Errorf("publishing generation %s of %s: the head kept changing under %d attempts", gen, head, maxSwapAttempts)
+}
+
+// writeChunks writes rows as chunks of genKey and returns how many.
+func (s *Redis) writeChunks(ctx context.Context, genKey string, h Header, rows []*Row) (int, error) {
+	pipe := s.client.Pipeline()
+	pending := 0
+	flush := func() error {
+		if pipe.Len() == 0 {
+			return nil
+		}
+		pipe.PExpire(ctx, genKey, s.opts.PendingTTL)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("writing chunks of %s: %w", genKey, err)
+		}
+		pending = 0
+		return nil
+	}
+	n := 0
+	for start := 0; start < len(rows); {
+		end, size := start, 0
+		for end < len(rows) && end-start < s.opts.ChunkRows && size < s.opts.ChunkBytes {
+			size += len(rows[end].Object)
+			end++
+		}
+		ch := h
+		ch.Rows = end - start
+		data, err := Encode(&Frame{Header: ch, Rows: rows[start:end]})
+		if err != nil {
+			return 0, fmt.Errorf("encoding chunk %d of %s: %w", n, genKey, err)
+		}
+		pipe.HSet(ctx, genKey, strconv.Itoa(n), data)
+		pending += len(data)
+		n++
+		start = end
+		if pending >= pipelineBytes {
+			if err := flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, flush()
+}
+
+// maxReadAttempts bounds how often a reader starts over because the
+// generation it found was replaced and expired while it read.
+const maxReadAttempts = 5
+
+// readChunks is how many chunks one HMGET asks for.
+const readChunks = 16
+
+// GetFrame implements Store. A frame that cannot be read back returns an
+// error naming the key and wrapping ErrVersion or ErrCorrupt.
+func (s *Redis) GetFrame(ctx context.Context, cluster, resource string, source Source) (*Frame, error) {
+	head := HeadKey(cluster, resource, source)
+	for range maxReadAttempts {
+		f, retry, err := s.readFrame(ctx, head)
+		if !retry {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("reading %s: its generation was replaced %d times while being read; is Grace (%s) shorter than a read?", head, maxReadAttempts, s.opts.Grace)
+}
+
+type frameHead struct {
+	gen    string
+	chunks int
+	header Header
+}
+
+func (s *Redis) readHead(ctx context.Context, head string) (*frameHead, error) {
+	m, err := s.client.HGetAll(ctx, head).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", head, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("%s: %w", head, ErrNotFound)
+	}
+	if v := m["v"]; v != strconv.Itoa(redisLayout) {
+		return nil, fmt.Errorf("reading %s: %w: layout %q (this build reads %d)", head, ErrVersion, v, redisLayout)
+	}
+	fh := &frameHead{gen: m["gen"]}
+	if fh.chunks, err = strconv.Atoi(m["chunks"]); err != nil || fh.chunks < 0 || fh.gen == "" {
+		return nil, fmt.Errorf("reading %s: %w: generation %q with %q chunks", head, ErrCorrupt, fh.gen, m["chunks"])
+	}
+	if err := gob.NewDecoder(bytes.NewReader([]byte(m["header"]))).Decode(&fh.header); err != nil {
+		return nil, fmt.Errorf("reading %s: %w: decoding the header: %w", head, ErrCorrupt, err)
+	}
+	if fh.header.Version != FrameVersion {
+		return nil, fmt.Errorf("reading %s: %w %d (this build reads %d)", head, ErrVersion, fh.header.Version, FrameVersion)
+	}
+	return fh, nil
+}
+
+// readFrame reads the frame head names. retry says the generation vanished
+// under the reader (replaced, then expired): start over.
+func (s *Redis) readFrame(ctx context.Context, head string) (*Frame, bool, error) {
+	fh, err := s.readHead(ctx, head)
+	if err != nil {
+		return nil, false, err
+	}
+	genKey := generationKey(head, fh.gen)
+	h := fh.header
+	f := &Frame{Header: h, Rows: make([]*Row, 0, min(max(h.Rows, 0), 1<<20))}
+	for start := 0; start < fh.chunks; start += readChunks {
+		fields := make([]string, 0, readChunks)
+		for i := start; i < min(start+readChunks, fh.chunks); i++ {
+			fields = append(fields, strconv.Itoa(i))
+		}
+		vals, err := s.client.HMGet(ctx, genKey, fields...).Result()
+		if err != nil {
+			return nil, false, fmt.Errorf("reading %s: %w", genKey, err)
+		}
+		for j, v := range vals {
+			i := start + j
+			data, ok := v.(string)
+			if !ok {
+				// Gone: replaced and expired while we read, or lost.
+				now, err := s.readHead(ctx, head)
+				if err == nil && now.gen != fh.gen {
+					return nil, true, nil
+				}
+				return nil, false, fmt.Errorf("reading %s: %w: chunk %d of %d is missing", genKey, ErrCorrupt, i, fh.chunks)
+			}
+			c, err := Decode([]byte(data))
+			if errors.Is(err, ErrVersion) {
+				return nil, false, fmt.Errorf("reading chunk %d of %s: %w", i, genKey, err)
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: %w", i, genKey, ErrCorrupt, err)
+			}
+			if c.Header.Cluster != h.Cluster || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
+				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: it belongs to %s/%s/%s", i, genKey, ErrCorrupt,
+					c.Header.Cluster, c.Header.Resource, c.Header.Source)
+			}
+			f.Rows = append(f.Rows, c.Rows...)
+		}
+	}
+	if len(f.Rows) != h.Rows {
+		return nil, false, fmt.Errorf("reading %s: %w: header says %d rows, chunks hold %d", genKey, ErrCorrupt, h.Rows, len(f.Rows))
+	}
+	return f, false, nil
+}
+
+// HasFrame reports whether a frame is stored, without reading it: cheap
+// enough to ask often, to notice a Redis that restarted empty.
+func (s *Redis) HasFrame(ctx context.Context, cluster, resource string, source Source) (bool, error) {
+	head := HeadKey(cluster, resource, source)
+	n, err := s.client.Exists(ctx, head).Result()
+	if err != nil {
+		return false, fmt.Errorf("checking %s: %w", head, err)
+	}
+	return n > 0, nil
+}
+
+// Ping checks that Redis answers.
+func (s *Redis) Ping(ctx context.Context) error {
+	return s.client.Ping(ctx).Err()
+}

@@ -1,0 +1,141 @@
+package store_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/krm-project/krm/pkg/store"
+)
+
+func events(cluster string, typ string, rvs ...uint64) []store.Event {
+	var out []store.Event
+	for _, rv := range rvs {
+		r := frame(cluster, store.Streamed, 1, "e").Rows[0]
+		r.ResourceVersion, r.Source = rv, store.Streamed
+		out = append(out, store.Event{Cluster: cluster, Resource: "pods", Type: typ, Row: r})
+	}
+	return out
+}
+
+func TestRedisEvents(t *testing.T) {
+	client, cluster := testRedis(t)
+	s := store.NewRedis(client, store.RedisOptions{})
+	ctx := t.Context()
+	in := append(events(cluster, "ADDED", 101, 102), events(cluster, "MODIFIED", 105, 107)...)
+	in = append(in, events(cluster, "DELETED", 110)...)
+	// Another resource's events go to its own stream.
+	other := events(cluster, "ADDED", 50)
+	other[0].Resource = "services"
+	if skipped, err := s.AppendEvents(ctx, append(in, other...)); err != nil || skipped != 0 {
+		t.Fatalf("AppendEvents = %d skipped, %v", skipped, err)
+	}
+	got, err := s.Events(ctx, cluster, "pods", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(in, got); diff != "" {
+		t.Errorf("events after 0 (-appended +read):\n%s", diff)
+	}
+	if got, _ := s.Events(ctx, cluster, "pods", 105, 100); len(got) != 2 || got[0].Row.ResourceVersion != 107 {
+		t.Errorf("events after 105: %d, want 107 and 110", len(got))
+	}
+	if got, _ := s.Events(ctx, cluster, "pods", 0, 2); len(got) != 2 || got[1].Row.ResourceVersion != 102 {
+		t.Errorf("2 events after 0: %d, want 101 and 102", len(got))
+	}
+	if got, _ := s.Events(ctx, cluster, "services", 0, 100); len(got) != 1 {
+		t.Errorf("services has %d events, want 1", len(got))
+	}
+
+	// An event older than the stream's newest is left out, not misordered.
+	if skipped, err := s.AppendEvents(ctx, events(cluster, "MODIFIED", 108, 111)); err != nil || skipped != 1 {
+		t.Errorf("appending 108 after 110: %d skipped, %v; want 1 skipped", skipped, err)
+	}
+
+	// A verified frame at 105 covers the events up to 105.
+	if err := s.TrimEvents(ctx, cluster, "pods", 105); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Events(ctx, cluster, "pods", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rvs []uint64
+	for _, ev := range got {
+		rvs = append(rvs, ev.Row.ResourceVersion)
+	}
+	if diff := cmp.Diff([]uint64{107, 110, 111}, rvs); diff != "" {
+		t.Errorf("events left after trimming through 105 (-want +got):\n%s", diff)
+	}
+	if n := client.XLen(ctx, store.EventsKey(cluster, "pods")).Val(); n != 3 {
+		t.Errorf("the stream holds %d entries after the trim, want 3", n)
+	}
+	// Trimming past the end empties it; appending goes on.
+	if err := s.TrimEvents(ctx, cluster, "pods", 1000); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Events(ctx, cluster, "pods", 0, 100); len(got) != 0 {
+		t.Errorf("%d events after trimming everything", len(got))
+	}
+	if _, err := s.AppendEvents(ctx, events(cluster, "ADDED", 1001)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Events(ctx, cluster, "pods", 0, 100); len(got) != 1 {
+		t.Errorf("%d events after appending to a trimmed stream, want 1", len(got))
+	}
+}
+
+func TestRedisEventsCap(t *testing.T) {
+	client, cluster := testRedis(t)
+	s := store.NewRedis(client, store.RedisOptions{MaxEvents: 100})
+	var in []store.Event
+	for rv := range uint64(1000) {
+		in = append(in, events(cluster, "MODIFIED", rv+1)...)
+	}
+	if _, err := s.AppendEvents(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	// The cap is approximate (whole stream nodes go), but it holds.
+	if n := client.XLen(t.Context(), store.EventsKey(cluster, "pods")).Val(); n < 100 || n > 300 {
+		t.Errorf("a stream capped at 100 holds %d entries", n)
+	}
+}
+
+func TestRedisCorruptEvent(t *testing.T) {
+	for name, tc := range map[string]struct {
+		values []any
+		want   error
+	}{
+		"unknown layout": {values: []any{"v", "9", "type", "ADDED", "row", "x"}, want: store.ErrVersion},
+		"garbage row":    {values: []any{"v", "1", "type", "ADDED", "row", "not gob"}, want: store.ErrCorrupt},
+		"unknown type":   {values: []any{"v", "1", "type", "BOOKMARK", "row", ""}, want: store.ErrCorrupt},
+	} {
+		t.Run(name, func(t *testing.T) {
+			client, cluster := testRedis(t)
+			s := store.NewRedis(client, store.RedisOptions{})
+			if name == "unknown type" {
+				// A well-formed row under a bad type.
+				ok := events(cluster, "ADDED", 7)
+				if _, err := s.AppendEvents(t.Context(), ok); err != nil {
+					t.Fatal(err)
+				}
+				msgs := client.XRange(t.Context(), store.EventsKey(cluster, "pods"), "-", "+").Val()
+				tc.values[5] = msgs[0].Values["row"]
+			}
+			key := store.EventsKey(cluster, "pods")
+			if err := client.XAdd(t.Context(), &redis.XAddArgs{Stream: key, ID: "9-*", Values: tc.values}).Err(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Events(t.Context(), cluster, "pods", 8, 10)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("reading a stream entry with %s: err = %v, want %v", name, err, tc.want)
+			}
+			if !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "9-0") {
+				t.Errorf("error %q does not name the key %s and entry 9-0", err, key)
+			}
+		})
+	}
+}
