@@ -95,6 +95,10 @@ func (o *DelayOptions) Run(ctx context.Context) error {
 		}
 		names = names[:0]
 		for _, typ := range o.resources {
+			if typ == api.ProbeResource {
+				names = append(names, typ)
+				continue
+			}
 			info, err := resolve(list, typ)
 			if err != nil {
 				return err

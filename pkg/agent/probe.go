@@ -19,13 +19,14 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/store"
 )
 
 // ProbeResource is the resource name the canary probe's samples carry, so
 // they show as their own rows in delay tables, metrics and InfluxDB.
-const ProbeResource = "probe"
+const ProbeResource = api.ProbeResource
 
 // DefaultProbeTimeout is how long the probe waits for each of its events
 // when Config.ProbeTimeout is zero.

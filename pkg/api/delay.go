@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// ProbeResource is the resource name of the agent's canary probe rows:
+// not a watched resource, but a resource filter /api/v1/delay accepts.
+const ProbeResource = "probe"
+
 // DelayQuery selects delay statistics: "" resource or event means all.
 type DelayQuery struct {
 	Resource string
@@ -133,7 +137,7 @@ func (s *Server) delay(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if q.Resource != "" {
+	if q.Resource != "" && q.Resource != ProbeResource {
 		res, ok := s.backend.Resource(q.Resource)
 		if !ok {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("resource %q is not watched by this agent", q.Resource))

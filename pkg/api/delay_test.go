@@ -150,10 +150,15 @@ func TestDelayServesTheSourcesReport(t *testing.T) {
 	if _, err := c.Delay(t.Context(), "pod", "ADDED", 6*time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	// The canary probe's rows are not a watched resource, but a filter.
+	if _, err := c.Delay(t.Context(), ProbeResource, "", 0); err != nil {
+		t.Fatal(err)
+	}
 	want := []DelayQuery{
 		{Resource: "pods", Event: "DELETED", Since: testNow.Add(-15 * time.Minute), Step: 30 * time.Second},
 		{Since: testNow.Add(-time.Hour), Step: time.Minute},
 		{Resource: "pods", Event: "ADDED", Since: testNow.Add(-6 * time.Hour), Step: 10 * time.Minute},
+		{Resource: ProbeResource, Since: testNow.Add(-time.Hour), Step: time.Minute},
 	}
 	if diff := cmp.Diff(want, src.asked()); diff != "" {
 		t.Errorf("queries the source was asked (-want +got):\n%s", diff)

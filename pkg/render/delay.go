@@ -69,9 +69,9 @@ func (p *DelayPrinter) PrintObj(reports []*api.DelayReport, w io.Writer) error {
 	return printDelayNote(w, reports, loc)
 }
 
-// probeResource is the resource name of the agent's canary probe rows
-// (agent.ProbeResource), whose delays are measured differently.
-const probeResource = "probe"
+// probeResource is the resource name of the agent's canary probe rows,
+// whose delays are measured differently.
+const probeResource = api.ProbeResource
 
 // printDelayNote says where the numbers come from and what they are worth.
 func printDelayNote(w io.Writer, reports []*api.DelayReport, loc *time.Location) error {
