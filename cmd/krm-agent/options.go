@@ -47,7 +47,8 @@ type Options struct {
 	ProbeInterval  time.Duration
 	ProbeNamespace string
 
-	Redis RedisOptions
+	Redis  RedisOptions
+	Leader LeaderOptions
 }
 
 // minProbeInterval keeps the canary probe from becoming a load test.
@@ -91,6 +92,7 @@ func NewCommand() *cobra.Command {
 		LogFormat:      "text",
 		LogLevel:       "info",
 		InfluxBucket:   "krm",
+		Leader:         LeaderOptions{LeaseName: "krm-agent", LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
 	}
 	cmd := &cobra.Command{
 		Use:   "krm-agent",
@@ -128,6 +130,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "Run the canary probe every interval (0: off): create and delete a small ConfigMap in --probe-namespace and record, as resource \"probe\", how long after each call's response the agent's own watch sees it, to sub-millisecond precision. Needs a namespaced Role there: create, delete, list and watch on configmaps.")
 	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace, "Namespace of the canary probe's ConfigMaps. Default: the agent's own namespace ($POD_NAMESPACE, then the service account's namespace file), else \"default\".")
 	o.Redis.addFlags(cmd)
+	o.Leader.addFlags(cmd)
 	return cmd
 }
 
@@ -150,6 +153,9 @@ func (o *Options) Validate() error {
 		}
 	default:
 		return fmt.Errorf("--store %q is not supported: use memory or redis", o.Store)
+	}
+	if err := o.Leader.validate(o.Store); err != nil {
+		return err
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: use text or json", o.LogFormat)
@@ -280,6 +286,7 @@ func (o *Options) Run(ctx context.Context) error {
 		Delay:          rec,
 		ProbeInterval:  o.ProbeInterval,
 		ProbeNamespace: o.probeNamespace(os.Getenv, os.ReadFile),
+		LeaderElection: o.Leader.config(os.Getenv, os.ReadFile),
 	}.Complete()
 	if err != nil {
 		return err
@@ -316,18 +323,28 @@ func (o *Options) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
+	var agentErr error
+	agentStopped := false
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		cancel()
 		<-agentDone
 		return fmt.Errorf("serving the krm API: %w", err)
+	case agentErr = <-agentDone:
+		// The agent stops on its own only when it lost the leader Lease:
+		// it must not go on serving a leader's views.
+		agentStopped = true
+		cancel()
 	}
 	log.Info("shutting down")
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer stop()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("HTTP server did not shut down cleanly", "err", err)
+	}
+	if agentStopped {
+		return agentErr
 	}
 	return <-agentDone
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -343,6 +344,14 @@ func (o *GetOptions) tablePrinter(all []fetched, noHeaders bool) *render.TablePr
 		Wide: o.output() == "wide", NoHeaders: noHeaders || *o.printFlags.NoHeaders,
 		ShowLabels: o.showLabels(), WithNamespace: o.allNamespaces, LabelColumns: o.labelColumns(),
 		WithKind: severalKinds(all) || *o.printFlags.HumanReadableFlags.ShowKind,
+	}
+	for _, f := range all {
+		if len(f.info.PrinterColumns) > 0 {
+			if opts.PrinterColumns == nil {
+				opts.PrinterColumns = map[schema.GroupKind][]api.PrinterColumn{}
+			}
+			opts.PrinterColumns[schema.GroupKind{Group: f.info.Group, Kind: f.info.Kind}] = f.info.PrinterColumns
+		}
 	}
 	if o.showSource {
 		sources := map[string]string{}

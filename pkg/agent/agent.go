@@ -53,6 +53,9 @@ type Config struct {
 	// ProbeTimeout is how long the probe waits for each event before it
 	// counts a timeout; default DefaultProbeTimeout.
 	ProbeTimeout time.Duration
+	// LeaderElection, when set, makes this agent one replica of several
+	// sharing Store, which must be Redis: see LeaderElection.
+	LeaderElection *LeaderElection
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -67,6 +70,14 @@ type Agent struct {
 	log       *slog.Logger
 	// persist writes frames and events to the store and tracks its health.
 	persist *storeWriter
+	// election is the leader election, nil when off; follows reads the
+	// leader's frames and events while this replica does not lead.
+	election *election
+	follows  followStore
+	// followMu guards leads: once this replica leads, followers change
+	// nothing.
+	followMu sync.Mutex
+	leads    bool
 	// probe is the canary probe; nil when off.
 	probe *probe
 }
@@ -122,6 +133,7 @@ func (c Config) Complete() (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	printerColumns(dyn, res, c.Logger)
 	m, err := newMetrics(c.Registry)
 	if err != nil {
 		return nil, err
@@ -132,6 +144,16 @@ func (c Config) Complete() (*Agent, error) {
 		return nil, err
 	}
 	a.persist = newStoreWriter(c.Store, a.storeKind, c.ClusterName, c.Logger, sm)
+	if c.LeaderElection != nil {
+		var ok bool
+		if a.follows, ok = c.Store.(followStore); !ok || a.persist.events == nil {
+			return nil, fmt.Errorf("leader election needs a store replicas share (redis), not %s", a.storeKind)
+		}
+		if a.election, err = newElection(*c.LeaderElection, c.RESTConfig, a); err != nil {
+			return nil, err
+		}
+		a.persist.follow()
+	}
 	if c.ProbeInterval > 0 {
 		pm, err := newProbeMetrics(c.Registry)
 		if err != nil {
@@ -191,11 +213,24 @@ func lookupNames(info api.ResourceInfo) []string {
 }
 
 // Start loads any frames the store kept (a warm restart), then runs every
-// resource until ctx is done.
+// resource until ctx is done. With leader election it follows the leader
+// through the store until it leads, and returns an error if it stops leading
+// while ctx is still running.
 func (a *Agent) Start(ctx context.Context) error {
 	a.warmAll(ctx)
+	parent := ctx
+	base, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = a.persist.Start(ctx) })
+	wg.Go(func() { _ = a.persist.Start(base) })
+	// With leader election, ctx is the leadership's: it ends when this
+	// replica stops leading.
+	ctx, err := a.awaitLeadership(base)
+	if err != nil || ctx.Err() != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
 	for _, r := range a.runners {
 		wg.Go(func() { _ = r.Start(ctx) })
 	}
@@ -203,8 +238,10 @@ func (a *Agent) Start(ctx context.Context) error {
 		wg.Go(func() { _ = a.probe.Start(ctx) })
 	}
 	a.log.Info("agent started", "resources", len(a.runners), "cluster", a.cluster)
+	<-ctx.Done()
+	stop()
 	wg.Wait()
-	return nil
+	return a.leadershipEnded(parent)
 }
 
 // Resources implements api.Backend.
@@ -213,7 +250,8 @@ func (a *Agent) Resources() api.ResourceList {
 	for _, r := range a.runners {
 		out = append(out, r.Status())
 	}
-	return api.ResourceList{Cluster: a.cluster, Store: a.storeStatus(), Resources: out}
+	role, leader := a.election.status()
+	return api.ResourceList{Cluster: a.cluster, Store: a.storeStatus(), Role: role, Leader: leader, Resources: out}
 }
 
 // storeStatus reports the store's health: degraded from a failed write or

@@ -51,6 +51,9 @@ type aggregator struct {
 	hasVerified bool
 	// stale is true while the frames come from a warm restart.
 	stale bool
+	// following is true while the views follow another replica's frames
+	// and events in the store (leader election): not this run's LISTs.
+	following bool
 
 	current    map[string]*store.Row // live rows of the aggregated/streamed view
 	tombstones map[string]*store.Row // deleted since the last LIST
@@ -251,7 +254,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		horizon = v.rv
 		v.caughtUp = true
 	}
-	judge := a.hasVerified && !a.stale // see judging
+	judge := a.hasVerified && !a.stale && !a.following // see judging
 	var drift api.DriftCounts
 	var found []api.DriftEntry
 	listRV := store.FormatResourceVersion(v.rv)
@@ -313,12 +316,14 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
 	}
 
-	if a.stale {
-		// The frames and events loaded from the store are an earlier run's:
-		// this LIST supersedes them all, even if etcd's revisions went back.
+	if a.stale || a.following {
+		// The frames and events loaded from the store are an earlier run's
+		// or another replica's: this LIST supersedes them all, even if
+		// etcd's revisions went back.
 		clear(a.log)
 		a.log = a.log[:0]
 		a.streamRV = v.rv
+		a.following = false
 	}
 	oldCurrent, oldVerified := a.current, a.verified
 	a.verified = listed
@@ -567,7 +572,7 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 func (a *aggregator) judging() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.hasVerified && !a.stale
+	return a.hasVerified && !a.stale && !a.following
 }
 
 func (a *aggregator) ready() bool {

@@ -74,6 +74,10 @@ type storeWriter struct {
 	// accepting is false while the store is down: events are dropped at
 	// once instead of queueing for a write that will fail.
 	accepting atomic.Bool
+	// leading is false while another replica leads (leader election): a
+	// follower never writes, or it could put back frames older than the
+	// leader's.
+	leading atomic.Bool
 	// wake tells the health loop a write failed.
 	wake chan struct{}
 	// checkEvery is storeCheckInterval; tests shorten it.
@@ -107,9 +111,16 @@ func newStoreWriter(s store.Store, kind, cluster string, log *slog.Logger, m *st
 	w.events, _ = s.(eventLog)
 	w.checker, _ = s.(storeChecker)
 	w.accepting.Store(true)
+	w.leading.Store(true)
 	m.healthy.Set(1)
 	return w
 }
+
+// follow stops writes until lead: another replica leads.
+func (w *storeWriter) follow() { w.leading.Store(false) }
+
+// lead lets writes go on: this replica leads.
+func (w *storeWriter) lead() { w.leading.Store(true) }
 
 // add registers a runner; Complete calls it before anything starts.
 func (w *storeWriter) add(r *runner) {
@@ -175,7 +186,7 @@ func (w *storeWriter) recovered() {
 // events the verified frame covers. While the store is down it does nothing:
 // the health loop writes every frame once it is back.
 func (w *storeWriter) writeFrames(ctx context.Context, r *runner) {
-	if w.checker != nil && !w.isHealthy() {
+	if !w.leading.Load() || (w.checker != nil && !w.isHealthy()) {
 		return
 	}
 	if err := w.write(ctx, r); err != nil {
@@ -347,7 +358,7 @@ func (w *storeWriter) check(ctx context.Context) {
 			}
 			return
 		}
-		if !ok {
+		if !ok && w.leading.Load() {
 			w.log.Warn("the store lost a frame (restarted or flushed?); writing it again", "store", w.kind, "resource", r.info.Name)
 			if err := w.write(ctx, r); err != nil {
 				w.fail(err)
@@ -369,7 +380,7 @@ func (w *storeWriter) recover(ctx context.Context) error {
 	}
 	w.accepting.Store(true)
 	for r := range w.frames {
-		if !r.agg.ready() {
+		if !r.agg.ready() || !w.leading.Load() {
 			continue
 		}
 		if err := w.write(ctx, r); err != nil {

@@ -140,6 +140,9 @@ func (a *Agent) readyDetail() string {
 		sort.Strings(stale)
 		parts = append(parts, "serving stored frames of "+strings.Join(stale, ", ")+" (stale) until their first LIST")
 	}
+	if d := a.roleDetail(); d != "" {
+		parts = append(parts, d)
+	}
 	if st := a.persist.status(); !st.Healthy {
 		parts = append(parts, fmt.Sprintf("store %s degraded, serving from memory: %s", st.Kind, st.Message))
 	}

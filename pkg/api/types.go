@@ -42,6 +42,18 @@ type ResourceInfo struct {
 	// SelectableFields are the field-selector keys besides metadata.name
 	// and metadata.namespace (e.g. spec.nodeName, status.phase for pods).
 	SelectableFields []string `json:"selectableFields,omitempty"`
+	// PrinterColumns are a custom resource's additionalPrinterColumns, for
+	// tables like kubectl's; empty for built-in kinds.
+	PrinterColumns []PrinterColumn `json:"printerColumns,omitempty"`
+}
+
+// PrinterColumn is one of a CRD's additionalPrinterColumns.
+type PrinterColumn struct {
+	Name     string `json:"name"`
+	Type     string `json:"type"` // integer, number, string, boolean or date
+	Format   string `json:"format,omitempty"`
+	JSONPath string `json:"jsonPath"`
+	Priority int32  `json:"priority,omitempty"`
 }
 
 // APIVersion is group/version, or version for the core group.
@@ -101,6 +113,11 @@ type ResourceList struct {
 	Cluster      string           `json:"cluster,omitempty"`
 	Store        StoreStatus      `json:"store"`
 	Resources    []ResourceStatus `json:"resources"`
+	// Role is "leader" or "follower" when replicas elect a leader (the
+	// leader watches and writes the store; followers serve what it wrote);
+	// Leader is the leader's identity.
+	Role   string `json:"role,omitempty"`
+	Leader string `json:"leader,omitempty"`
 }
 
 // StoreStatus says where frames are kept and whether that works.

@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
+
+	"github.com/krm-project/krm/pkg/api"
 )
 
 // TableOptions shape a table the way kubectl get's flags do.
@@ -40,6 +42,10 @@ type TableOptions struct {
 	ExtraColumns []ExtraColumn
 	// Now is the clock AGE is measured against. Default time.Now.
 	Now func() time.Time
+	// PrinterColumns are custom resources' additionalPrinterColumns, by
+	// group and kind; a kind without its own printer and without columns
+	// here gets NAME and AGE.
+	PrinterColumns map[schema.GroupKind][]api.PrinterColumn
 	// KeepOrder prints rows in the order given, as after kubectl's
 	// --sort-by, instead of kube-apiserver's listing order.
 	KeepOrder bool
@@ -189,6 +195,12 @@ func storageKey(obj *unstructured.Unstructured) string {
 
 func (p *TablePrinter) printGroup(g kindGroup, now time.Time, w io.Writer) error {
 	k := kindOf(g.gk)
+	if _, builtIn := kinds[g.gk]; !builtIn && len(p.Options.PrinterColumns[g.gk]) > 0 {
+		var err error
+		if k, err = customResourceKind(p.Options.PrinterColumns[g.gk]); err != nil {
+			return fmt.Errorf("render: %s: %w", g.gk, err)
+		}
+	}
 	columns := append([]metav1.TableColumnDefinition(nil), k.columns...)
 	for _, c := range p.Options.ExtraColumns {
 		def := metav1.TableColumnDefinition{Name: c.Header, Type: "string"}

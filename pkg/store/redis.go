@@ -338,6 +338,20 @@ func (s *Redis) HasFrame(ctx context.Context, cluster, resource string, source S
 	return n > 0, nil
 }
 
+// FrameGeneration returns the generation the head of a frame names, ""
+// when none: cheap enough to poll, to notice a new frame.
+func (s *Redis) FrameGeneration(ctx context.Context, cluster, resource string, source Source) (string, error) {
+	head := HeadKey(cluster, resource, source)
+	gen, err := s.client.HGet(ctx, head, "gen").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", head, err)
+	}
+	return gen, nil
+}
+
 // Ping checks that Redis answers.
 func (s *Redis) Ping(ctx context.Context) error {
 	return s.client.Ping(ctx).Err()

@@ -6,8 +6,10 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -124,4 +126,32 @@ func (s *Redis) TrimEvents(ctx context.Context, cluster, resource string, throug
 		return fmt.Errorf("trimming %s through resourceVersion %d: %w", key, through, err)
 	}
 	return nil
+}
+
+// FollowEvents waits up to block for events of a resource newer than
+// resourceVersion after and returns up to limit of them, oldest first; none
+// when block passes first. A replica that does not lead follows the leader's
+// stream with it.
+func (s *Redis) FollowEvents(ctx context.Context, cluster, resource string, after uint64, block time.Duration, limit int64) ([]Event, error) {
+	key := EventsKey(cluster, resource)
+	// Entry IDs are <resourceVersion>-<n>: start after every n of after.
+	from := strconv.FormatUint(after, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
+	streams, err := s.client.XRead(ctx, &redis.XReadArgs{Streams: []string{key, from}, Count: limit, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	var out []Event
+	for _, st := range streams {
+		for _, m := range st.Messages {
+			ev, err := decodeEvent(cluster, resource, m)
+			if err != nil {
+				return nil, fmt.Errorf("reading entry %s of %s: %w", m.ID, key, err)
+			}
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }

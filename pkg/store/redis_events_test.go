@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
@@ -137,5 +138,79 @@ func TestRedisCorruptEvent(t *testing.T) {
 				t.Errorf("error %q does not name the key %s and entry 9-0", err, key)
 			}
 		})
+	}
+}
+
+// TestRedisFollowEvents: a follower waiting on the stream gets an event as
+// soon as it is appended, and after a resourceVersion only newer ones.
+func TestRedisFollowEvents(t *testing.T) {
+	client, cluster := testRedis(t)
+	s := store.NewRedis(client, store.RedisOptions{})
+	ctx := t.Context()
+	in := events(cluster, "ADDED", 5, 6, 7)
+	if _, err := s.AppendEvents(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.FollowEvents(ctx, cluster, "pods", 5, time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(in[1:], got); diff != "" {
+		t.Errorf("events after 5 (-appended +followed):\n%s", diff)
+	}
+	start := time.Now()
+	if got, err := s.FollowEvents(ctx, cluster, "pods", 7, 200*time.Millisecond, 100); err != nil || len(got) != 0 {
+		t.Errorf("following past the end = %d events, %v; want none", len(got), err)
+	}
+	if waited := time.Since(start); waited < 150*time.Millisecond {
+		t.Errorf("following past the end returned after %s, before its 200ms", waited)
+	}
+
+	done := make(chan []store.Event, 1)
+	go func() {
+		evs, err := s.FollowEvents(ctx, cluster, "pods", 7, 10*time.Second, 100)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- evs
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start = time.Now()
+	next := events(cluster, "MODIFIED", 8)
+	if _, err := s.AppendEvents(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case evs := <-done:
+		if diff := cmp.Diff(next, evs); diff != "" {
+			t.Errorf("the waiting follower got (-appended +followed):\n%s", diff)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("the waiting follower got the event %s after it was appended", took)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting follower got nothing 5s after an append")
+	}
+}
+
+func TestRedisFrameGeneration(t *testing.T) {
+	client, cluster := testRedis(t)
+	s := store.NewRedis(client, store.RedisOptions{})
+	if gen, err := s.FrameGeneration(t.Context(), cluster, "pods", store.Aggregated); gen != "" || err != nil {
+		t.Fatalf("generation of no frame = %q, %v", gen, err)
+	}
+	var gens []string
+	for range 2 {
+		if err := s.PutFrame(t.Context(), frame(cluster, store.Aggregated, 3, "g")); err != nil {
+			t.Fatal(err)
+		}
+		gen, err := s.FrameGeneration(t.Context(), cluster, "pods", store.Aggregated)
+		if err != nil || gen == "" {
+			t.Fatalf("generation = %q, %v", gen, err)
+		}
+		gens = append(gens, gen)
+	}
+	if gens[0] == gens[1] {
+		t.Errorf("two writes share generation %s", gens[0])
 	}
 }

@@ -181,6 +181,11 @@ func TestRedisNotFound(t *testing.T) {
 // chunks of two frames would see two markers or a wrong row count.
 func TestRedisReadersNeverSeeTornFrames(t *testing.T) {
 	client, cluster := testRedis(t)
+	tornFrames(t, client, cluster)
+}
+
+func tornFrames(t *testing.T, client redis.UniversalClient, cluster string) {
+	t.Helper()
 	const readers, writers, swaps = 8, 4, 40
 	// A short grace makes replaced generations vanish under slow readers,
 	// which must then start over, not return a partial frame.
@@ -449,5 +454,153 @@ func TestRedisUnpublishedGenerationExpires(t *testing.T) {
 	}
 	if diff := cmp.Diff(want(published), out); diff != "" {
 		t.Errorf("after a failed publish (-published +got):\n%s", diff)
+	}
+}
+
+// roundTrips puts and gets frames of several resources (so, on a Redis
+// Cluster, several slots) and events, through client.
+func roundTrips(t *testing.T, client redis.UniversalClient, cluster string) {
+	t.Helper()
+	ctx := t.Context()
+	s := store.NewRedis(client, store.RedisOptions{})
+	for i, resource := range []string{"pods", "nodes", "services", "deployments"} {
+		for _, n := range []int{0, 1, 10_000 / (i + 1)} {
+			in := frame(cluster, store.Aggregated, n, resource)
+			in.Header.Resource = resource
+			if err := s.PutFrame(ctx, in); err != nil {
+				t.Fatalf("putting %d %s: %v", n, resource, err)
+			}
+			out, err := s.GetFrame(ctx, cluster, resource, store.Aggregated)
+			if err != nil {
+				t.Fatalf("getting %d %s: %v", n, resource, err)
+			}
+			if diff := cmp.Diff(want(in), out); diff != "" {
+				t.Errorf("%d %s (-put +got):\n%s", n, resource, diff)
+			}
+		}
+	}
+	in := append(events(cluster, "ADDED", 1, 2), events(cluster, "DELETED", 3)...)
+	if _, err := s.AppendEvents(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TrimEvents(ctx, cluster, "pods", 1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Events(ctx, cluster, "pods", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(in[1:], got); diff != "" {
+		t.Errorf("events (-appended after the trim +read):\n%s", diff)
+	}
+}
+
+// deleteAll deletes the keys of cluster on every master of client.
+func deleteAll(t *testing.T, client redis.UniversalClient, cluster string) {
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(context.Background(), func(ctx context.Context, node *redis.Client) error {
+			deleteKeys(t, node, "krm:{"+cluster+"/*")
+			return nil
+		})
+		return
+	}
+	deleteKeys(t, client, "krm:{"+cluster+"/*")
+}
+
+// TestRedisClusterRoundTrip runs the store on a 3-master Redis Cluster: the
+// swap script and pipelines work because one resource's keys share a slot,
+// and different resources land on different masters.
+func TestRedisClusterRoundTrip(t *testing.T) {
+	clustertest.Get(t)
+	rc := clustertest.StartRedisCluster(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: rc.Addrs()[:1], IsClusterMode: true})
+	defer client.Close()
+	if _, ok := client.(*redis.ClusterClient); !ok {
+		t.Fatalf("the universal client is a %T, want a cluster client", client)
+	}
+	cluster := "t-" + rand.String(10)
+	defer deleteAll(t, client, cluster)
+	roundTrips(t, client, cluster)
+
+	// The resources' keys spread over the masters.
+	masters := map[string]bool{}
+	for _, resource := range []string{"pods", "nodes", "services", "deployments"} {
+		head := store.HeadKey(cluster, resource, store.Aggregated)
+		slot := client.ClusterKeySlot(t.Context(), head).Val()
+		for _, n := range rc.Nodes {
+			c := redis.NewClient(&redis.Options{Addr: n.Addr})
+			if c.Exists(t.Context(), head).Val() == 1 {
+				masters[n.Addr] = true
+			}
+			c.Close()
+		}
+		if gen := client.HGet(t.Context(), head, "gen").Val(); client.ClusterKeySlot(t.Context(), head+":"+gen).Val() != slot {
+			t.Errorf("%s and its generation are on different slots", head)
+		}
+	}
+	if len(masters) < 2 {
+		t.Errorf("four resources' heads are all on %v; the test proves nothing about slots", masters)
+	}
+}
+
+// TestRedisClusterReadersNeverSeeTornFrames repeats the torn-frame test on
+// a Redis Cluster.
+func TestRedisClusterReadersNeverSeeTornFrames(t *testing.T) {
+	clustertest.Get(t)
+	rc := clustertest.StartRedisCluster(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: rc.Addrs()})
+	defer client.Close()
+	cluster := "t-" + rand.String(10)
+	tornFrames(t, client, cluster)
+}
+
+// TestRedisSentinelRoundTrip runs the store through Sentinel: the
+// universal client asks the Sentinel for the master and writes there; the
+// replica holds the same frames.
+func TestRedisSentinelRoundTrip(t *testing.T) {
+	clustertest.Get(t)
+	rs := clustertest.StartRedisSentinel(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{rs.Sentinel.Addr}, MasterName: rs.MasterName})
+	defer client.Close()
+	cluster := "t-" + rand.String(10)
+	roundTrips(t, client, cluster)
+
+	replica := redis.NewClient(&redis.Options{Addr: rs.Replica.Addr})
+	defer replica.Close()
+	s := store.NewRedis(replica, store.RedisOptions{})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, err := s.GetFrame(t.Context(), cluster, "deployments", store.Aggregated)
+		if err == nil && len(f.Rows) == 2500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica's deployments frame after 10s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The master dies; Sentinel promotes the replica and the same client
+	// writes there.
+	rs.Master.Kill()
+	after := frame(cluster, store.Verified, 100, "after failover")
+	deadline = time.Now().Add(60 * time.Second)
+	store1 := store.NewRedis(client, store.RedisOptions{})
+	for {
+		err := store1.PutFrame(t.Context(), after)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writing after the master died: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got, err := s.GetFrame(t.Context(), cluster, "pods", store.Verified)
+	if err != nil {
+		t.Fatalf("reading the frame written after the failover from the promoted replica: %v", err)
+	}
+	if diff := cmp.Diff(want(after), got); diff != "" {
+		t.Errorf("after the failover (-put +got):\n%s", diff)
 	}
 }

@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// followStore is what a replica that does not lead needs from the store
+// (store.Redis): to notice the leader's new frames, and to wait for its
+// events.
+type followStore interface {
+	FrameGeneration(ctx context.Context, cluster, resource string, source store.Source) (string, error)
+	FollowEvents(ctx context.Context, cluster, resource string, after uint64, block time.Duration, limit int64) ([]store.Event, error)
+}
+
+const (
+	// followBlock is how long a follower waits for events before it checks
+	// for a new frame: a new frame reaches followers within about this.
+	followBlock = time.Second
+	followPage  = 1000
+)
+
+// follow keeps every resource's views equal to what the leader wrote to
+// the store, until ctx is done.
+func (a *Agent) follow(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range a.runners {
+		wg.Go(func() { a.followResource(ctx, r) })
+	}
+	wg.Wait()
+}
+
+// followResource loads r's frames whenever the leader writes new ones and
+// applies the events it appends in between, as they land.
+func (a *Agent) followResource(ctx context.Context, r *runner) {
+	defer a.followed(func() { r.agg.setConnected(false) })
+	var f following
+	backoff := backoffMin
+	for ctx.Err() == nil {
+		err := a.followOnce(ctx, r, &f)
+		if err == nil {
+			backoff = backoffMin
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.followed(func() {
+			r.agg.setConnected(false)
+			r.agg.setError(err)
+		})
+		a.log.Warn("following the leader through the store failed; retrying", "resource", r.info.Name, "err", err, "retryIn", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// following is where a follower is in the leader's output.
+type following struct {
+	gen   string // the aggregated frame's generation loaded
+	after uint64 // the newest event applied
+}
+
+func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
+	gen, err := a.follows.FrameGeneration(ctx, a.cluster, r.info.Name, store.Aggregated)
+	if err != nil {
+		return err
+	}
+	if gen != "" && gen != f.gen {
+		verified, aggregated, err := a.leaderFrames(ctx, r)
+		switch {
+		case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt):
+			// The leader writes a good one after its next LIST.
+			a.log.Warn("skipping a frame of the leader's that does not read back", "resource", r.info.Name, "err", err)
+			f.gen = gen
+		case errors.Is(err, store.ErrNotFound):
+			// Written between the two reads: read again.
+		case err != nil:
+			return err
+		default:
+			if !a.followed(func() { r.agg.follow(verified, aggregated) }) {
+				return ctx.Err()
+			}
+			f.gen = gen
+			f.after = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
+		}
+	}
+	evs, err := a.follows.FollowEvents(ctx, a.cluster, r.info.Name, f.after, followBlock, followPage)
+	if err != nil {
+		return err
+	}
+	a.followed(func() {
+		r.agg.setConnected(true)
+		r.agg.setError(nil)
+		for _, ev := range evs {
+			r.agg.apply(ev.Type, ev.Row)
+			f.after = ev.Row.ResourceVersion
+		}
+	})
+	return nil
+}
+
+// followed runs fn, a change a follower makes to the views, unless this
+// replica has begun to lead: from then on only its own LISTs and watch
+// change them, even while a follower still waits on Redis. It reports
+// whether fn ran.
+func (a *Agent) followed(fn func()) bool {
+	a.followMu.Lock()
+	defer a.followMu.Unlock()
+	if a.leads {
+		return false
+	}
+	fn()
+	return true
+}
+
+// stopFollowing makes followed refuse every later change.
+func (a *Agent) stopFollowing() {
+	a.followMu.Lock()
+	defer a.followMu.Unlock()
+	a.leads = true
+}
+
+func (a *Agent) leaderFrames(ctx context.Context, r *runner) (verified, aggregated *store.Frame, err error) {
+	if verified, err = a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Verified); err != nil {
+		return nil, nil, err
+	}
+	if aggregated, err = a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Aggregated); err != nil {
+		return nil, nil, err
+	}
+	return verified, aggregated, nil
+}
+
+// follow replaces the views with the leader's frames. They are as fresh as
+// the leader's, so not stale; but the first LIST after this replica takes
+// over judges no drift against them.
+func (a *aggregator) follow(verified, aggregated *store.Frame) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	oldCurrent, oldVerified := a.current, a.verified
+	a.verified = make(map[string]*store.Row, len(verified.Rows))
+	for _, r := range verified.Rows {
+		a.verified[r.UID] = r
+	}
+	a.current = make(map[string]*store.Row, len(aggregated.Rows))
+	for _, r := range aggregated.Rows {
+		if !r.Deleted {
+			a.current[r.UID] = r
+		}
+	}
+	// What differs from the verified frame is what the leader streamed
+	// since its LIST: the drift report's unverified changes.
+	a.changed = map[string]struct{}{}
+	a.tombstones = map[string]*store.Row{}
+	for uid, c := range a.current {
+		if v := a.verified[uid]; v == nil || v.ResourceVersion != c.ResourceVersion {
+			a.changed[uid] = struct{}{}
+		}
+	}
+	for uid, v := range a.verified {
+		if a.current[uid] == nil {
+			tomb := *v
+			tomb.Deleted, tomb.Source = true, store.Streamed
+			a.tombstones[uid] = &tomb
+			a.changed[uid] = struct{}{}
+		}
+	}
+	clear(a.log)
+	a.log = a.log[:0]
+	a.verifiedRV, a.verifiedAt = verified.Header.ResourceVersion, verified.Header.VerifiedAt
+	a.streamRV = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
+	a.lastStreamAt = a.now()
+	a.hasVerified, a.stale, a.following = true, false, true
+	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
+	if len(a.subs) > 0 {
+		for _, ch := range diffViews(oldCurrent, a.current) {
+			a.publish(ch, store.Aggregated, store.Streamed)
+		}
+		for _, ch := range diffViews(oldVerified, a.verified) {
+			a.publish(ch, store.Verified)
+		}
+	}
+}
+
+// roleDetail is the leader election's part of /readyz's sentence.
+func (a *Agent) roleDetail() string {
+	role, leader := a.election.status()
+	if role != roleFollower {
+		return ""
+	}
+	if leader == "" {
+		return "following the leader through the store; no leader yet"
+	}
+	return "following the leader " + leader + " through the store"
+}

@@ -1,0 +1,140 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/krm-project/krm/pkg/agent"
+	"github.com/krm-project/krm/test/cluster/clustertest"
+)
+
+// role returns the agent's leader election role and the leader it knows.
+func (sa *storeAgent) role(ctx context.Context) (string, string, error) {
+	l, err := sa.client.Resources(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	return l.Role, l.Leader, nil
+}
+
+func waitRole(t *testing.T, sa *storeAgent, timeout time.Duration, want string) {
+	t.Helper()
+	eventually(t, timeout, "the agent to be "+want, func(ctx context.Context) (string, error) {
+		role, leader, err := sa.role(ctx)
+		if err != nil {
+			return err.Error(), nil
+		}
+		if role != want {
+			return fmt.Sprintf("role %q, leader %q", role, leader), nil
+		}
+		return "", nil
+	})
+}
+
+// TestRedisLeaderFailover runs two agents on one Redis with leader
+// election: the leader watches and writes; the follower serves the same
+// objects, following the leader's frames and events through Redis within
+// about a second; when the leader dies (it keeps its Lease, as a killed
+// process does), the follower takes over within the Lease's duration and
+// serves new changes from its own watch.
+func TestRedisLeaderFailover(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	cs, err := c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restCfg, err := c.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	cluster := "t-" + rand.String(8)
+	w := newConfigMapWriter(cs, ns)
+	createConfigMaps(t, w, "cm-0", "cm-1")
+
+	const leaseDuration = 2 * time.Second
+	replica := func(identity string) *storeAgent {
+		st, _ := redisStore(t, c.RedisURL, cluster)
+		return completeStoreAgent(t, agent.Config{
+			RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
+			VerifyInterval: time.Hour, ClusterName: cluster, Store: st,
+			LeaderElection: &agent.LeaderElection{
+				Namespace: ns, Name: "krm-" + cluster, Identity: identity,
+				LeaseDuration: leaseDuration, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond,
+			},
+		})
+	}
+	a := replica("a")
+	a.start()
+	waitRole(t, a, 30*time.Second, "leader")
+	waitMatchesList(t, 30*time.Second, a.client, "configmaps", ri, "", "aggregated", "verified")
+
+	b := replica("b")
+	b.start()
+	waitMatchesList(t, 30*time.Second, b.client, "configmaps", ri, "", "aggregated", "verified")
+	eventually(t, 10*time.Second, "the second replica to follow a", func(ctx context.Context) (string, error) {
+		if role, leader, err := b.role(ctx); err != nil || role != "follower" || leader != "a" {
+			return fmt.Sprintf("it is %q following %q (%v)", role, leader, err), nil
+		}
+		return "", nil
+	})
+	if code, why := b.readyz(t); code != http.StatusOK || !strings.Contains(why, "following the leader a") {
+		t.Errorf("the follower's /readyz: %d %q, want 200 saying it follows a", code, why)
+	}
+
+	// Changes reach the follower through the leader's event stream.
+	changed := time.Now()
+	createConfigMaps(t, w, "cm-2")
+	if err := w.update(t.Context(), "cm-0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.remove(t.Context(), "cm-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitMatchesList(t, 5*time.Second, b.client, "configmaps", ri, "", "aggregated")
+	t.Logf("the follower served three changes %s after they were made", time.Since(changed).Round(time.Millisecond))
+	if st := resourceStatus(t, b.client, "configmaps"); st.Stale || !st.StreamConnected {
+		t.Errorf("the follower's status: stale %v, stream connected %v; want fresh and connected", st.Stale, st.StreamConnected)
+	}
+
+	// The leader dies without giving up its Lease.
+	a.stop()
+	died := time.Now()
+	waitRole(t, b, leaseDuration+10*time.Second, "leader")
+	t.Logf("the follower took over %s after the leader died (lease %s)", time.Since(died).Round(time.Millisecond), leaseDuration)
+	if took := time.Since(died); took > leaseDuration+3*time.Second {
+		t.Errorf("the follower took over %s after the leader died, lease %s", took, leaseDuration)
+	}
+	createConfigMaps(t, w, "cm-3")
+	waitMatchesList(t, 30*time.Second, b.client, "configmaps", ri, "", "aggregated")
+	if st := resourceStatus(t, b.client, "configmaps"); st.Verifications < 1 || !st.StreamConnected {
+		t.Errorf("the new leader's status: %d verifications, stream connected %v; want its own LIST and watch", st.Verifications, st.StreamConnected)
+	}
+	// It writes: the event of the object created after it took over is in
+	// Redis.
+	st, _ := redisStore(t, c.RedisURL, cluster)
+	eventually(t, 10*time.Second, "the new leader's event of cm-3 in Redis", func(ctx context.Context) (string, error) {
+		evs, err := st.Events(ctx, cluster, "configmaps", 0, 1000)
+		if err != nil {
+			return "", err
+		}
+		for _, ev := range evs {
+			if ev.Row.Name == "cm-3" {
+				return "", nil
+			}
+		}
+		return fmt.Sprintf("%d events, none of cm-3", len(evs)), nil
+	})
+}

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/krm-project/krm/test/cluster/clustertest"
+)
+
+// TestPluginCustomResourceColumns: a custom resource with
+// additionalPrinterColumns prints through kubectl krm get exactly as kubectl
+// get prints it, default and wide, with every column type.
+func TestPluginCustomResourceColumns(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	group := "e2e-" + rand.String(6) + ".krm.example.com"
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	column := func(name, typ, path string, priority int64) map[string]any {
+		return map[string]any{"name": name, "type": typ, "jsonPath": path, "priority": priority}
+	}
+	crd := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+		"metadata": map[string]any{"name": "widgets." + group},
+		"spec": map[string]any{
+			"group": group, "scope": "Namespaced",
+			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": []any{"wdg"}},
+			"versions": []any{map[string]any{
+				"name": "v1", "served": true, "storage": true,
+				"schema": map[string]any{"openAPIV3Schema": map[string]any{
+					"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+				}},
+				"additionalPrinterColumns": []any{
+					column("Size", "integer", ".spec.size", 0),
+					column("Color", "string", ".spec.color", 0),
+					column("Ratio", "number", ".spec.ratio", 0),
+					column("Ready", "boolean", ".status.ready", 1),
+					column("Tags", "string", ".spec.tags", 1),
+					column("Age", "date", ".metadata.creationTimestamp", 0),
+				},
+			}},
+		},
+	}}
+	if _, err := dyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dyn.Resource(crdGVR).Delete(t.Context(), "widgets."+group, metav1.DeleteOptions{}) })
+	widgets := dyn.Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}).Namespace(ns)
+	waitFor(t, 30*time.Second, "the widgets CRD to be served", func() error {
+		_, err := widgets.List(ctx, metav1.ListOptions{})
+		return err
+	})
+	specs := []map[string]any{
+		{"size": int64(3), "color": "red", "ratio": 0.5, "tags": []any{"a", "b"}},
+		{"size": int64(12), "color": "a much longer colour name", "ratio": int64(2)},
+		{"color": "none of the rest"},
+	}
+	for i, spec := range specs {
+		w := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": group + "/v1", "kind": "Widget",
+			"metadata": map[string]any{"name": fmt.Sprintf("w%d", i)},
+			"spec":     spec,
+		}}
+		if i == 0 {
+			w.Object["status"] = map[string]any{"ready": true}
+		}
+		if _, err := widgets.Create(ctx, w, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	agent := startAgent(t, buildAgent(t), "--kubeconfig", c.Kubeconfig, "--resources", "widgets."+group,
+		"--namespace", ns, "--verify-interval", "5s")
+	agent.waitReady(t, 30*time.Second)
+	p := buildPlugin(t, c)
+	for _, args := range [][]string{
+		{"get", "widgets." + group, "-n", ns},
+		{"get", "widgets." + group, "-n", ns, "-o", "wide"},
+		{"get", "wdg", "-n", ns, "--show-labels"},
+	} {
+		r := sameAsKubectl(t, p, args, []string{"--agent-url", agent.URL})
+		if r.code != 0 {
+			t.Errorf("kubectl krm %v: %s", args, r)
+		}
+	}
+}
