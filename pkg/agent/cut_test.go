@@ -11,6 +11,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // TestWatchCutResumes cuts the agent's watch again and again while objects
@@ -29,7 +30,7 @@ func TestWatchCutResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
-	proxy := newWatchProxy(t, cfg, nil)
+	proxy := watchproxy.New(t, cfg, nil)
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // measuringAgent is an agent that records stream delay, served with its
@@ -569,7 +570,7 @@ func TestReplayedEventsAreNotSamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
-	proxy := newWatchProxy(t, cfg, nil)
+	proxy := watchproxy.New(t, cfg, nil)
 	ag := startMeasuringAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,
 	}, nil)

@@ -16,6 +16,7 @@ import (
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // dropMisses drops the events the objects' names ask to be missed.
@@ -59,7 +60,7 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
-	proxy := newWatchProxy(t, cfg, dropMisses)
+	proxy := watchproxy.New(t, cfg, dropMisses)
 	const interval = 3 * time.Second
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: interval,
@@ -144,15 +145,15 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 		}
 		return "", nil
 	})
-	wantDropped := []watchEvent{}
+	wantDropped := []watchproxy.Event{}
 	for _, name := range missAdd {
-		wantDropped = append(wantDropped, watchEvent{Type: "ADDED", Name: name})
+		wantDropped = append(wantDropped, watchproxy.Event{Type: "ADDED", Name: name})
 	}
 	for _, name := range missMod {
-		wantDropped = append(wantDropped, watchEvent{Type: "MODIFIED", Name: name})
+		wantDropped = append(wantDropped, watchproxy.Event{Type: "MODIFIED", Name: name})
 	}
 	for _, name := range missDel {
-		wantDropped = append(wantDropped, watchEvent{Type: "DELETED", Name: name})
+		wantDropped = append(wantDropped, watchproxy.Event{Type: "DELETED", Name: name})
 	}
 	if diff := cmp.Diff(wantDropped, proxy.Dropped()); diff != "" {
 		t.Fatalf("the proxy did not drop the events the test needs (-want +got):\n%s", diff)

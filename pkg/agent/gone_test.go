@@ -15,6 +15,7 @@ import (
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // compact compacts etcd's history up to revision rev, so a watch from an
@@ -73,7 +74,7 @@ func testRecoversFrom410(t *testing.T, failingLists int) {
 		t.Fatal(err)
 	}
 	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
-	proxy := newWatchProxy(t, cfg, nil)
+	proxy := watchproxy.New(t, cfg, nil)
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,
 	})

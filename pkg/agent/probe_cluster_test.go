@@ -18,6 +18,7 @@ import (
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // The canary probe on the local cluster; probe_test.go tests it against a
@@ -181,7 +182,7 @@ func TestProbeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newWatchProxy(t, cfg, nil)
+	proxy := watchproxy.New(t, cfg, nil)
 	ag := startMeasuringAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,
 		ProbeInterval: 200 * time.Millisecond, ProbeNamespace: ns, ProbeTimeout: time.Second,

@@ -23,6 +23,7 @@ import (
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // redisStore returns a store on the Redis at url. Every key under cluster
@@ -254,7 +255,7 @@ func TestRedisWarmRestart(t *testing.T) {
 	}
 	first.stop()
 
-	proxy := newWatchProxy(t, restCfg, nil)
+	proxy := watchproxy.New(t, restCfg, nil)
 	cfg.RESTConfig = proxy.RESTConfig()
 	second := completeStoreAgent(t, cfg) // discovery goes through
 	proxy.FailLists(1 << 30)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -29,7 +30,11 @@ func TestPluginCustomResourceColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	group := "e2e-" + rand.String(6) + ".krm.example.com"
+	// Unique per run: a short name shared by two CRDs is ambiguous to
+	// kubectl, and CRDs of other runs may still be going away.
+	suffix := rand.String(6)
+	group := "e2e-" + suffix + ".krm.example.com"
+	short := "wdg" + suffix
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	column := func(name, typ, path string, priority int64) map[string]any {
 		return map[string]any{"name": name, "type": typ, "jsonPath": path, "priority": priority}
@@ -39,7 +44,7 @@ func TestPluginCustomResourceColumns(t *testing.T) {
 		"metadata": map[string]any{"name": "widgets." + group},
 		"spec": map[string]any{
 			"group": group, "scope": "Namespaced",
-			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": []any{"wdg"}},
+			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": []any{short}},
 			"versions": []any{map[string]any{
 				"name": "v1", "served": true, "storage": true,
 				"schema": map[string]any{"openAPIV3Schema": map[string]any{
@@ -59,7 +64,10 @@ func TestPluginCustomResourceColumns(t *testing.T) {
 	if _, err := dyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = dyn.Resource(crdGVR).Delete(t.Context(), "widgets."+group, metav1.DeleteOptions{}) })
+	// t.Context is already cancelled when cleanups run.
+	t.Cleanup(func() {
+		_ = dyn.Resource(crdGVR).Delete(context.Background(), "widgets."+group, metav1.DeleteOptions{})
+	})
 	widgets := dyn.Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}).Namespace(ns)
 	waitFor(t, 30*time.Second, "the widgets CRD to be served", func() error {
 		_, err := widgets.List(ctx, metav1.ListOptions{})
@@ -91,7 +99,7 @@ func TestPluginCustomResourceColumns(t *testing.T) {
 	for _, args := range [][]string{
 		{"get", "widgets." + group, "-n", ns},
 		{"get", "widgets." + group, "-n", ns, "-o", "wide"},
-		{"get", "wdg", "-n", ns, "--show-labels"},
+		{"get", short, "-n", ns, "--show-labels"},
 	} {
 		r := sameAsKubectl(t, p, args, []string{"--agent-url", agent.URL})
 		if r.code != 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // testDiffVerified checks `kubectl krm diff verified` on an agent that
@@ -212,7 +213,7 @@ func testDiffVerifiedDrift(t *testing.T, c *cluster.State, cs kubernetes.Interfa
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newDroppingProxy(t, cfg, func(typ, name string) bool {
+	proxy := watchproxy.New(t, cfg, func(typ, name string) bool {
 		return typ == "ADDED" && strings.HasPrefix(name, "miss-") ||
 			typ == "MODIFIED" && strings.HasPrefix(name, "stale-") ||
 			typ == "DELETED" && strings.HasPrefix(name, "gone-")
@@ -231,7 +232,7 @@ func testDiffVerifiedDrift(t *testing.T, c *cluster.State, cs kubernetes.Interfa
 		t.Fatal(err)
 	}
 
-	a := startAgent(t, bin, "--kubeconfig", proxy.kubeconfig(t), "--resources", "configmaps", "--namespace", ns, "--verify-interval", "3s")
+	a := startAgent(t, bin, "--kubeconfig", proxy.Kubeconfig(t), "--resources", "configmaps", "--namespace", ns, "--verify-interval", "3s")
 	a.waitReady(t, 30*time.Second)
 	// Write just after a LIST lands, so that one LIST finds all the drift.
 	verifications := func() int64 {
@@ -293,7 +294,7 @@ func testDiffVerifiedDrift(t *testing.T, c *cluster.State, cs kubernetes.Interfa
 		}
 		return nil
 	})
-	if got, want := proxy.Dropped(), []string{"ADDED miss-cm", "MODIFIED stale-cm", "DELETED gone-cm"}; !cmp.Equal(got, want) {
+	if got, want := proxy.Dropped(), []watchproxy.Event{{Type: "ADDED", Name: "miss-cm"}, {Type: "MODIFIED", Name: "stale-cm"}, {Type: "DELETED", Name: "gone-cm"}}; !cmp.Equal(got, want) {
 		t.Errorf("the proxy dropped %q, want %q", got, want)
 	}
 

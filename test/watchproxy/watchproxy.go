@@ -1,4 +1,8 @@
-package agent_test
+// Package watchproxy is a reverse proxy for tests that stands between a
+// client (the agent) and kube-apiserver and does to watches, on demand, what
+// networks and servers do to real ones: drop chosen events, cut the open
+// watches, hold new ones, and fail LISTs.
+package watchproxy
 
 import (
 	"bufio"
@@ -8,17 +12,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"testing"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// watchProxy stands between the agent and kube-apiserver and forwards every
+// Proxy stands between a client and kube-apiserver and forwards every
 // request. On watches it can do what networks and servers do to a real
 // watch, to order: drop chosen events, cut the open watches, and hold new
 // ones until released.
-type watchProxy struct {
+type Proxy struct {
 	upstream *url.URL
 	rt       http.RoundTripper
 	// drop says which watch events never reach the agent.
@@ -29,7 +36,7 @@ type watchProxy struct {
 	open    map[*forwarded]struct{}
 	gate    chan struct{} // non-nil: new watches wait until it closes
 	held    int
-	dropped []watchEvent
+	dropped []Event
 	watches []string // the resourceVersion each watch asked for, in order
 	// failLists is how many of the next LISTs fail with 500.
 	failLists int
@@ -43,15 +50,15 @@ type forwarded struct {
 	flowing, cut bool
 }
 
-// watchEvent is a watch event as the proxy saw it.
-type watchEvent struct {
+// Event is a watch event as the proxy saw it.
+type Event struct {
 	Type string
 	Name string
 }
 
-// newWatchProxy starts a proxy to the kube-apiserver of cfg, authenticating
+// New starts a proxy to the kube-apiserver of cfg, authenticating
 // as cfg does. drop may be nil.
-func newWatchProxy(t *testing.T, cfg *rest.Config, drop func(typ, name string) bool) *watchProxy {
+func New(t testing.TB, cfg *rest.Config, drop func(typ, name string) bool) *Proxy {
 	t.Helper()
 	rt, err := rest.TransportFor(cfg)
 	if err != nil {
@@ -61,7 +68,7 @@ func newWatchProxy(t *testing.T, cfg *rest.Config, drop func(typ, name string) b
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &watchProxy{upstream: upstream, rt: rt, drop: drop, open: map[*forwarded]struct{}{}}
+	p := &Proxy{upstream: upstream, rt: rt, drop: drop, open: map[*forwarded]struct{}{}}
 	p.srv = httptest.NewServer(p)
 	t.Cleanup(func() {
 		p.Release()
@@ -73,7 +80,7 @@ func newWatchProxy(t *testing.T, cfg *rest.Config, drop func(typ, name string) b
 
 // RESTConfig is the agent's configuration to reach kube-apiserver through
 // the proxy: plain HTTP, the proxy authenticates.
-func (p *watchProxy) RESTConfig() *rest.Config {
+func (p *Proxy) RESTConfig() *rest.Config {
 	return &rest.Config{Host: p.srv.URL, QPS: 500, Burst: 1000}
 }
 
@@ -85,7 +92,7 @@ var hopHeaders = []string{
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Accept-Encoding", "Content-Length",
 }
 
-func (p *watchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	watching := q.Get("watch") == "true" || q.Get("watch") == "1"
 	ctx := r.Context()
@@ -140,13 +147,13 @@ func (p *watchProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // FailLists makes the next n non-watch GETs (LISTs) fail with 500.
-func (p *watchProxy) FailLists(n int) {
+func (p *Proxy) FailLists(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.failLists = n
 }
 
-func (p *watchProxy) failList() bool {
+func (p *Proxy) failList() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.failLists == 0 {
@@ -158,7 +165,7 @@ func (p *watchProxy) failList() bool {
 
 // pass lets a watch through, after waiting while watches are held. It
 // reports false when the client gave up waiting.
-func (p *watchProxy) pass(ctx context.Context, rv string) bool {
+func (p *Proxy) pass(ctx context.Context, rv string) bool {
 	p.mu.Lock()
 	p.watches = append(p.watches, rv)
 	gate := p.gate
@@ -186,7 +193,7 @@ func (p *watchProxy) pass(ctx context.Context, rv string) bool {
 // leaving out the ones to drop. When the watch is cut (ctx ends but the
 // client's request goes on) it breaks the connection, as a network failure
 // would.
-func (p *watchProxy) relay(ctx, client context.Context, fw *forwarded, w http.ResponseWriter, body io.Reader) {
+func (p *Proxy) relay(ctx, client context.Context, fw *forwarded, w http.ResponseWriter, body io.Reader) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	p.mu.Lock()
@@ -211,7 +218,7 @@ func (p *watchProxy) relay(ctx, client context.Context, fw *forwarded, w http.Re
 		}
 		if p.drop != nil && json.Unmarshal(line, &ev) == nil && p.drop(ev.Type, ev.Object.Metadata.Name) {
 			p.mu.Lock()
-			p.dropped = append(p.dropped, watchEvent{Type: ev.Type, Name: ev.Object.Metadata.Name})
+			p.dropped = append(p.dropped, Event{Type: ev.Type, Name: ev.Object.Metadata.Name})
 			p.mu.Unlock()
 			continue
 		}
@@ -225,7 +232,7 @@ func (p *watchProxy) relay(ctx, client context.Context, fw *forwarded, w http.Re
 }
 
 // Cut ends every watch being forwarded and returns how many it ended.
-func (p *watchProxy) Cut() int {
+func (p *Proxy) Cut() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
@@ -240,7 +247,7 @@ func (p *watchProxy) Cut() int {
 }
 
 // Hold makes new watches wait until Release.
-func (p *watchProxy) Hold() {
+func (p *Proxy) Hold() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.gate == nil {
@@ -249,7 +256,7 @@ func (p *watchProxy) Hold() {
 }
 
 // Release lets held and new watches through.
-func (p *watchProxy) Release() {
+func (p *Proxy) Release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.gate != nil {
@@ -259,7 +266,7 @@ func (p *watchProxy) Release() {
 }
 
 // Established counts the watches whose events are flowing to the agent.
-func (p *watchProxy) Established() int {
+func (p *Proxy) Established() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
@@ -272,23 +279,40 @@ func (p *watchProxy) Established() int {
 }
 
 // Held counts the watches waiting for Release.
-func (p *watchProxy) Held() int {
+func (p *Proxy) Held() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.held
 }
 
 // Dropped returns the events dropped so far, in order.
-func (p *watchProxy) Dropped() []watchEvent {
+func (p *Proxy) Dropped() []Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]watchEvent(nil), p.dropped...)
+	return append([]Event(nil), p.dropped...)
 }
 
 // Watches returns the resourceVersion each watch request asked for, in
 // order.
-func (p *watchProxy) Watches() []string {
+func (p *Proxy) Watches() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.watches...)
+}
+
+// Kubeconfig writes a kubeconfig that reaches kube-apiserver through the
+// proxy (plain HTTP, no credentials: the proxy has them), for a process
+// such as the real agent binary.
+func (p *Proxy) Kubeconfig(t testing.TB) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["proxy"] = &clientcmdapi.Cluster{Server: p.srv.URL}
+	kc.AuthInfos["proxy"] = &clientcmdapi.AuthInfo{}
+	kc.Contexts["proxy"] = &clientcmdapi.Context{Cluster: "proxy", AuthInfo: "proxy"}
+	kc.CurrentContext = "proxy"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
