@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -256,15 +257,8 @@ func (o *GetOptions) Run(ctx context.Context) error {
 func resolve(list *api.ResourceList, typ string) (api.ResourceInfo, error) {
 	t := strings.ToLower(typ)
 	for _, r := range list.Resources {
-		info := r.ResourceInfo
-		singular := strings.ToLower(info.Kind)
-		if t == info.Name || t == info.Resource || t == singular || (info.Group != "" && t == info.Resource+"."+info.Group) {
-			return info, nil
-		}
-		for _, s := range info.ShortNames {
-			if t == s {
-				return info, nil
-			}
+		if slices.Contains(r.Names(), t) {
+			return r.ResourceInfo, nil
 		}
 	}
 	var names []string

@@ -183,7 +183,7 @@ func (c Config) Complete() (*Agent, error) {
 		}
 		a.runners = append(a.runners, run)
 		a.persist.add(run)
-		for _, n := range lookupNames(r.info) {
+		for _, n := range r.info.Names() {
 			if _, taken := a.byName[n]; !taken {
 				a.byName[n] = run
 			}
@@ -201,15 +201,6 @@ func storeKind(s store.Store) string {
 		return "redis"
 	}
 	return fmt.Sprintf("%T", s)
-}
-
-// lookupNames are the names a resource answers to in API paths.
-func lookupNames(info api.ResourceInfo) []string {
-	names := []string{info.Name, info.Resource, strings.ToLower(info.Kind)}
-	if info.Group != "" {
-		names = append(names, info.Resource+"."+info.Group)
-	}
-	return append(names, info.ShortNames...)
 }
 
 // Start loads any frames the store kept (a warm restart), then runs every

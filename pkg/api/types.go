@@ -9,6 +9,7 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -54,6 +55,17 @@ type PrinterColumn struct {
 	Format   string `json:"format,omitempty"`
 	JSONPath string `json:"jsonPath"`
 	Priority int32  `json:"priority,omitempty"`
+}
+
+// Names are the names the resource answers to, as kubectl accepts them:
+// the key, the plural, the kind in lower case, plural.group and the short
+// names. The agent resolves API paths and the plugin its arguments by them.
+func (r ResourceInfo) Names() []string {
+	names := []string{r.Name, r.Resource, strings.ToLower(r.Kind)}
+	if r.Group != "" {
+		names = append(names, r.Resource+"."+r.Group)
+	}
+	return append(names, r.ShortNames...)
 }
 
 // APIVersion is group/version, or version for the core group.
