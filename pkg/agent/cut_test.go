@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/dynamic"
-
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 	"github.com/krm-project/krm/test/watchproxy"
@@ -21,15 +19,7 @@ import (
 func TestWatchCutResumes(t *testing.T) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	cfg, _, ri := configMapClients(t, c, ns)
 	proxy := watchproxy.New(t, cfg, nil)
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,

@@ -310,28 +310,9 @@ func TestDelayAgreesWithCallTimes(t *testing.T) {
 // labels include labels.
 func histogramCount(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) uint64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gathering metrics: %v", err)
-	}
 	var n uint64
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue series
-				}
-			}
-			n += m.GetHistogram().GetSampleCount()
-		}
+	for _, m := range seriesOf(t, reg, name, labels) {
+		n += m.GetHistogram().GetSampleCount()
 	}
 	return n
 }
@@ -561,15 +542,7 @@ func TestReplayedEventsAreNotSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	cfg, cs, ri := configMapClients(t, c, ns)
 	proxy := watchproxy.New(t, cfg, nil)
 	ag := startMeasuringAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,

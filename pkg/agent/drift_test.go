@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
@@ -51,15 +50,7 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	cfg, cs, ri := configMapClients(t, c, ns)
 	proxy := watchproxy.New(t, cfg, dropMisses)
 	const interval = 3 * time.Second
 	ag := startAgent(t, agent.Config{

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/dynamic"
-
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
@@ -65,15 +63,7 @@ func testRecoversFrom410(t *testing.T, failingLists int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	cfg, cs, ri := configMapClients(t, c, ns)
 	proxy := watchproxy.New(t, cfg, nil)
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,

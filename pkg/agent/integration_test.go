@@ -12,16 +12,19 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
+	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
 
@@ -212,14 +215,43 @@ func resourceStatus(t *testing.T, c *api.Client, resource string) api.ResourceSt
 	return api.ResourceStatus{}
 }
 
+// configMapClients returns the admin REST configuration, a clientset and
+// the dynamic client of configmaps in ns: what most tests here start with.
+func configMapClients(t *testing.T, c *cluster.State, ns string) (*rest.Config, *kubernetes.Clientset, dynamic.ResourceInterface) {
+	t.Helper()
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, cs, dyn.Resource(configMaps.gvr).Namespace(ns)
+}
+
 // counterValue sums the counter name's series whose labels include labels.
 func counterValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range seriesOf(t, reg, name, labels) {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
+}
+
+// seriesOf returns the series of metric name whose labels include labels.
+func seriesOf(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) []*dto.Metric {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("gathering metrics: %v", err)
 	}
-	var sum float64
+	var out []*dto.Metric
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
@@ -235,10 +267,10 @@ func counterValue(t *testing.T, reg prometheus.Gatherer, name string, labels map
 					continue series
 				}
 			}
-			sum += m.GetCounter().GetValue()
+			out = append(out, m)
 		}
 	}
-	return sum
+	return out
 }
 
 // written records the configmaps a test wrote: each one's UID and the

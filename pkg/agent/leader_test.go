@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster/clustertest"
@@ -51,15 +50,7 @@ func TestRedisLeaderFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restCfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	restCfg, _, ri := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	w := newConfigMapWriter(cs, ns)
 	createConfigMaps(t, w, "cm-0", "cm-1")

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
@@ -193,15 +192,7 @@ func TestRedisWarmRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restCfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	restCfg, _, ri := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	st, _ := redisStore(t, c.RedisURL, cluster)
 	w := newConfigMapWriter(cs, ns)
@@ -321,15 +312,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restCfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	restCfg, _, ri := configMapClients(t, c, ns)
 	srv := clustertest.StartRedis(t)
 	cluster := "t-" + rand.String(8)
 	st, _ := redisStore(t, srv.URL(), cluster)
@@ -448,15 +431,7 @@ func TestRedisCorruptFrameIsRebuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restCfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ri := dyn.Resource(configMaps.gvr).Namespace(ns)
+	restCfg, _, ri := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	st, rdb := redisStore(t, c.RedisURL, cluster)
 	createConfigMaps(t, newConfigMapWriter(cs, ns), "cm-0")
