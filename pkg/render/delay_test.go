@@ -32,26 +32,6 @@ func readDelayFixture(t *testing.T, name string) []*api.DelayReport {
 	return reports
 }
 
-// compareGolden compares got with testdata/<name>.golden, or rewrites it
-// with -update.
-func compareGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./pkg/render -update to write it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
-}
-
 func printDelay(t *testing.T, p DelayPrinter, reports []*api.DelayReport) string {
 	t.Helper()
 	var buf bytes.Buffer
@@ -83,7 +63,7 @@ func TestDelayGolden(t *testing.T) {
 		for _, v := range delayVariants {
 			t.Run(fixture+v.suffix, func(t *testing.T) {
 				got := printDelay(t, v.p, reports)
-				compareGolden(t, fixture+v.suffix, got)
+				checkGolden(t, fixture+v.suffix, got)
 				checkResolutionNote(t, got)
 				checkWidth(t, got, v.p.Chart)
 			})

@@ -76,21 +76,7 @@ func testGolden(t *testing.T, fixture string) {
 	list := readFixture(t, fixture)
 	for _, v := range goldenVariants {
 		t.Run(strings.TrimPrefix(fixture+v.suffix, "-"), func(t *testing.T) {
-			got := render(t, list.DeepCopy(), v.opts)
-			path := filepath.Join("testdata", fixture+v.suffix+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./pkg/render -update to write it)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("%s differs from kubectl's output (-want +got):\n%s", path, diff)
-			}
+			checkGolden(t, fixture+v.suffix, render(t, list.DeepCopy(), v.opts))
 		})
 	}
 }
