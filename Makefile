@@ -24,14 +24,30 @@ build: ## Build every command into bin/, with kubectl-krm's completion helper.
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./test/cmd/...
 	install -m 0755 cmd/kubectl-krm/kubectl_complete-krm $(BIN)/
 
+IMAGE ?= krm-project/krm-agent:$(VERSION)
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+
+.PHONY: image
+image: ## Build the krm-agent image without Docker into bin/krm-agent-image.tar (IMAGE, IMAGE_ARCH).
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/linux_$(IMAGE_ARCH)/krm-agent ./cmd/krm-agent
+	$(GO) run ./internal/cmd/krm-image --binary $(BIN)/linux_$(IMAGE_ARCH)/krm-agent --arch $(IMAGE_ARCH) \
+		--tag $(IMAGE) --version $(VERSION) --output $(BIN)/krm-agent-image.tar
+	@echo "Load it with: docker load -i bin/krm-agent-image.tar"
+	@echo "          or: kind load image-archive bin/krm-agent-image.tar"
+
 .PHONY: verify
-verify: ## gofmt, go vet and go mod tidy must be clean.
+verify: ## gofmt, go vet and go mod tidy must be clean, and manifests/install/ current.
 	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run ./internal/cmd/krm-manifests -check
 	$(GO) mod tidy -diff
 	cd test/tools/etcd && $(GO) mod tidy -diff
 	cd test/tools/kube && $(GO) mod tidy -diff
+
+.PHONY: manifests
+manifests: ## Render manifests/install/*.yaml from the kustomizations (make verify checks they are current).
+	$(GO) run ./internal/cmd/krm-manifests
 
 .PHONY: test
 test: verify unit integration ## verify, then unit, integration and e2e tests on the local cluster (started if needed).

@@ -111,6 +111,9 @@ state and the drift between them over HTTP under /api/v1/.`,
 			return o.Run(cmd.Context())
 		},
 	}
+	// cobra adds --version (and -v) because Version is set; it prints this
+	// and exits before RunE, so it needs no kubeconfig.
+	cmd.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Without it: the in-cluster config, then the default kubeconfig rules (KUBECONFIG, ~/.kube/config).")
 	f.StringVar(&o.Context, "context", o.Context, "The kubeconfig context to use.")

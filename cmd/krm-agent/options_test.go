@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"io/fs"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/krm-project/krm/pkg/version"
 )
 
 func TestProbeNamespace(t *testing.T) {
@@ -64,6 +67,22 @@ func TestValidateProbeInterval(t *testing.T) {
 			t.Errorf("--probe-interval %s: Validate() = %v, want no error", tc.interval, err)
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("--probe-interval %s: Validate() = %v, want an error saying %q", tc.interval, err, tc.err)
+		}
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-v"}} {
+		cmd := NewCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs(args)
+		// --version returns before RunE, which would load a kubeconfig.
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if want := "krm-agent " + version.Version + "\n"; out.String() != want {
+			t.Errorf("%v printed %q, want %q", args, out.String(), want)
 		}
 	}
 }

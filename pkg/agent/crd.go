@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,12 +27,20 @@ func printerColumns(dyn dynamic.Interface, res []resolved, log *slog.Logger) {
 	defer cancel()
 	for i := range res {
 		r := &res[i]
-		if r.gvr.Group == "" {
+		// A CRD's group has a dot; the core group and apps, batch, policy
+		// and their like are built in.
+		if !strings.Contains(r.gvr.Group, ".") {
 			continue
 		}
 		crd, err := dyn.Resource(crdGVR).Get(ctx, r.gvr.Resource+"."+r.gvr.Group, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			continue
+		case apierrors.IsForbidden(err):
+			// The manifests' ClusterRole grants no CRD reads: expected
+			// for built-in groups such as networking.k8s.io.
+			log.Info("may not read the CRD for its printer columns; if it is a custom resource, tables show NAME and AGE",
+				"resource", r.info.Name, "err", err)
 			continue
 		case err != nil:
 			log.Warn("cannot read the CRD for its printer columns; tables show NAME and AGE",

@@ -101,6 +101,10 @@ type State struct {
 	Nodes      []string       `json:"nodes"`
 	Ports      map[string]int `json:"ports"`
 	Processes  []*Process     `json:"processes"`
+	// Attached are processes started later for the cluster's users (the
+	// demo's agent and Redis, see StartAttached). Down stops them first;
+	// Running does not wait for them.
+	Attached []*Process `json:"attached,omitempty"`
 }
 
 // Load reads the state of the cluster in dir, if one was started there.
@@ -180,8 +184,9 @@ func Down(cfg Config) error {
 	}
 	if s != nil {
 		var errs []error
-		for i := len(s.Processes) - 1; i >= 0; i-- {
-			p := s.Processes[i]
+		procs := append(append([]*Process(nil), s.Processes...), s.Attached...)
+		for i := len(procs) - 1; i >= 0; i-- {
+			p := procs[i]
 			grace := 5 * time.Second
 			if p.Name == "kube-apiserver" {
 				// It has ignored SIGTERM for a long time while clients drain;
@@ -200,6 +205,30 @@ func Down(cfg Config) error {
 		return fmt.Errorf("removing %s: %w", cfg.Dir, err)
 	}
 	return nil
+}
+
+// StartAttached starts binary detached, with its output in
+// <Dir>/logs/<name>.log, and records it in the state file so that it runs
+// until Down stops it with the cluster. A process attached earlier under the
+// same name is stopped first.
+func (s *State) StartAttached(name, binary string, args, env []string) (*Process, error) {
+	kept := s.Attached[:0]
+	for _, p := range s.Attached {
+		if p.Name != name {
+			kept = append(kept, p)
+			continue
+		}
+		if err := p.Stop(5 * time.Second); err != nil {
+			return nil, err
+		}
+	}
+	s.Attached = kept
+	p, err := start(s.Dir, name, binary, args, env)
+	if err != nil {
+		return nil, err
+	}
+	s.Attached = append(s.Attached, p)
+	return p, s.save()
 }
 
 func (s *State) save() error {

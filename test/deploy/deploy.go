@@ -1,0 +1,421 @@
+// Package deploy installs krm on the local cluster from its manifests, as a
+// user would with `kubectl apply -k`, and makes the installed agent real:
+// the agent Deployment's pods run on kwok nodes, which run no containers, so
+// for each pod a krm-agent process is started on 127.0.0.1 with the
+// container's arguments, and the pod's port 8080 is mapped to it. The
+// process authenticates as the manifests' ServiceAccount with a token from
+// the TokenRequest API, so the manifests' RBAC is what it gets. Redis is
+// handled the same way: a redis-server with the password of the manifests'
+// Secret, behind the Redis pod.
+//
+// `kubectl krm …` then finds the agent pod by its labels and port-forwards
+// to it, exactly as it would in a real cluster.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/krm-project/krm/test/cluster"
+)
+
+// What the manifests install; the plugin's defaults find the agent by the
+// same namespace and label.
+const (
+	Namespace      = "krm-system"
+	AgentName      = "krm-agent"
+	RedisName      = "krm-redis"
+	ServiceAccount = "krm-agent"
+	agentContainer = "agent"
+	agentPort      = 8080
+	redisPort      = 6379
+	passwordEnv    = "KRM_REDIS_PASSWORD"
+)
+
+// StartFunc starts a long-running process. The caller owns its lifetime:
+// a test stops it at cleanup, the demo leaves it to `make cluster-down`.
+type StartFunc func(name, binary string, args, env []string) error
+
+// Config says what to deploy where.
+type Config struct {
+	Cluster *cluster.State
+	// Kustomization is the directory to apply with `kubectl apply -k`, such
+	// as the repo's manifests/ or one of its overlays.
+	Kustomization string
+	// Agent is the krm-agent binary to run behind the agent pods.
+	Agent string
+	// Dir holds the ServiceAccount's kubeconfig.
+	Dir string
+	// Start starts the agent and Redis processes.
+	Start StartFunc
+	// Log receives kubectl's output and progress messages.
+	Log io.Writer
+	// TokenTTL is how long the ServiceAccount token is valid. Default 1h.
+	TokenTTL time.Duration
+}
+
+// Agent is one agent pod and the local process behind it.
+type Agent struct {
+	Pod string
+	// URL reaches the process directly, without the port-forward.
+	URL string
+}
+
+// Installed is what Apply installed and started.
+type Installed struct {
+	Agents []Agent
+	// Kubeconfig authenticates as the agent's ServiceAccount.
+	Kubeconfig string
+}
+
+// Apply runs `kubectl apply -k` on the kustomization, then starts Redis
+// and one agent per agent pod behind the pods, and waits until every agent
+// answers /readyz and the Deployment is available.
+func Apply(ctx context.Context, cfg Config) (*Installed, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
+	}
+	s := cfg.Cluster
+	if out, err := kubectl(ctx, s, "apply", "-k", cfg.Kustomization); err != nil {
+		return nil, fmt.Errorf("kubectl apply -k %s: %w\n%s", cfg.Kustomization, err, out)
+	} else {
+		cfg.Log.Write(out)
+	}
+	cs, err := s.Clientset()
+	if err != nil {
+		return nil, err
+	}
+	agentDeploy, err := cs.AppsV1().Deployments(Namespace).Get(ctx, AgentName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the manifests should create deployment %s/%s: %w", Namespace, AgentName, err)
+	}
+	container, err := containerNamed(agentDeploy, agentContainer)
+	if err != nil {
+		return nil, err
+	}
+	password, err := secretEnv(ctx, cs, container, passwordEnv)
+	if err != nil {
+		return nil, err
+	}
+
+	redisAddr, err := startRedis(ctx, cfg, cs, password)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := serviceAccountKubeconfig(ctx, cfg, cs)
+	if err != nil {
+		return nil, err
+	}
+
+	pods, err := currentPods(ctx, cs, agentDeploy)
+	if err != nil {
+		return nil, err
+	}
+	inst := &Installed{Kubeconfig: kubeconfig}
+	for _, pod := range pods {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		args := agentArgs(container.Args, map[string]string{
+			"--listen":     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			"--redis-url":  "redis://" + redisAddr + "/0",
+			"--influx-url": s.InfluxURL,
+		})
+		args = append(args, "--kubeconfig="+kubeconfig)
+		env := []string{"POD_NAMESPACE=" + Namespace, passwordEnv + "=" + password}
+		name := AgentName + "-" + pod
+		fmt.Fprintf(cfg.Log, "starting %s behind pod %s/%s: %s\n", name, Namespace, pod, strings.Join(args, " "))
+		if err := cfg.Start(name, cfg.Agent, args, env); err != nil {
+			return nil, fmt.Errorf("starting the agent for pod %s: %w", pod, err)
+		}
+		if err := s.ForwardPodPort(ctx, Namespace, pod, agentPort, port); err != nil {
+			return nil, err
+		}
+		inst.Agents = append(inst.Agents, Agent{Pod: pod, URL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
+	}
+	for _, a := range inst.Agents {
+		if err := waitReady(ctx, a.URL+"/readyz", 90*time.Second); err != nil {
+			return nil, fmt.Errorf("agent behind pod %s/%s: %w", Namespace, a.Pod, err)
+		}
+	}
+	if err := waitAvailable(ctx, cs, AgentName); err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+// kubectl runs the cluster's kubectl as its admin.
+func kubectl(ctx context.Context, s *cluster.State, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, s.Kubectl, append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	return out.Bytes(), err
+}
+
+func containerNamed(d *appsv1.Deployment, name string) (*corev1.Container, error) {
+	for i := range d.Spec.Template.Spec.Containers {
+		if c := &d.Spec.Template.Spec.Containers[i]; c.Name == name {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("deployment %s/%s has no container %q", d.Namespace, d.Name, name)
+}
+
+// secretEnv resolves the container's environment variable env, which the
+// manifests take from a Secret.
+func secretEnv(ctx context.Context, cs kubernetes.Interface, c *corev1.Container, env string) (string, error) {
+	for _, e := range c.Env {
+		if e.Name != env {
+			continue
+		}
+		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			return "", fmt.Errorf("container %s: %s should come from a Secret", c.Name, env)
+		}
+		ref := e.ValueFrom.SecretKeyRef
+		sec, err := cs.CoreV1().Secrets(Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("reading %s from secret %s/%s: %w", env, Namespace, ref.Name, err)
+		}
+		v, ok := sec.Data[ref.Key]
+		if !ok {
+			return "", fmt.Errorf("secret %s/%s has no key %q for %s", Namespace, ref.Name, ref.Key, env)
+		}
+		return string(v), nil
+	}
+	return "", fmt.Errorf("container %s has no %s", c.Name, env)
+}
+
+// startRedis starts a redis-server with the manifests' password behind the
+// Redis pod and returns its local address.
+func startRedis(ctx context.Context, cfg Config, cs kubernetes.Interface, password string) (string, error) {
+	d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, RedisName, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("the manifests should create deployment %s/%s: %w", Namespace, RedisName, err)
+	}
+	pods, err := currentPods(ctx, cs, d)
+	if err != nil {
+		return "", err
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", fmt.Errorf("redis-server: %w (`make cluster-up` installs it)", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--requirepass", password,
+		"--save", "", "--appendonly", "no", "--dir", cfg.Dir}
+	if err := cfg.Start(RedisName, bin, args, nil); err != nil {
+		return "", fmt.Errorf("starting redis-server: %w", err)
+	}
+	for _, pod := range pods {
+		if err := cfg.Cluster.ForwardPodPort(ctx, Namespace, pod, redisPort, port); err != nil {
+			return "", err
+		}
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("redis-server on %s did not start listening: %w", addr, err)
+	}
+	return addr, nil
+}
+
+// serviceAccountKubeconfig writes a kubeconfig for the agent's
+// ServiceAccount, with a token from the TokenRequest API, as the kubelet
+// would mount into the pod.
+func serviceAccountKubeconfig(ctx context.Context, cfg Config, cs kubernetes.Interface) (string, error) {
+	ttl := int64(cfg.TokenTTL / time.Second)
+	tr, err := cs.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, ServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("requesting a token for serviceaccount %s/%s: %w", Namespace, ServiceAccount, err)
+	}
+	admin, err := cfg.Cluster.RESTConfig()
+	if err != nil {
+		return "", err
+	}
+	ca, err := caData(admin)
+	if err != nil {
+		return "", err
+	}
+	user := "system:serviceaccount:" + Namespace + ":" + ServiceAccount
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["krm-local"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: ca}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["krm-agent"] = &clientcmdapi.Context{Cluster: "krm-local", AuthInfo: user, Namespace: Namespace}
+	kc.CurrentContext = "krm-agent"
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(cfg.Dir, "krm-agent.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func caData(c *rest.Config) ([]byte, error) {
+	if len(c.CAData) > 0 {
+		return c.CAData, nil
+	}
+	if c.CAFile == "" {
+		return nil, errors.New("the cluster's kubeconfig has no certificate authority")
+	}
+	return os.ReadFile(c.CAFile)
+}
+
+// currentPods waits until the Deployment has as many pods as replicas, none
+// of them terminating, each scheduled to a node, and returns their names.
+func currentPods(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) ([]string, error) {
+	want := 1
+	if d.Spec.Replicas != nil {
+		want = int(*d.Spec.Replicas)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		names, last, err = scheduledPods(ctx, cs, sel)
+		if err != nil {
+			return false, err
+		}
+		if len(names) != want {
+			last = fmt.Sprintf("%d of %d pods scheduled; %s", len(names), want, last)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the pods of deployment %s/%s (%s): %w", d.Namespace, d.Name, last, err)
+	}
+	return names, nil
+}
+
+func scheduledPods(ctx context.Context, cs kubernetes.Interface, sel labels.Selector) (names []string, status string, err error) {
+	list, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, "", err
+	}
+	var pending []string
+	for _, p := range list.Items {
+		switch {
+		case p.DeletionTimestamp != nil:
+		case p.Spec.NodeName == "":
+			pending = append(pending, p.Name+" unscheduled")
+		default:
+			names = append(names, p.Name)
+		}
+	}
+	slices.Sort(names)
+	return names, strings.Join(pending, ", "), nil
+}
+
+// agentArgs replaces the value of each flag in set that args carry; a flag
+// args lack stays absent, so an overlay without InfluxDB gets none.
+func agentArgs(args []string, set map[string]string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		name, _, _ := strings.Cut(a, "=")
+		if v, ok := set[name]; ok {
+			a = name + "=" + v
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func waitReady(ctx context.Context, url string, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s not ready after %s (last answer: %s): %w", url, timeout, last, err)
+	}
+	return nil
+}
+
+// waitAvailable waits for the Deployment's rollout: every replica updated
+// and available.
+func waitAvailable(ctx context.Context, cs kubernetes.Interface, name string) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		st := d.Status
+		last = fmt.Sprintf("%d/%d available, %d updated", st.AvailableReplicas, want, st.UpdatedReplicas)
+		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.AvailableReplicas == want, nil
+	})
+	if err != nil {
+		return fmt.Errorf("deployment %s/%s not available (%s): %w", Namespace, name, last, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

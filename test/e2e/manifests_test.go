@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/krm-project/krm/internal/manifests"
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/test/cluster"
+	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/deploy"
+)
+
+// manifestsDir is the repo's manifests/, seen from test/e2e.
+var manifestsDir = filepath.Join("..", "..", "manifests")
+
+// TestManifests installs krm from manifests/ as a user would, runs the
+// agent as the manifests' ServiceAccount behind the agent pod, and reads
+// through it with the plugin's defaults: namespace krm-system, the
+// Deployment's label, a port-forward to the pod.
+//
+// krm-system and the ClusterRole are cluster-wide, so this test owns them:
+// it removes an earlier install first and its own at the end.
+func TestManifests(t *testing.T) {
+	c := clustertest.Get(t)
+	cs, err := c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uninstall(t, c, cs)
+	t.Cleanup(func() { uninstall(t, c, cs) })
+
+	bin := buildAgent(t)
+	inst, err := deploy.Apply(t.Context(), deploy.Config{
+		Cluster:       c,
+		Kustomization: manifestsDir,
+		Agent:         bin,
+		Dir:           t.TempDir(),
+		Start:         startProcess(t),
+		Log:           testWriter{t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("dry-run=server", func(t *testing.T) { testServerDryRun(t, c) })
+
+	p := buildPlugin(t, c)
+	ns := clustertest.Namespace(t, c)
+	createWorkload(t, cs, ns)
+	waitFor(t, 60*time.Second, "the workload in "+ns+" to run", func() error {
+		return workloadRunning(t.Context(), cs, ns)
+	})
+
+	// The plugin finds the pod by the manifests' labels in krm-system and
+	// port-forwards to it; no --agent-url.
+	sameAsKubectl(t, p, []string{"get", "pods", "-n", ns}, nil)
+	sameAsKubectl(t, p, []string{"get", "deployments,services,persistentvolumeclaims,ingresses", "-n", ns}, nil)
+	sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
+
+	// Everything the agent watches by default must be readable with the
+	// ClusterRole, and the probe must work with the Role: a verb missing
+	// from either leaves an error here.
+	status := p.krm(t, "status", "-o", "json")
+	if status.code != 0 {
+		t.Fatalf("kubectl krm status: %s", status)
+	}
+	var list api.ResourceList
+	if err := json.Unmarshal([]byte(status.stdout), &list); err != nil {
+		t.Fatalf("kubectl krm status -o json: %v\n%s", err, status.stdout)
+	}
+	var names []string
+	for _, r := range list.Resources {
+		names = append(names, r.Name)
+		if r.LastError != "" || !r.StreamConnected || r.Verifications == 0 {
+			t.Errorf("resource %s: connected=%t verifications=%d error=%q", r.Name, r.StreamConnected, r.Verifications, r.LastError)
+		}
+	}
+	for _, w := range api.DefaultResources {
+		if !slices.Contains(names, w) {
+			t.Errorf("kubectl krm status lists %v, missing %s", names, w)
+		}
+	}
+
+	// The canary probe creates and deletes a ConfigMap in krm-system every
+	// 10s with the Role's verbs; its samples show it got through.
+	waitFor(t, 30*time.Second, "a canary probe sample", func() error {
+		r := p.krm(t, "delay", api.ProbeResource, "-o", "json")
+		if r.code != 0 {
+			return fmt.Errorf("kubectl krm delay %s: %s", api.ProbeResource, r)
+		}
+		var reps []api.DelayReport
+		if err := json.Unmarshal([]byte(r.stdout), &reps); err != nil {
+			return fmt.Errorf("kubectl krm delay -o json: %v\n%s", err, r.stdout)
+		}
+		for _, rep := range reps {
+			for _, st := range rep.Stats {
+				if st.Resource == api.ProbeResource && st.Count > 0 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no probe samples yet:\n%s", r.stdout)
+	})
+
+	// The agent is as weak as its ServiceAccount: it may not read secrets.
+	kc := p.withKubeconfig(inst.Kubeconfig)
+	if r := kc.run(t, "auth", "can-i", "list", "secrets", "-A"); r.code == 0 || strings.TrimSpace(r.stdout) != "no" {
+		t.Errorf("the agent's ServiceAccount may list secrets: %s", r)
+	}
+	if r := kc.run(t, "auth", "can-i", "watch", "pods", "-A"); r.code != 0 {
+		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
+	}
+}
+
+// testServerDryRun checks that kube-apiserver accepts every kustomization
+// and rendered install, as an update of the install in place.
+//
+// A server-side dry run cannot create a namespace and its contents in one
+// go (the namespace is never created), so it runs here with krm-system
+// already installed.
+func testServerDryRun(t *testing.T, c *cluster.State) {
+	for _, k := range manifests.Targets {
+		t.Run(k.Kustomization, func(t *testing.T) {
+			out, err := kubectl(t.Context(), c.Kubectl, c.Kubeconfig, "apply", "-k", filepath.Join(manifestsDir, k.Kustomization), "--dry-run=server")
+			if err != nil {
+				t.Errorf("kubectl apply -k %s --dry-run=server: %v\n%s", k.Kustomization, err, out)
+			}
+		})
+		t.Run(k.File, func(t *testing.T) {
+			out, err := kubectl(t.Context(), c.Kubectl, c.Kubeconfig, "apply", "-f", filepath.Join(manifestsDir, k.File), "--dry-run=server")
+			if err != nil {
+				t.Errorf("kubectl apply -f %s --dry-run=server: %v\n%s", k.File, err, out)
+			}
+		})
+	}
+}
+
+// uninstall deletes what the manifests create and waits until krm-system
+// is gone, so that a later install starts clean.
+func uninstall(t *testing.T, c *cluster.State, cs kubernetes.Interface) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, k := range manifests.Targets {
+		out, err := kubectl(ctx, c.Kubectl, c.Kubeconfig, "delete", "-k", filepath.Join(manifestsDir, k.Kustomization), "--ignore-not-found", "--wait=false")
+		if err != nil {
+			t.Errorf("kubectl delete -k %s: %v\n%s", k.Kustomization, err, out)
+		}
+	}
+	for ctx.Err() == nil {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, deploy.Namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Errorf("namespace %s still exists 2m after deleting it", deploy.Namespace)
+}
+
+// startProcess is a deploy.StartFunc for tests: the process runs until the
+// test ends, and its output is shown if the test failed.
+func startProcess(t *testing.T) deploy.StartFunc {
+	return func(name, binary string, args, env []string) error {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var out lockedBuffer
+		w := writerFunc(func(b []byte) (int, error) {
+			out.writeLine(bytes.TrimSuffix(b, []byte("\n")))
+			return len(b), nil
+		})
+		cmd.Stdout, cmd.Stderr = w, w
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			if t.Failed() {
+				t.Logf("%s %v output:\n%s", name, args, out.String())
+			}
+		})
+		return nil
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// testWriter logs each write to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
