@@ -49,6 +49,10 @@ verify: ## gofmt, go vet and go mod tidy must be clean, and manifests/install/ c
 manifests: ## Render manifests/install/*.yaml from the kustomizations (make verify checks they are current).
 	$(GO) run ./internal/cmd/krm-manifests
 
+.PHONY: demo
+demo: build ## Bring up the local cluster with a workload, install krm from manifests/ and show the plugin's output; leaves it running.
+	$(BIN)/krm-demo -bin $(BIN) -manifests manifests
+
 .PHONY: test
 test: verify unit integration ## verify, then unit, integration and e2e tests on the local cluster (started if needed).
 

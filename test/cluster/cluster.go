@@ -231,6 +231,18 @@ func (s *State) StartAttached(name, binary string, args, env []string) (*Process
 	return p, s.save()
 }
 
+// StopAttached stops every attached process.
+func (s *State) StopAttached() error {
+	for len(s.Attached) > 0 {
+		p := s.Attached[len(s.Attached)-1]
+		if err := p.Stop(5 * time.Second); err != nil {
+			return err
+		}
+		s.Attached = s.Attached[:len(s.Attached)-1]
+	}
+	return s.save()
+}
+
 func (s *State) save() error {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

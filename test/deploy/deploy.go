@@ -101,6 +101,9 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = time.Hour
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
 	s := cfg.Cluster
 	if out, err := kubectl(ctx, s, "apply", "-k", cfg.Kustomization); err != nil {
 		return nil, fmt.Errorf("kubectl apply -k %s: %w\n%s", cfg.Kustomization, err, out)
@@ -282,9 +285,6 @@ func serviceAccountKubeconfig(ctx context.Context, cfg Config, cs kubernetes.Int
 	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	kc.Contexts["krm-agent"] = &clientcmdapi.Context{Cluster: "krm-local", AuthInfo: user, Namespace: Namespace}
 	kc.CurrentContext = "krm-agent"
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return "", err
-	}
 	path := filepath.Join(cfg.Dir, "krm-agent.kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		return "", err
