@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,7 +73,7 @@ type aggregator struct {
 	lastDrift       api.DriftCounts
 	totalDrift      api.DriftCounts
 	ledger          []api.DriftEntry
-	lastError       string
+	lastError       [2]string // by errorSource
 
 	// sorted caches each view's rows in key order until the view changes.
 	sorted map[store.Source][]*store.Row
@@ -176,14 +177,36 @@ func (a *aggregator) setConnected(connected bool) {
 	}
 }
 
-func (a *aggregator) setError(err error) {
+// errorSource says which part of a resource an error came from.
+type errorSource int
+
+const (
+	fromList   errorSource = iota // the verifier's LIST
+	fromStream                    // the watch, or following the leader
+)
+
+// setError records the last outcome of one part: nil clears only that
+// part's error, so a LIST that succeeds does not hide a watch that keeps
+// failing (a ServiceAccount without the watch verb, say).
+func (a *aggregator) setError(from errorSource, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err == nil {
-		a.lastError = ""
-		return
+	msg := ""
+	if err != nil {
+		msg = err.Error()
 	}
-	a.lastError = err.Error()
+	a.lastError[from] = msg
+}
+
+// lastErrors joins the parts' errors for status.
+func (a *aggregator) lastErrors() string {
+	var msgs []string
+	for _, m := range a.lastError {
+		if m != "" {
+			msgs = append(msgs, m)
+		}
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // resumeFrom is where the watch should (re)start: the newest resourceVersion
@@ -563,7 +586,7 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 		LastDrift:               a.lastDrift,
 		TotalDrift:              a.totalDrift,
 		Stale:                   a.stale,
-		LastError:               a.lastError,
+		LastError:               a.lastErrors(),
 	}
 }
 

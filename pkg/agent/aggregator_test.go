@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -261,5 +262,27 @@ func BenchmarkApply(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A LIST that succeeds must not hide a watch that keeps failing, as with a
+// ServiceAccount that may list but not watch.
+func TestLastErrorKeepsEachPart(t *testing.T) {
+	a := newAggregator("test", "pods", time.Now)
+	lastError := func() string { return a.status(api.ResourceInfo{Name: "pods"}).LastError }
+
+	a.setError(fromStream, errors.New("watching pods: forbidden"))
+	a.setError(fromList, nil)
+	if got := lastError(); got != "watching pods: forbidden" {
+		t.Fatalf("after a failed watch and a good LIST: LastError %q", got)
+	}
+	a.setError(fromList, errors.New("listing pods: timeout"))
+	if got, want := lastError(), "listing pods: timeout; watching pods: forbidden"; got != want {
+		t.Fatalf("both failing: LastError %q, want %q", got, want)
+	}
+	a.setError(fromStream, nil)
+	a.setError(fromList, nil)
+	if got := lastError(); got != "" {
+		t.Fatalf("both recovered: LastError %q", got)
 	}
 }

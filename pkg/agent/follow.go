@@ -51,7 +51,7 @@ func (a *Agent) followResource(ctx context.Context, r *runner) {
 		}
 		a.followed(func() {
 			r.agg.setConnected(false)
-			r.agg.setError(err)
+			r.agg.setError(fromStream, err)
 		})
 		a.log.Warn("following the leader through the store failed; retrying", "resource", r.info.Name, "err", err, "retryIn", backoff)
 		select {
@@ -99,7 +99,7 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 	}
 	a.followed(func() {
 		r.agg.setConnected(true)
-		r.agg.setError(nil)
+		r.agg.setError(fromStream, nil)
 		for _, ev := range evs {
 			r.agg.apply(ev.Type, ev.Row)
 			f.after = ev.Row.ResourceVersion

@@ -134,7 +134,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	r.metrics.lists.WithLabelValues(r.info.Name, result(err)).Inc()
 	r.metrics.listSeconds.WithLabelValues(r.info.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
-		r.agg.setError(err)
+		r.agg.setError(fromList, err)
 		return err
 	}
 	// Drift is judged against an earlier LIST; the first has nothing to
@@ -144,7 +144,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 		caughtUp = r.waitCaughtUp(ctx, rv)
 	}
 	drift := r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now(), caughtUp: caughtUp})
-	r.agg.setError(nil)
+	r.agg.setError(fromList, nil)
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(drift.MissedAdded))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(drift.MissedDeleted))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(drift.MissedModified))
@@ -256,7 +256,7 @@ func (r *runner) stream(ctx context.Context) {
 			backoff = backoffMin
 		} else if err != nil {
 			reason = "error"
-			r.agg.setError(err)
+			r.agg.setError(fromStream, err)
 			r.log.Warn("watch failed; resuming", "resource", r.info.Name, "err", err, "backoff", backoff)
 			select {
 			case <-time.After(backoff):
@@ -291,6 +291,7 @@ func (r *runner) watchOnce(ctx context.Context) error {
 	// on, and the watch replays those too.
 	r.freshFrom = r.freshBoundary(ctx, opts.ResourceVersion)
 	r.agg.setConnected(true)
+	r.agg.setError(fromStream, nil)
 	for {
 		select {
 		case <-ctx.Done():
