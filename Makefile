@@ -17,7 +17,7 @@ TEST_TIMEOUT ?= 20m
 
 .PHONY: help
 help: ## List the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build every command into bin/, with kubectl-krm's completion helper.
@@ -44,6 +44,8 @@ verify: ## gofmt, go vet and go mod tidy must be clean, and manifests/install/ c
 	$(GO) mod tidy -diff
 	cd test/tools/etcd && $(GO) mod tidy -diff
 	cd test/tools/kube && $(GO) mod tidy -diff
+	cd test/kind && $(GO) mod tidy -diff
+	cd test/kind && $(GO) vet ./...
 
 .PHONY: manifests
 manifests: ## Render manifests/install/*.yaml from the kustomizations (make verify checks they are current).
@@ -86,6 +88,12 @@ cluster-down: $(CLUSTER) ## Stop the local cluster and remove its state.
 .PHONY: $(CLUSTER)
 $(CLUSTER):
 	@$(GO) build -o $@ ./test/cmd/krm-cluster
+
+.PHONY: e2e-kind
+e2e-kind: ## End-to-end test on a kind cluster: needs Docker or Podman; skips without one (CI does not run it).
+	$(MAKE) image build VERSION=$(VERSION) IMAGE=$(IMAGE)
+	cd test/kind && $(GO) test -count=1 -v -timeout 20m . -args \
+		-image-archive $(BIN)/krm-agent-image.tar -image $(IMAGE) -plugin $(BIN) -manifests $(CURDIR)/manifests
 
 .PHONY: clean
 clean: ## Remove bin/ (the binary cache in KRM_CACHE is kept).
