@@ -8,6 +8,9 @@ export KRM_CACHE
 
 CLUSTER := $(BIN)/krm-cluster
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release version of make dist: krew wants a semantic version with a
+# leading v, so an untagged checkout gets v0.0.0-g<commit>.
+KREW_VERSION ?= $(shell git describe --tags --match 'v*' 2>/dev/null || echo v0.0.0-g$$(git rev-parse --short HEAD 2>/dev/null))
 LDFLAGS := -X github.com/krm-project/krm/pkg/version.Version=$(VERSION)
 # Packages that need the local cluster check testing.Short() and skip.
 TEST_FLAGS ?= -count=1
@@ -36,7 +39,7 @@ image: ## Build the krm-agent image without Docker into bin/krm-agent-image.tar 
 	@echo "          or: kind load image-archive bin/krm-agent-image.tar"
 
 .PHONY: verify
-verify: ## gofmt, go vet and go mod tidy must be clean, and manifests/install/ current.
+verify: verify-krew ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, and .krew.yaml a valid krew manifest.
 	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
@@ -89,6 +92,19 @@ cluster-down: $(CLUSTER) ## Stop the local cluster and remove its state.
 $(CLUSTER):
 	@$(GO) build -o $@ ./test/cmd/krm-cluster
 
+.PHONY: dist
+dist: ## Build the plugin's release into dist/ (KREW_VERSION; DIST_FLAGS, e.g. --platforms host): archives, checksums.txt, krm.yaml for krew.
+	$(GO) run ./internal/cmd/krm-dist --version $(KREW_VERSION) $(DIST_FLAGS)
+
+.PHONY: verify-krew
+verify-krew: ## Render .krew.yaml with placeholder sums and check it with krew's validate-krew-manifest (built once into KRM_CACHE).
+	cd test/tools/krew && $(GO) mod tidy -diff
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	validate=$$($(GO) run ./test/cmd/krm-krew path validate-krew-manifest); \
+	$(GO) run ./internal/cmd/krm-dist --manifest-only --version $(KREW_VERSION) --out "$$tmp"; \
+	echo "validate-krew-manifest -manifest krm.yaml -skip-install"; \
+	"$$validate" -manifest "$$tmp/krm.yaml" -skip-install
+
 .PHONY: e2e-kind
 e2e-kind: ## End-to-end test on a kind cluster: needs Docker or Podman; skips without one (CI does not run it).
 	$(MAKE) image build VERSION=$(VERSION) IMAGE=$(IMAGE)
@@ -96,5 +112,5 @@ e2e-kind: ## End-to-end test on a kind cluster: needs Docker or Podman; skips wi
 		-image-archive $(BIN)/krm-agent-image.tar -image $(IMAGE) -plugin $(BIN) -manifests $(CURDIR)/manifests
 
 .PHONY: clean
-clean: ## Remove bin/ (the binary cache in KRM_CACHE is kept).
-	rm -rf $(BIN)
+clean: ## Remove bin/ and dist/ (the binary cache in KRM_CACHE is kept).
+	rm -rf $(BIN) dist

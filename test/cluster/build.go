@@ -75,35 +75,7 @@ type builder struct {
 func EnsureBinaries(ctx context.Context, cache string, log io.Writer) (*Binaries, error) {
 	b := &builder{log: log}
 	for _, c := range components {
-		dir := c.dir(cache)
-		if complete(dir, c.files) {
-			continue
-		}
-		if b.toolsDir == "" {
-			d, err := toolsDir()
-			if err != nil {
-				return nil, err
-			}
-			b.toolsDir = d
-		}
-		fmt.Fprintf(log, "building %s %s into %s (cold builds take minutes; the result is cached)\n", c.name, c.version, dir)
-		tmp := dir + ".partial"
-		if err := os.RemoveAll(tmp); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(tmp, 0o755); err != nil {
-			return nil, err
-		}
-		if err := c.build(ctx, b, tmp); err != nil {
-			return nil, fmt.Errorf("building %s %s: %w", c.name, c.version, err)
-		}
-		if !complete(tmp, c.files) {
-			return nil, fmt.Errorf("building %s %s: expected files %v in %s", c.name, c.version, c.files, tmp)
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(tmp, dir); err != nil {
+		if err := b.ensure(ctx, c, cache); err != nil {
 			return nil, err
 		}
 	}
@@ -125,6 +97,41 @@ func EnsureBinaries(ctx context.Context, cache string, log io.Writer) (*Binaries
 		Influxd:               filepath.Join(components[3].dir(cache), "influxd"),
 		RedisServer:           redis,
 	}, nil
+}
+
+// ensure builds c into the cache unless it is complete there. It builds
+// into <dir>.partial and renames that into place, so an interrupted build is
+// never mistaken for a finished one.
+func (b *builder) ensure(ctx context.Context, c component, cache string) error {
+	dir := c.dir(cache)
+	if complete(dir, c.files) {
+		return nil
+	}
+	if b.toolsDir == "" {
+		d, err := toolsDir()
+		if err != nil {
+			return err
+		}
+		b.toolsDir = d
+	}
+	fmt.Fprintf(b.log, "building %s %s into %s (cold builds take minutes; the result is cached)\n", c.name, c.version, dir)
+	tmp := dir + ".partial"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := c.build(ctx, b, tmp); err != nil {
+		return fmt.Errorf("building %s %s: %w", c.name, c.version, err)
+	}
+	if !complete(tmp, c.files) {
+		return fmt.Errorf("building %s %s: expected files %v in %s", c.name, c.version, c.files, tmp)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
 }
 
 // KubectlPath is where the kubectl matching the cluster lives in the cache.
