@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -55,6 +56,25 @@ func TestManifests(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The Deployment's pod is Ready on a kwok node, and the process behind
+	// it answered /readyz (deploy.Apply waited for both).
+	for _, a := range inst.Agents {
+		pod, err := cs.CoreV1().Pods(deploy.Namespace).Get(t.Context(), a.Pod, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := cs.CoreV1().Nodes().Get(t.Context(), pod.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("node %q of pod %s: %v", pod.Spec.NodeName, a.Pod, err)
+		}
+		if _, ok := node.Annotations[cluster.NodeAnnotation]; !ok {
+			t.Errorf("agent pod %s runs on %s, not a kwok node", a.Pod, node.Name)
+		}
+		if !podReady(pod) {
+			t.Errorf("agent pod %s is not Ready: %+v", a.Pod, pod.Status.Conditions)
+		}
 	}
 
 	t.Run("dry-run=server", func(t *testing.T) { testServerDryRun(t, c) })
@@ -125,6 +145,15 @@ func TestManifests(t *testing.T) {
 	if r := kc.run(t, "auth", "can-i", "watch", "pods", "-A"); r.code != 0 {
 		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
 	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // testServerDryRun checks that kube-apiserver accepts every kustomization
