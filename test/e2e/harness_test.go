@@ -40,11 +40,12 @@ func buildAgent(t *testing.T) string {
 	return agentBuild.path
 }
 
-// goBuild builds pkg into a directory of its own under the system's
-// temporary directory. clustertest.Main ends the process with os.Exit, so
-// nothing can remove that directory as the test binary ends; instead each
-// build removes the directories left by test binaries no longer running.
-func goBuild(pkg, name string) (string, error) {
+// goBuild builds pkg, with flags added to go build's (e.g. "-ldflags",
+// "-X …"), into a directory of its own under the system's temporary
+// directory. clustertest.Main ends the process with os.Exit, so nothing can
+// remove that directory as the test binary ends; instead each build removes
+// the directories left by test binaries no longer running.
+func goBuild(pkg, name string, flags ...string) (string, error) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("building %s needs the go command on PATH: %w", name, err)
@@ -57,7 +58,8 @@ func goBuild(pkg, name string) (string, error) {
 	bin := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, gobin, "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+	args := append(append([]string{"build"}, flags...), "-o", bin, pkg)
+	if out, err := exec.CommandContext(ctx, gobin, args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil

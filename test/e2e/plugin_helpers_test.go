@@ -23,9 +23,10 @@ import (
 	"github.com/krm-project/krm/test/cluster"
 )
 
-// plugin is the cluster's kubectl with a freshly built kubectl-krm and
-// kubectl_complete-krm first on its PATH, so `kubectl krm …` goes through
-// kubectl's own plugin dispatch, as it does for users.
+// plugin is the cluster's kubectl with a kubectl-krm and
+// kubectl_complete-krm on its PATH (freshly built ones first, from
+// buildPlugin), so `kubectl krm …` goes through kubectl's own plugin
+// dispatch, as it does for users.
 type plugin struct {
 	kubectl string
 	dir     string
@@ -54,28 +55,42 @@ func buildPlugin(t *testing.T, c *cluster.State) *plugin {
 	if err := os.Symlink(c.Kubectl, filepath.Join(dir, "kubectl")); err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(),
-		"KUBECONFIG="+c.Kubeconfig,
-		"PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"),
-	)
-	return &plugin{kubectl: c.Kubectl, dir: dir, env: env}
+	p := pluginWithEnv(c, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	p.dir = dir
+	return p
+}
+
+// pluginWithEnv is the cluster's kubectl run with this process's
+// environment, KUBECONFIG set to the cluster's, and env (see withEnv), which
+// may set a PATH of its own. It builds nothing: `kubectl krm` is whatever
+// kubectl-krm that PATH holds.
+func pluginWithEnv(c *cluster.State, env ...string) *plugin {
+	p := &plugin{kubectl: c.Kubectl, env: append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)}
+	return p.withEnv(env...)
 }
 
 // withKubeconfig is p with KUBECONFIG set to path.
 func (p *plugin) withKubeconfig(path string) *plugin {
+	return p.withEnv("KUBECONFIG=" + path)
+}
+
+// withEnv is p with env (NAME=value) added to its environment; a later
+// entry wins over an earlier one of the same name.
+func (p *plugin) withEnv(env ...string) *plugin {
 	q := *p
-	q.env = append(append([]string(nil), p.env...), "KUBECONFIG="+path)
+	q.env = append(append([]string(nil), p.env...), env...)
 	return &q
 }
 
 // result is what a command did.
 type result struct {
+	args           []string // kubectl's arguments
 	stdout, stderr string
 	code           int
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("exit %d\n--- stdout:\n%s--- stderr:\n%s", r.code, r.stdout, r.stderr)
+	return fmt.Sprintf("$ kubectl %s\nexit %d\n--- stdout:\n%s--- stderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
 }
 
 // run runs the cluster's kubectl with args in p's environment.
@@ -88,11 +103,11 @@ func (p *plugin) run(t *testing.T, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("kubectl %s: still running after 2m\n%s", strings.Join(args, " "), r)
+		t.Fatalf("still running after 2m\n%s", r)
 	case errors.As(err, &exit):
 		r.code = exit.ExitCode()
 	case err != nil:
