@@ -32,7 +32,8 @@ var manifestsDir = filepath.Join("..", "..", "manifests")
 // TestManifests installs krm from manifests/ as a user would, runs the
 // agent as the manifests' ServiceAccount behind the agent pod, and reads
 // through it with the plugin's defaults: namespace krm-system, the
-// Deployment's label, a port-forward to the pod.
+// Deployment's label, a port-forward to the pod. Then the same for the HA
+// overlay, whose replicas elect a leader with the Role's lease verbs.
 //
 // krm-system and the ClusterRole are cluster-wide, so this test owns them:
 // it removes an earlier install first and its own at the end.
@@ -42,13 +43,22 @@ func TestManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := buildAgent(t)
+	p := buildPlugin(t, c)
+	t.Run("default", func(t *testing.T) { testDefaultInstall(t, c, cs, bin, p) })
+	t.Run("ha", func(t *testing.T) { testHAInstall(t, c, cs, bin, p) })
+}
+
+// install applies the kustomization dir (relative to manifests/) with the
+// agents behind their pods, and checks every agent pod is Ready on a kwok
+// node. Everything is removed when the test ends.
+func install(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin, dir string) *deploy.Installed {
+	t.Helper()
 	uninstall(t, c, cs)
 	t.Cleanup(func() { uninstall(t, c, cs) })
-
-	bin := buildAgent(t)
 	inst, err := deploy.Apply(t.Context(), deploy.Config{
 		Cluster:       c,
-		Kustomization: manifestsDir,
+		Kustomization: filepath.Join(manifestsDir, dir),
 		Agent:         bin,
 		Dir:           t.TempDir(),
 		Start:         startProcess(t),
@@ -57,9 +67,7 @@ func TestManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// The Deployment's pod is Ready on a kwok node, and the process behind
-	// it answered /readyz (deploy.Apply waited for both).
+	// deploy.Apply waited for the processes' /readyz and the rollout.
 	for _, a := range inst.Agents {
 		pod, err := cs.CoreV1().Pods(deploy.Namespace).Get(t.Context(), a.Pod, metav1.GetOptions{})
 		if err != nil {
@@ -76,10 +84,17 @@ func TestManifests(t *testing.T) {
 			t.Errorf("agent pod %s is not Ready: %+v", a.Pod, pod.Status.Conditions)
 		}
 	}
+	return inst
+}
+
+func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin string, p *plugin) {
+	inst := install(t, c, cs, bin, ".")
+	if len(inst.Agents) != 1 {
+		t.Fatalf("the default install runs %d agents, want 1", len(inst.Agents))
+	}
 
 	t.Run("dry-run=server", func(t *testing.T) { testServerDryRun(t, c) })
 
-	p := buildPlugin(t, c)
 	ns := clustertest.Namespace(t, c)
 	createWorkload(t, cs, ns)
 	waitFor(t, 60*time.Second, "the workload in "+ns+" to run", func() error {
@@ -144,6 +159,27 @@ func TestManifests(t *testing.T) {
 	}
 	if r := kc.run(t, "auth", "can-i", "watch", "pods", "-A"); r.code != 0 {
 		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
+	}
+}
+
+// testHAInstall runs the HA overlay's two replicas: one holds the Lease
+// (get, create, update in the Role) and writes Redis, the other follows it,
+// and both answer like kubectl.
+func testHAInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin string, p *plugin) {
+	inst := install(t, c, cs, bin, "overlays/ha")
+	if len(inst.Agents) != 2 {
+		t.Fatalf("the HA install runs %d agents, want 2", len(inst.Agents))
+	}
+	lease, err := cs.CoordinationV1().Leases(deploy.Namespace).Get(t.Context(), deploy.AgentName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the leader's Lease: %v", err)
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Fatalf("Lease %s/%s has no holder: %+v", deploy.Namespace, deploy.AgentName, lease.Spec)
+	}
+	sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
+	for _, a := range inst.Agents {
+		sameAsKubectl(t, p, []string{"get", "nodes"}, []string{"--agent-url", a.URL})
 	}
 }
 
