@@ -49,7 +49,28 @@ func (p *StatusPrinter) PrintObj(list *api.ResourceList, w io.Writer) error {
 		}
 		rows = append(rows, row)
 	}
-	return printRows(w, headers, rows, p.NoHeaders)
+	if err := printRows(w, headers, rows, p.NoHeaders); err != nil {
+		return err
+	}
+	return p.printRole(list, w)
+}
+
+// printRole says, under the table, which role the answering replica has
+// when replicas elect a leader: the plugin reaches one of them.
+func (p *StatusPrinter) printRole(list *api.ResourceList, w io.Writer) error {
+	if list.Role == "" || p.NoHeaders {
+		return nil
+	}
+	var err error
+	switch list.Role {
+	case "leader":
+		_, err = fmt.Fprintf(w, "\nReplica: the leader (%s); it watches, verifies and writes the store.\n", orNone(list.Leader))
+	case "follower":
+		_, err = fmt.Fprintf(w, "\nReplica: a follower, serving what the leader %s wrote to the store.\n", orNone(list.Leader))
+	default:
+		_, err = fmt.Fprintf(w, "\nReplica: %s; leader %s.\n", list.Role, orNone(list.Leader))
+	}
+	return err
 }
 
 // driftCell shows missed ADDED, DELETED and MODIFIED events, or 0.

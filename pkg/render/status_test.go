@@ -87,7 +87,8 @@ func statusCells(t *testing.T, fixture string, wide bool) map[string]map[string]
 	if err := (&StatusPrinter{Wide: wide, Now: fixtureClock}).PrintObj(&list, &buf); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	table, _, _ := strings.Cut(buf.String(), "\n\n") // without the replica line
+	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
 	header := lines[0]
 	var starts []int
 	for i := 0; i < len(header); i++ {
@@ -168,5 +169,31 @@ func TestStatusWithoutStoreKind(t *testing.T) {
 	want := "pods   <never>   <none>   0     connected   0.0   0     <none>\n"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// With leader election the table is followed by the answering replica's
+// role; without headers, as in scripts, it is left out.
+func TestStatusRole(t *testing.T) {
+	for _, tt := range []struct {
+		role, leader string
+		noHeaders    bool
+		want         string
+	}{
+		{"leader", "krm-agent-5d8f_a1b2c3", false, "\nReplica: the leader (krm-agent-5d8f_a1b2c3); it watches, verifies and writes the store.\n"},
+		{"follower", "krm-agent-5d8f_a1b2c3", false, "\nReplica: a follower, serving what the leader krm-agent-5d8f_a1b2c3 wrote to the store.\n"},
+		{"follower", "", false, "\nReplica: a follower, serving what the leader <none> wrote to the store.\n"},
+		{"follower", "krm-agent-5d8f_a1b2c3", true, ""},
+		{"", "", false, ""},
+	} {
+		list := &api.ResourceList{Role: tt.role, Leader: tt.leader, Resources: []api.ResourceStatus{{ResourceInfo: api.ResourceInfo{Name: "pods"}}}}
+		var buf bytes.Buffer
+		if err := (&StatusPrinter{NoHeaders: tt.noHeaders, Now: fixtureClock}).PrintObj(list, &buf); err != nil {
+			t.Fatal(err)
+		}
+		_, got, _ := strings.Cut(buf.String(), "<none>\n")
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("role %q leader %q no-headers %v (-want +got):\n%s", tt.role, tt.leader, tt.noHeaders, diff)
+		}
 	}
 }

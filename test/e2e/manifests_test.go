@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -178,8 +179,22 @@ func testHAInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin 
 		t.Fatalf("Lease %s/%s has no holder: %+v", deploy.Namespace, deploy.AgentName, lease.Spec)
 	}
 	sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
+	roles := map[string]string{} // role -> the leader it names
 	for _, a := range inst.Agents {
 		sameAsKubectl(t, p, []string{"get", "nodes"}, []string{"--agent-url", a.URL})
+		r := p.krm(t, "status", "--agent-url", a.URL, "-o", "json")
+		var list api.ResourceList
+		if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil {
+			t.Fatalf("kubectl krm status of %s: %v\n%s", a.Pod, err, r)
+		}
+		roles[list.Role] = list.Leader
+	}
+	want := map[string]string{"leader": *lease.Spec.HolderIdentity, "follower": *lease.Spec.HolderIdentity}
+	if diff := cmp.Diff(want, roles); diff != "" {
+		t.Errorf("the replicas' roles and leaders (-want +got):\n%s", diff)
+	}
+	if r := p.krm(t, "status"); !strings.Contains(r.stdout, "Replica: ") {
+		t.Errorf("kubectl krm status does not say which replica answered:\n%s", r)
 	}
 }
 
