@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/kubectl/pkg/cmd/get"
 
@@ -181,6 +182,11 @@ func (o *GetOptions) Validate() error {
 	if len(o.names) > 0 && o.allNamespaces {
 		return errors.New("a resource cannot be retrieved by name across all namespaces")
 	}
+	// kubectl watches one type at a time; TYPE/NAME pairs are checked once
+	// their types are resolved.
+	if (o.watch || o.watchOnly) && !o.pairs && len(o.resources) > 1 {
+		return resource.ErrMultipleResourceTypes
+	}
 	return nil
 }
 
@@ -202,6 +208,19 @@ func (o *GetOptions) Run(ctx context.Context) error {
 	resources, err := c.Resources(ctx)
 	if err != nil {
 		return err
+	}
+	if (o.watch || o.watchOnly) && o.pairs {
+		types := map[string]bool{}
+		for _, typ := range o.resources {
+			info, err := resolve(resources, typ)
+			if err != nil {
+				return err
+			}
+			types[info.Name] = true
+		}
+		if len(types) > 1 {
+			return resource.ErrMultipleResourceTypes
+		}
 	}
 	var all []fetched
 	var notFound []error
@@ -247,6 +266,10 @@ func (o *GetOptions) Run(ctx context.Context) error {
 		return &exitError{code: 1}
 	}
 	if o.watch || o.watchOnly {
+		if len(o.names) > 1 {
+			// kubectl, too, prints the objects and then refuses.
+			return errors.New("you may only watch a single resource or type of resource at a time")
+		}
 		return o.watchChanges(ctx, c, all)
 	}
 	return nil
@@ -462,7 +485,12 @@ func (o *GetOptions) watchChanges(ctx context.Context, c *api.Client, all []fetc
 	events := make(chan tagged)
 	errc := make(chan error, len(all))
 	for _, f := range all {
-		ch, err := c.Watch(ctx, f.info.Name, o.listOptions(f.info))
+		opts := o.listOptions(f.info)
+		if len(o.names) == 1 {
+			// Validate refuses selectors with names.
+			opts.FieldSelector = "metadata.name=" + o.names[0]
+		}
+		ch, err := c.Watch(ctx, f.info.Name, opts)
 		if err != nil {
 			return err
 		}

@@ -71,6 +71,8 @@ func TestGetRejects(t *testing.T) {
 		{[]string{"get", "pods", "--view", "newest"}, `--view: unknown view "newest": use aggregated, verified or streamed`},
 		{[]string{"get", "pods", "--max-staleness", "-1s"}, "--max-staleness must not be negative, got -1s"},
 		{[]string{"get", "pods", "--show-source", "-o", "yaml"}, "--show-source adds table columns; it cannot be used with -o yaml"},
+		{[]string{"get", "pods,deployments", "-w"}, "you may only specify a single resource type"},
+		{[]string{"get", "pods,po", "--watch-only"}, "you may only specify a single resource type"},
 		{[]string{"get", "pods", "-o", "yml"}, `unable to match a printer suitable for the output format "yml", allowed formats are: …`},
 	}
 	for _, tt := range tests {
@@ -95,6 +97,36 @@ func TestGetRejects(t *testing.T) {
 				t.Errorf("read %q before refusing, want nothing", reads)
 			}
 		})
+	}
+}
+
+// As kubectl: TYPE/NAME pairs of several types cannot be watched.
+func TestGetWatchPairsOfOneType(t *testing.T) {
+	a := newFakeAgent(t)
+	r := runKrm(t, a, "get", "pod/a", "deployment/b", "-w")
+	if r.err == nil || r.err.Error() != "you may only specify a single resource type" || exitCode(r.err) != 1 {
+		t.Errorf("get pod/a deployment/b -w: error %v (exit %d), want kubectl's single-type error, exit 1", r.err, exitCode(r.err))
+	}
+	if r.stdout != "" {
+		t.Errorf("printed %q before failing", r.stdout)
+	}
+}
+
+// As kubectl: several named objects are printed, then watching them is
+// refused; one named object is watched on its own.
+func TestGetWatchSeveralNames(t *testing.T) {
+	for _, args := range [][]string{
+		{"get", "pods", "a", "b", "-n", "team-a", "-w", "-o", "name"},
+		{"get", "pod/a", "po/b", "-n", "team-a", "-w", "-o", "name"},
+	} {
+		r := runKrm(t, newFakeAgent(t), args...)
+		want := "you may only watch a single resource or type of resource at a time"
+		if r.err == nil || r.err.Error() != want || exitCode(r.err) != 1 {
+			t.Errorf("%q: error %v (exit %d), want %q, exit 1", args, r.err, exitCode(r.err), want)
+		}
+		if r.stdout != "pod/a\npod/b\n" {
+			t.Errorf("%q: printed %q, want both pods first", args, r.stdout)
+		}
 	}
 }
 
