@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/ptr"
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster/clustertest"
@@ -128,4 +130,61 @@ func TestRedisLeaderFailover(t *testing.T) {
 		}
 		return fmt.Sprintf("%d events, none of cm-3", len(evs)), nil
 	})
+}
+
+// TestLeaderLosesLease: another holder takes the Lease from a running
+// leader (as after a network partition the leader has not noticed). The
+// leader cannot renew, stops leading within its renew deadline and exits
+// with an error that says why, so that a restart follows the new leader
+// instead of two replicas writing the store.
+func TestLeaderLosesLease(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	cs, err := c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restCfg, _, _ := configMapClients(t, c, ns)
+	cluster := "t-" + rand.String(8)
+	st, _ := redisStore(t, c.RedisURL, cluster)
+	const renewDeadline = 1500 * time.Millisecond
+	lease := "krm-" + cluster
+	a := completeStoreAgent(t, agent.Config{
+		RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
+		VerifyInterval: time.Hour, ClusterName: cluster, Store: st,
+		LeaderElection: &agent.LeaderElection{
+			Namespace: ns, Name: lease, Identity: "a",
+			LeaseDuration: 2 * time.Second, RenewDeadline: renewDeadline, RetryPeriod: 250 * time.Millisecond,
+		},
+	})
+	a.start()
+	waitRole(t, a, 30*time.Second, "leader")
+
+	l, err := cs.CoordinationV1().Leases(ns).Get(t.Context(), lease, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity = ptr.To("intruder")
+	l.Spec.LeaseDurationSeconds = ptr.To[int32](3600)
+	l.Spec.AcquireTime, l.Spec.RenewTime = &now, &now
+	if _, err := cs.CoordinationV1().Leases(ns).Update(t.Context(), l, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("taking the Lease: %v", err)
+	}
+	taken := time.Now()
+
+	select {
+	case <-a.exited:
+	case <-time.After(renewDeadline + 15*time.Second):
+		t.Fatalf("the leader still runs %s after losing its Lease", time.Since(taken).Round(time.Millisecond))
+	}
+	t.Logf("the leader exited %s after losing its Lease (renew deadline %s)", time.Since(taken).Round(time.Millisecond), renewDeadline)
+	if a.runErr == nil || !strings.Contains(a.runErr.Error(), "lost the leader Lease "+ns+"/"+lease) {
+		t.Fatalf("the leader's Start returned %v, want it to say it lost the Lease %s/%s", a.runErr, ns, lease)
+	}
+	a.runErr = nil // expected
+	// It let go: the Lease still names the intruder.
+	if l, err = cs.CoordinationV1().Leases(ns).Get(t.Context(), lease, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "intruder" {
+		t.Errorf("after the leader exited the Lease is %+v (%v), want it held by the intruder", l.Spec, err)
+	}
 }

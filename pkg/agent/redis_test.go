@@ -76,13 +76,17 @@ type storeAgent struct {
 	logs   *logBuffer
 	// start runs the agent in the background; stop ends it and waits.
 	start, stop func()
+	// exited closes when the agent's Start returns, with runErr. A test
+	// that expects the error clears runErr, so stop does not report it.
+	exited chan struct{}
+	runErr error
 }
 
 // completeStoreAgent completes cfg as startAgent does, but keeps the
 // cluster name cfg gives: a restarted agent must find its frames.
 func completeStoreAgent(t *testing.T, cfg agent.Config) *storeAgent {
 	t.Helper()
-	sa := &storeAgent{reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	sa := &storeAgent{reg: prometheus.NewRegistry(), logs: &logBuffer{}, exited: make(chan struct{})}
 	cfg.Registry = sa.reg
 	cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), sa.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := cfg.Complete()
@@ -98,7 +102,6 @@ func completeStoreAgent(t *testing.T, cfg agent.Config) *storeAgent {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
 	var once sync.Once
 	started := false
 	sa.stop = func() {
@@ -109,9 +112,9 @@ func completeStoreAgent(t *testing.T, cfg agent.Config) *storeAgent {
 				return
 			}
 			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("agent: %v", err)
+			case <-sa.exited:
+				if sa.runErr != nil {
+					t.Errorf("agent: %v", sa.runErr)
 				}
 			case <-time.After(30 * time.Second):
 				t.Error("the agent did not stop within 30s of its context's end")
@@ -121,7 +124,10 @@ func completeStoreAgent(t *testing.T, cfg agent.Config) *storeAgent {
 	t.Cleanup(sa.stop)
 	sa.start = func() {
 		started = true
-		go func() { done <- a.Start(ctx) }()
+		go func() {
+			sa.runErr = a.Start(ctx)
+			close(sa.exited)
+		}()
 	}
 	return sa
 }
