@@ -20,14 +20,20 @@ import (
 // given, so it stays out of the process list.
 const redisPasswordEnv = "KRM_REDIS_PASSWORD"
 
+// redisSentinelPasswordEnv holds the Sentinels' own password, likewise.
+const redisSentinelPasswordEnv = "KRM_REDIS_SENTINEL_PASSWORD"
+
 // RedisOptions are the flags of --store=redis.
 type RedisOptions struct {
 	URL            string
 	Addrs          []string
 	SentinelMaster string
 	Password       string
-	DB             int
-	TLS            bool
+	// SentinelPassword authenticates to the Sentinels, which may have a
+	// requirepass of their own.
+	SentinelPassword string
+	DB               int
+	TLS              bool
 }
 
 func (o *RedisOptions) addFlags(cmd *cobra.Command) {
@@ -36,13 +42,14 @@ func (o *RedisOptions) addFlags(cmd *cobra.Command) {
 	f.StringSliceVar(&o.Addrs, "redis-addrs", o.Addrs, "Instead of --redis-url: the seed nodes (host:port,…) of a Redis Cluster, or with --redis-sentinel-master the Sentinels.")
 	f.StringVar(&o.SentinelMaster, "redis-sentinel-master", o.SentinelMaster, "Name of the master the Sentinels in --redis-addrs monitor.")
 	f.StringVar(&o.Password, "redis-password", o.Password, "Redis password. Default: $"+redisPasswordEnv+", else the one in --redis-url. Never logged.")
+	f.StringVar(&o.SentinelPassword, "redis-sentinel-password", o.SentinelPassword, "Password of the Sentinels themselves (their requirepass), with --redis-sentinel-master. Default: $"+redisSentinelPasswordEnv+". Never logged.")
 	f.IntVar(&o.DB, "redis-db", o.DB, "Database number with --redis-addrs and Sentinel (a Redis Cluster has only 0); --redis-url carries its own.")
 	f.BoolVar(&o.TLS, "redis-tls", o.TLS, "Use TLS with --redis-addrs (--redis-url says so with rediss://).")
 }
 
 // set reports whether any --redis-* flag was given.
 func (o *RedisOptions) set() bool {
-	return o.URL != "" || len(o.Addrs) > 0 || o.SentinelMaster != "" || o.Password != "" || o.DB != 0 || o.TLS
+	return o.URL != "" || len(o.Addrs) > 0 || o.SentinelMaster != "" || o.Password != "" || o.SentinelPassword != "" || o.DB != 0 || o.TLS
 }
 
 // validate checks the flags of --store=redis.
@@ -54,6 +61,8 @@ func (o *RedisOptions) validate() error {
 		return errors.New("--redis-url and --redis-addrs exclude each other: give one")
 	case o.SentinelMaster != "" && len(o.Addrs) == 0:
 		return errors.New("--redis-sentinel-master needs the Sentinels' addresses in --redis-addrs")
+	case o.SentinelPassword != "" && o.SentinelMaster == "":
+		return errors.New("--redis-sentinel-password goes with --redis-sentinel-master; the password of Redis itself is --redis-password")
 	case o.URL != "" && (o.DB != 0 || o.TLS):
 		return errors.New("--redis-db and --redis-tls go with --redis-addrs; --redis-url says both itself (/db, rediss://)")
 	case o.SentinelMaster == "" && len(o.Addrs) > 0 && o.DB != 0:
@@ -85,6 +94,12 @@ func (o *RedisOptions) universal(getenv func(string) string) (*redis.UniversalOp
 		u.Addrs = o.Addrs
 		u.DB = o.DB
 		u.MasterName = o.SentinelMaster
+		if o.SentinelMaster != "" {
+			u.SentinelPassword = o.SentinelPassword
+			if u.SentinelPassword == "" {
+				u.SentinelPassword = getenv(redisSentinelPasswordEnv)
+			}
+		}
 		// Seed nodes, even a single one, mean a Cluster unless Sentinel.
 		u.IsClusterMode = o.SentinelMaster == ""
 		if o.TLS {
@@ -126,7 +141,7 @@ func describe(u *redis.UniversalOptions) []any {
 	}
 	attrs := []any{"mode", mode, "addrs", strings.Join(u.Addrs, ","), "db", u.DB, "tls", u.TLSConfig != nil, "password", u.Password != ""}
 	if u.MasterName != "" {
-		attrs = append(attrs, "master", u.MasterName)
+		attrs = append(attrs, "master", u.MasterName, "sentinelPassword", u.SentinelPassword != "")
 	}
 	return attrs
 }

@@ -34,6 +34,8 @@ func TestValidateStore(t *testing.T) {
 		{"redis flags without redis", "memory", RedisOptions{URL: "redis://x:6379"}, "the --redis-* flags need --store=redis"},
 		{"redis without a server", "redis", RedisOptions{}, "--store=redis needs --redis-url, or --redis-addrs"},
 		{"both", "redis", RedisOptions{URL: "redis://x:6379", Addrs: []string{"a:1"}}, "--redis-url and --redis-addrs exclude each other"},
+		{"sentinel with its own password", "redis", RedisOptions{Addrs: []string{"a:26379"}, SentinelMaster: "m", SentinelPassword: secret}, ""},
+		{"sentinel password without sentinel", "redis", RedisOptions{Addrs: []string{"a:7000"}, SentinelPassword: secret}, "--redis-sentinel-password goes with --redis-sentinel-master"},
 		{"sentinel without addrs", "redis", RedisOptions{URL: "redis://x:6379", SentinelMaster: "m"}, "--redis-sentinel-master needs the Sentinels' addresses in --redis-addrs"},
 		{"db on a cluster", "redis", RedisOptions{Addrs: []string{"a:1"}, DB: 2}, "a Redis Cluster has only database 0"},
 		{"db with a url", "redis", RedisOptions{URL: "redis://x:6379", DB: 2}, "--redis-db and --redis-tls go with --redis-addrs"},
@@ -60,8 +62,11 @@ func TestValidateStore(t *testing.T) {
 func TestRedisUniversalOptions(t *testing.T) {
 	env := func(password string) func(string) string {
 		return func(name string) string {
-			if name == redisPasswordEnv {
+			switch name {
+			case redisPasswordEnv:
 				return password
+			case redisSentinelPasswordEnv:
+				return "sentinel-from-env"
 			}
 			return ""
 		}
@@ -71,6 +76,7 @@ func TestRedisUniversalOptions(t *testing.T) {
 		DB                 int
 		Username, Password string
 		MasterName         string
+		SentinelPassword   string
 		IsClusterMode, TLS bool
 		Client             string
 	}
@@ -96,14 +102,18 @@ func TestRedisUniversalOptions(t *testing.T) {
 		{"cluster", RedisOptions{Addrs: []string{"a:7000", "b:7001"}, TLS: true}, env(""),
 			got{Addrs: []string{"a:7000", "b:7001"}, IsClusterMode: true, TLS: true}, "*redis.ClusterClient"},
 		{"sentinel", RedisOptions{Addrs: []string{"a:26379"}, SentinelMaster: "mymaster", DB: 1}, env(""),
-			got{Addrs: []string{"a:26379"}, DB: 1, MasterName: "mymaster"}, "*redis.Client"},
+			got{Addrs: []string{"a:26379"}, DB: 1, MasterName: "mymaster", SentinelPassword: "sentinel-from-env"}, "*redis.Client"},
+		{"the sentinel password flag beats the environment", RedisOptions{Addrs: []string{"a:26379"}, SentinelMaster: "m", SentinelPassword: "flag"}, env(secret),
+			got{Addrs: []string{"a:26379"}, MasterName: "m", Password: secret, SentinelPassword: "flag"}, "*redis.Client"},
+		{"no sentinel password for a cluster", RedisOptions{Addrs: []string{"a:7000"}}, env(""),
+			got{Addrs: []string{"a:7000"}, IsClusterMode: true}, "*redis.ClusterClient"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := tc.opts.universal(tc.getenv)
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := got{Addrs: u.Addrs, DB: u.DB, Username: u.Username, Password: u.Password, MasterName: u.MasterName,
+			g := got{Addrs: u.Addrs, DB: u.DB, Username: u.Username, Password: u.Password, MasterName: u.MasterName, SentinelPassword: u.SentinelPassword,
 				IsClusterMode: u.IsClusterMode, TLS: u.TLSConfig != nil, Client: u.ClientName}
 			tc.want.Client = "krm-agent"
 			if diff := cmp.Diff(tc.want, g); diff != "" {
@@ -135,6 +145,7 @@ func TestOpenStoreNeverLogsThePassword(t *testing.T) {
 		{URL: "redis://:" + secret + "@127.0.0.1:1/0"},
 		{Addrs: []string{"127.0.0.1:1"}, Password: secret},
 		{Addrs: []string{"127.0.0.1:1"}, SentinelMaster: "m", Password: secret},
+		{Addrs: []string{"127.0.0.1:1"}, SentinelMaster: "m", SentinelPassword: secret},
 	} {
 		var logs bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -150,7 +161,7 @@ func TestOpenStoreNeverLogsThePassword(t *testing.T) {
 			t.Fatal("no store")
 		}
 		_ = closeStore()
-		if !strings.Contains(logs.String(), "keeping frames in Redis") || !strings.Contains(logs.String(), "password=true") {
+		if !strings.Contains(logs.String(), "keeping frames in Redis") || !strings.Contains(strings.ToLower(logs.String()), "password=true") {
 			t.Errorf("the log does not say where the store is:\n%s", logs.String())
 		}
 		if strings.Contains(logs.String(), secret) {

@@ -23,10 +23,12 @@ import (
 type RedisServer struct {
 	Addr string
 	Dir  string
-	t    testing.TB
-	args []string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// password is what the server requires (requirepass), if anything.
+	password string
+	t        testing.TB
+	args     []string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // StartRedis starts a redis-server without persistence: a restart comes
@@ -55,7 +57,7 @@ func (r *RedisServer) URL() string { return "redis://" + r.Addr + "/0" }
 func (r *RedisServer) Start() {
 	r.t.Helper()
 	r.startArgs(r.args...)
-	if err := waitRedis(r.Addr, 10*time.Second); err != nil {
+	if err := waitRedis(r.Addr, r.password, 10*time.Second); err != nil {
 		r.t.Fatalf("redis-server on %s: %v\n%s", r.Addr, err, r.log())
 	}
 }
@@ -118,11 +120,12 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// waitRedis waits until the server at addr answers PING.
-func waitRedis(addr string, timeout time.Duration) error {
+// waitRedis waits until the server at addr answers PING, after AUTH
+// password unless it is empty.
+func waitRedis(addr, password string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := redisCommand(addr, "PING", "+PONG")
+		err := redisCommandAuth(addr, password, "PING", "+PONG")
 		if err == nil {
 			return nil
 		}
@@ -136,6 +139,11 @@ func waitRedis(addr string, timeout time.Duration) error {
 // redisCommand sends one inline command and checks the first line of the
 // answer starts with want.
 func redisCommand(addr, command, want string) error {
+	return redisCommandAuth(addr, "", command, want)
+}
+
+// redisCommandAuth is redisCommand after AUTH password, unless it is empty.
+func redisCommandAuth(addr, password, command, want string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var d net.Dialer
@@ -146,10 +154,19 @@ func redisCommand(addr, command, want string) error {
 	defer conn.Close()
 	dl, _ := ctx.Deadline()
 	_ = conn.SetDeadline(dl)
+	r := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := conn.Write([]byte("AUTH " + password + "\r\n")); err != nil {
+			return err
+		}
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			return fmt.Errorf("AUTH: redis answered %q (%v)", strings.TrimSpace(line), err)
+		}
+	}
 	if _, err := conn.Write([]byte(command + "\r\n")); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return err
 	}
@@ -218,24 +235,34 @@ type RedisSentinel struct {
 
 // StartRedisSentinel starts a master, a replica of it and a Sentinel that
 // monitors the master as "krm", and waits until the Sentinel knows both.
-func StartRedisSentinel(t testing.TB) *RedisSentinel {
+// conf lines are added to the Sentinel's configuration, such as
+// "requirepass <password>".
+func StartRedisSentinel(t testing.TB, conf ...string) *RedisSentinel {
 	t.Helper()
 	s := &RedisSentinel{MasterName: "krm"}
 	s.Master = StartRedis(t)
 	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", portOf(s.Master.Addr))
 	port := freePort(t)
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "sentinel.conf")
+	confFile := filepath.Join(dir, "sentinel.conf")
 	config := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %s 1\nsentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\n",
 		port, dir, s.MasterName, portOf(s.Master.Addr), s.MasterName, s.MasterName)
-	if err := os.WriteFile(conf, []byte(config), 0o644); err != nil {
+	for _, line := range conf {
+		config += line + "\n"
+	}
+	if err := os.WriteFile(confFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.Sentinel = &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, t: t, args: []string{conf, "--sentinel"}}
+	s.Sentinel = &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, t: t, args: []string{confFile, "--sentinel"}}
+	for _, line := range conf {
+		if p, ok := strings.CutPrefix(line, "requirepass "); ok {
+			s.Sentinel.password = p
+		}
+	}
 	t.Cleanup(s.Sentinel.Kill)
 	s.Sentinel.Start()
 	deadline := time.Now().Add(30 * time.Second)
-	for redisCommand(s.Sentinel.Addr, "SENTINEL replicas "+s.MasterName, "*1") != nil {
+	for redisCommandAuth(s.Sentinel.Addr, s.Sentinel.password, "SENTINEL replicas "+s.MasterName, "*1") != nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("the Sentinel on %s does not know the replica after 30s:\n%s", s.Sentinel.Addr, s.Sentinel.log())
 		}
