@@ -10,6 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/krm-project/krm/pkg/agent"
@@ -39,6 +40,27 @@ func waitRole(t *testing.T, sa *storeAgent, timeout time.Duration, want string) 
 	})
 }
 
+// The Lease's timing in these tests: short, so failover is quick.
+const (
+	leaseDuration = 2 * time.Second
+	renewDeadline = 1500 * time.Millisecond
+)
+
+// leaderReplica is one replica of the configmaps in ns, electing its leader
+// through the Lease krm-<cluster> and sharing the Redis at redisURL.
+func leaderReplica(t *testing.T, redisURL string, restCfg *rest.Config, ns, cluster, identity string) *storeAgent {
+	t.Helper()
+	st, _ := redisStore(t, redisURL, cluster)
+	return completeStoreAgent(t, agent.Config{
+		RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
+		VerifyInterval: time.Hour, ClusterName: cluster, Store: st,
+		LeaderElection: &agent.LeaderElection{
+			Namespace: ns, Name: "krm-" + cluster, Identity: identity,
+			LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: 250 * time.Millisecond,
+		},
+	})
+}
+
 // TestRedisLeaderFailover runs two agents on one Redis with leader
 // election: the leader watches and writes; the follower serves the same
 // objects, following the leader's frames and events through Redis within
@@ -57,18 +79,7 @@ func TestRedisLeaderFailover(t *testing.T) {
 	w := newConfigMapWriter(cs, ns)
 	createConfigMaps(t, w, "cm-0", "cm-1")
 
-	const leaseDuration = 2 * time.Second
-	replica := func(identity string) *storeAgent {
-		st, _ := redisStore(t, c.RedisURL, cluster)
-		return completeStoreAgent(t, agent.Config{
-			RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
-			VerifyInterval: time.Hour, ClusterName: cluster, Store: st,
-			LeaderElection: &agent.LeaderElection{
-				Namespace: ns, Name: "krm-" + cluster, Identity: identity,
-				LeaseDuration: leaseDuration, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond,
-			},
-		})
-	}
+	replica := func(identity string) *storeAgent { return leaderReplica(t, c.RedisURL, restCfg, ns, cluster, identity) }
 	a := replica("a")
 	a.start()
 	waitRole(t, a, 30*time.Second, "leader")
@@ -146,17 +157,8 @@ func TestLeaderLosesLease(t *testing.T) {
 	}
 	restCfg, _, _ := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
-	st, _ := redisStore(t, c.RedisURL, cluster)
-	const renewDeadline = 1500 * time.Millisecond
 	lease := "krm-" + cluster
-	a := completeStoreAgent(t, agent.Config{
-		RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
-		VerifyInterval: time.Hour, ClusterName: cluster, Store: st,
-		LeaderElection: &agent.LeaderElection{
-			Namespace: ns, Name: lease, Identity: "a",
-			LeaseDuration: 2 * time.Second, RenewDeadline: renewDeadline, RetryPeriod: 250 * time.Millisecond,
-		},
-	})
+	a := leaderReplica(t, c.RedisURL, restCfg, ns, cluster, "a")
 	a.start()
 	waitRole(t, a, 30*time.Second, "leader")
 
