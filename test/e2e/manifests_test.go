@@ -179,20 +179,26 @@ func testHAInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin 
 		t.Fatalf("Lease %s/%s has no holder: %+v", deploy.Namespace, deploy.AgentName, lease.Spec)
 	}
 	sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
-	roles := map[string]string{} // role -> the leader it names
 	for _, a := range inst.Agents {
 		sameAsKubectl(t, p, []string{"get", "nodes"}, []string{"--agent-url", a.URL})
-		r := p.krm(t, "status", "--agent-url", a.URL, "-o", "json")
-		var list api.ResourceList
-		if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil {
-			t.Fatalf("kubectl krm status of %s: %v\n%s", a.Pod, err, r)
-		}
-		roles[list.Role] = list.Leader
 	}
+	// A follower names the leader once its elector has read the Lease.
 	want := map[string]string{"leader": *lease.Spec.HolderIdentity, "follower": *lease.Spec.HolderIdentity}
-	if diff := cmp.Diff(want, roles); diff != "" {
-		t.Errorf("the replicas' roles and leaders (-want +got):\n%s", diff)
-	}
+	waitFor(t, 30*time.Second, "one leader and one follower naming the Lease's holder", func() error {
+		roles := map[string]string{} // role -> the leader it names
+		for _, a := range inst.Agents {
+			r := p.krm(t, "status", "--agent-url", a.URL, "-o", "json")
+			var list api.ResourceList
+			if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil {
+				return fmt.Errorf("kubectl krm status of %s: %v\n%s", a.Pod, err, r)
+			}
+			roles[list.Role] = list.Leader
+		}
+		if diff := cmp.Diff(want, roles); diff != "" {
+			return fmt.Errorf("the replicas' roles and leaders (-want +got):\n%s", diff)
+		}
+		return nil
+	})
 	if r := p.krm(t, "status"); !strings.Contains(r.stdout, "Replica: ") {
 		t.Errorf("kubectl krm status does not say which replica answered:\n%s", r)
 	}
