@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,18 +63,7 @@ const (
 
 // probeNamespace returns --probe-namespace, or the agent's own namespace.
 func (o *Options) probeNamespace(getenv func(string) string, readFile func(string) ([]byte, error)) string {
-	if o.ProbeNamespace != "" {
-		return o.ProbeNamespace
-	}
-	if ns := strings.TrimSpace(getenv(podNamespaceEnv)); ns != "" {
-		return ns
-	}
-	if b, err := readFile(namespaceFile); err == nil {
-		if ns := strings.TrimSpace(string(b)); ns != "" {
-			return ns
-		}
-	}
-	return defaultNamespace
+	return ownNamespace(o.ProbeNamespace, getenv, readFile)
 }
 
 // influxTokenEnv holds the InfluxDB token when --influx-token is not given,
