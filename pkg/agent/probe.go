@@ -182,10 +182,9 @@ func (p *probe) sweepUntilDone(ctx context.Context) (string, bool) {
 func (p *probe) sweep(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	list, err := p.client.List(ctx, metav1.ListOptions{LabelSelector: p.selector})
+	list, err := p.list(ctx)
 	if err != nil {
-		p.metrics.errors.WithLabelValues("list").Inc()
-		return "", fmt.Errorf("listing probe configmaps in %s: %w", p.namespace, err)
+		return "", err
 	}
 	for _, cm := range list.Items {
 		if p.tracked(cm.GetName()) {
@@ -400,12 +399,21 @@ func (p *probe) watchOnce(ctx context.Context, rv string) (string, error) {
 func (p *probe) currentVersion(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
+	list, err := p.list(ctx)
+	if err != nil {
+		return "", err
+	}
+	return list.GetResourceVersion(), nil
+}
+
+// list LISTs the probe's ConfigMaps, counting a failure.
+func (p *probe) list(ctx context.Context) (*unstructured.UnstructuredList, error) {
 	list, err := p.client.List(ctx, metav1.ListOptions{LabelSelector: p.selector})
 	if err != nil {
 		p.metrics.errors.WithLabelValues("list").Inc()
-		return "", fmt.Errorf("listing probe configmaps in %s: %w", p.namespace, err)
+		return nil, fmt.Errorf("listing probe configmaps in %s: %w", p.namespace, err)
 	}
-	return list.GetResourceVersion(), nil
+	return list, nil
 }
 
 func (p *probe) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
