@@ -70,11 +70,7 @@ func leaderReplica(t *testing.T, redisURL string, restCfg *rest.Config, ns, clus
 func TestRedisLeaderFailover(t *testing.T) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restCfg, _, ri := configMapClients(t, c, ns)
+	restCfg, cs, ri := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	w := newConfigMapWriter(cs, ns)
 	createConfigMaps(t, w, "cm-0", "cm-1")
@@ -151,11 +147,7 @@ func TestRedisLeaderFailover(t *testing.T) {
 func TestLeaderLosesLease(t *testing.T) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restCfg, _, _ := configMapClients(t, c, ns)
+	restCfg, cs, _ := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	lease := "krm-" + cluster
 	a := leaderReplica(t, c.RedisURL, restCfg, ns, cluster, "a")

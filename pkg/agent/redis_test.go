@@ -194,11 +194,7 @@ func createConfigMaps(t *testing.T, w *configMapWriter, names ...string) {
 func TestRedisWarmRestart(t *testing.T) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restCfg, _, ri := configMapClients(t, c, ns)
+	restCfg, cs, ri := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	st, _ := redisStore(t, c.RedisURL, cluster)
 	w := newConfigMapWriter(cs, ns)
@@ -314,11 +310,7 @@ func TestRedisWarmRestart(t *testing.T) {
 func TestRedisKilledAndRestarted(t *testing.T) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restCfg, _, ri := configMapClients(t, c, ns)
+	restCfg, cs, ri := configMapClients(t, c, ns)
 	srv := clustertest.StartRedis(t)
 	cluster := "t-" + rand.String(8)
 	st, _ := redisStore(t, srv.URL(), cluster)
@@ -433,11 +425,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 func TestRedisCorruptFrameIsRebuilt(t *testing.T) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
-	cs, err := c.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restCfg, _, ri := configMapClients(t, c, ns)
+	restCfg, cs, ri := configMapClients(t, c, ns)
 	cluster := "t-" + rand.String(8)
 	st, rdb := redisStore(t, c.RedisURL, cluster)
 	createConfigMaps(t, newConfigMapWriter(cs, ns), "cm-0")
