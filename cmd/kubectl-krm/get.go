@@ -209,26 +209,22 @@ func (o *GetOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if (o.watch || o.watchOnly) && o.pairs {
-		types := map[string]bool{}
-		for _, typ := range o.resources {
-			info, err := resolve(resources, typ)
-			if err != nil {
-				return err
-			}
-			types[info.Name] = true
+	infos := make([]api.ResourceInfo, len(o.resources))
+	types := map[string]bool{}
+	for i, typ := range o.resources {
+		if infos[i], err = resolve(resources, typ); err != nil {
+			return err
 		}
-		if len(types) > 1 {
-			return resource.ErrMultipleResourceTypes
-		}
+		types[infos[i].Name] = true
+	}
+	// Validate refused several types in one argument; TYPE/NAME pairs are
+	// checked here, once resolved, as kubectl does.
+	if (o.watch || o.watchOnly) && len(types) > 1 {
+		return resource.ErrMultipleResourceTypes
 	}
 	var all []fetched
 	var notFound []error
-	for i, typ := range o.resources {
-		info, err := resolve(resources, typ)
-		if err != nil {
-			return err
-		}
+	for i, info := range infos {
 		if o.watchOnly {
 			all = append(all, fetched{info: info})
 			continue
