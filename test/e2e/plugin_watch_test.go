@@ -140,6 +140,14 @@ func testWatch(t *testing.T, c *cluster.State, cs kubernetes.Interface, ns strin
 	// Every change reaches both; kubectl and krm print the same objects in
 	// the same order (AGE may tick, so only names are compared).
 	waitFor(t, 30*time.Second, "krm's watches to print what kubectl's print", func() error {
+		// Both have caught up only once kubectl shows every change: the
+		// 2 listed pods and at least a row per change.
+		if n := len(kubectlAll.names()); n < 2+4 {
+			return errorf("kubectl get pods -w printed %d rows so far", n)
+		}
+		if n := len(kubectlOne.names()); n < 1+1 {
+			return errorf("kubectl get pod/first -w printed %d rows so far", n)
+		}
 		if err := sameNames(kubectlAll.names(), krmAll.names()); err != nil {
 			return errorf("get pods -w: %v\nkubectl:\n%s\nkrm:\n%s", err, strings.Join(kubectlAll.output(), "\n"), strings.Join(krmAll.output(), "\n"))
 		}
