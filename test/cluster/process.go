@@ -125,6 +125,16 @@ func (p *Process) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// FreePort asks the kernel for a free port on 127.0.0.1, for a process
+// to listen on.
+func FreePort() (int, error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
+}
+
 // freePorts asks the kernel for n distinct free ports on 127.0.0.1.
 func freePorts(n int) ([]int, error) {
 	var ports []int

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +38,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/test/cluster"
 )
 
@@ -142,7 +142,7 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 	}
 	inst := &Installed{Kubeconfig: kubeconfig}
 	for _, pod := range pods {
-		port, err := freePort()
+		port, err := cluster.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -164,7 +164,7 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 		inst.Agents = append(inst.Agents, Agent{Pod: pod, URL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
 	}
 	for _, a := range inst.Agents {
-		if err := waitReady(ctx, a.URL+"/readyz", 90*time.Second); err != nil {
+		if err := waitReady(ctx, a.URL, 90*time.Second); err != nil {
 			return nil, fmt.Errorf("agent behind pod %s/%s: %w", Namespace, a.Pod, err)
 		}
 	}
@@ -232,7 +232,7 @@ func startRedis(ctx context.Context, cfg Config, cs kubernetes.Interface, passwo
 	if err != nil {
 		return "", fmt.Errorf("redis-server: %w (`make cluster-up` installs it)", err)
 	}
-	port, err := freePort()
+	port, err := cluster.FreePort()
 	if err != nil {
 		return "", err
 	}
@@ -366,24 +366,17 @@ func agentArgs(args []string, set map[string]string) []string {
 }
 
 func waitReady(ctx context.Context, url string, timeout time.Duration) error {
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-		return resp.StatusCode == http.StatusOK, nil
+	c, err := api.NewClient(url, nil)
+	if err != nil {
+		return err
+	}
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last = c.Readyz(ctx)
+		return last == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s not ready after %s (last answer: %s): %w", url, timeout, last, err)
+		return fmt.Errorf("%s not ready after %s (last answer: %v): %w", url, timeout, last, err)
 	}
 	return nil
 }
@@ -409,13 +402,4 @@ func waitAvailable(ctx context.Context, cs kubernetes.Interface, name string) er
 		return fmt.Errorf("deployment %s/%s not available (%s): %w", Namespace, name, last, err)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/krm-project/krm/test/cluster"
 )
 
 // RedisServer is a redis-server of one test's own, on a free port of
@@ -112,12 +114,11 @@ func (r *RedisServer) log() string {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := cluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // waitRedis waits until the server at addr answers PING, after AUTH
