@@ -83,7 +83,7 @@ func run(ctx context.Context, bin, manifestsDir string) error {
 	)}
 
 	step("Starting the demo workload: namespaces shop and batch")
-	if err := d.kubectl(ctx, os.Stdout, "apply", "-f", "-"); err != nil {
+	if err := d.kubectl(ctx, bytes.NewReader(workload), "apply", "-f", "-"); err != nil {
 		return err
 	}
 	if err := d.waitPods(ctx, "shop", 8); err != nil {
@@ -121,7 +121,7 @@ func run(ctx context.Context, bin, manifestsDir string) error {
 		replicas int
 		pods     int
 	}{{"shop", "frontend", 6, 11}, {"batch", "reports", 3, 3}, {"shop", "frontend", 2, 7}} {
-		if err := d.kubectl(ctx, os.Stdout, "scale", "-n", sc.ns, "deployment/"+sc.name, fmt.Sprintf("--replicas=%d", sc.replicas)); err != nil {
+		if err := d.kubectl(ctx, nil, "scale", "-n", sc.ns, "deployment/"+sc.name, fmt.Sprintf("--replicas=%d", sc.replicas)); err != nil {
 			return err
 		}
 		if err := d.waitPods(ctx, sc.ns, sc.pods); err != nil {
@@ -137,7 +137,7 @@ func run(ctx context.Context, bin, manifestsDir string) error {
 		{"krm", "delay"},
 	} {
 		step("kubectl " + strings.Join(args, " "))
-		if err := d.kubectl(ctx, os.Stdout, args...); err != nil {
+		if err := d.kubectl(ctx, nil, args...); err != nil {
 			// diff exits 1 when it finds drift: that is an answer.
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || args[1] != "diff" {
@@ -167,15 +167,12 @@ func step(title string) {
 }
 
 // kubectl runs the cluster's kubectl as admin with the demo's PATH, so
-// `kubectl krm` finds the plugin built by make build. The workload is its
-// stdin.
-func (d *demo) kubectl(ctx context.Context, out io.Writer, args ...string) error {
+// `kubectl krm` finds the plugin built by make build, and shows its output.
+func (d *demo) kubectl(ctx context.Context, stdin io.Reader, args ...string) error {
 	cmd := exec.CommandContext(ctx, d.cluster.Kubectl, args...)
 	cmd.Env = d.env
-	cmd.Stdin = bytes.NewReader(workload)
-	cmd.Stdout = out
-	var stderr bytes.Buffer
-	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
+	cmd.Stdin = stdin
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
 	}
