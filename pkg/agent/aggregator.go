@@ -81,6 +81,9 @@ type aggregator struct {
 	// lock.
 	sortMu sync.Mutex
 	subs   map[*subscriber]struct{}
+	// hist keeps the aggregated view's last changes for watches that
+	// resume from a resourceVersion.
+	hist *changeHistory
 }
 
 // eventRate counts events per second over the last minute, in O(1) per
@@ -132,6 +135,7 @@ func newAggregator(cluster, resource string, now func() time.Time) *aggregator {
 		changed:    map[string]struct{}{},
 		sorted:     map[store.Source][]*store.Row{},
 		subs:       map[*subscriber]struct{}{},
+		hist:       newChangeHistory(historySize),
 	}
 }
 
@@ -154,7 +158,7 @@ func (a *aggregator) apply(typ string, row *store.Row) {
 	a.lastEventAt = now
 	a.log = append(a.log, event{typ: typ, row: row})
 	if ch, ok := a.applyLocked(typ, row); ok {
-		a.publish(ch, store.Aggregated, store.Streamed)
+		a.emit(ch)
 	}
 }
 
@@ -165,6 +169,7 @@ func (a *aggregator) progress(rv uint64) {
 	a.lastStreamAt = a.now()
 	if rv > a.streamRV {
 		a.streamRV = rv
+		a.bookmark(rv)
 	}
 }
 
@@ -245,14 +250,14 @@ func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) 
 		if old == nil {
 			return api.Change{}, false
 		}
-		return api.Change{Type: deleted, Row: row}, true
+		return api.Change{Type: deleted, Row: row, Prev: old, ResourceVersion: row.ResourceVersion}, true
 	}
 	delete(a.tombstones, row.UID)
 	a.current[row.UID] = row
 	if old == nil {
-		return api.Change{Type: added, Row: row}, true
+		return api.Change{Type: added, Row: row, ResourceVersion: row.ResourceVersion}, true
 	}
-	return api.Change{Type: modified, Row: row}, true
+	return api.Change{Type: modified, Row: row, Prev: old, ResourceVersion: row.ResourceVersion}, true
 }
 
 // verification is one LIST handed to the aggregator.
@@ -339,6 +344,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
 	}
 
+	restart := !a.hasVerified || a.stale || a.following
 	if a.stale || a.following {
 		// The frames and events loaded from the store are an earlier run's
 		// or another replica's: this LIST supersedes them all, even if
@@ -373,15 +379,37 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	a.totalDrift.MissedAdded += drift.MissedAdded
 	a.totalDrift.MissedDeleted += drift.MissedDeleted
 	a.totalDrift.MissedModified += drift.MissedModified
-	if len(a.subs) > 0 {
-		for _, ch := range diffViews(oldCurrent, a.current) {
+	a.rebuilt(oldCurrent, oldVerified, restart)
+	return drift
+}
+
+// rebuilt tells watchers how the views changed when they were rebuilt from a
+// LIST or the leader's frames, and records the aggregated view's changes
+// for watches that resume. restart says the old views were another run's or
+// replica's (or empty): watches cannot resume across that.
+func (a *aggregator) rebuilt(oldCurrent, oldVerified map[string]*store.Row, restart bool) {
+	head := max(a.verifiedRV, a.streamRV)
+	changes := diffViews(oldCurrent, a.current)
+	// etcd's revisions went back (a restore), or the repair is larger than
+	// the history: a watch from before it must relist, as after compaction.
+	if restart || head < a.hist.last || len(changes) > len(a.hist.ring)/2 {
+		a.hist.reset(head)
+		for _, ch := range changes {
+			ch.ResourceVersion = head
 			a.publish(ch, store.Aggregated, store.Streamed)
 		}
+	} else {
+		for _, ch := range changes {
+			ch.ResourceVersion = head
+			a.emit(ch)
+		}
+	}
+	if len(a.subs) > 0 {
 		for _, ch := range diffViews(oldVerified, a.verified) {
+			ch.ResourceVersion = a.verifiedRV
 			a.publish(ch, store.Verified)
 		}
 	}
-	return drift
 }
 
 // rowAt returns the row the views hold for uid at resourceVersion rv, or nil.
@@ -420,12 +448,12 @@ func diffViews(old, new map[string]*store.Row) []api.Change {
 		case o == nil:
 			out = append(out, api.Change{Type: added, Row: n})
 		case o.ResourceVersion != n.ResourceVersion:
-			out = append(out, api.Change{Type: modified, Row: n})
+			out = append(out, api.Change{Type: modified, Row: n, Prev: o})
 		}
 	}
 	for uid, o := range old {
 		if new[uid] == nil {
-			out = append(out, api.Change{Type: deleted, Row: o})
+			out = append(out, api.Change{Type: deleted, Row: o, Prev: o})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Row.Key() < out[j].Row.Key() })
@@ -455,6 +483,7 @@ func (a *aggregator) load(verified, aggregated *store.Frame) {
 	a.verifiedRV = verified.Header.ResourceVersion
 	a.verifiedAt = verified.Header.VerifiedAt
 	a.hasVerified, a.stale = true, true
+	a.hist.reset(max(a.verifiedRV, a.streamRV))
 	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
 }
 
@@ -527,11 +556,31 @@ func (a *aggregator) snapshot(view store.Source) *api.Snapshot {
 }
 
 // subscribe registers a watcher of view; the channel closes when ctx ends
-// or the watcher falls subscriberBuffer changes behind.
-func (a *aggregator) subscribe(ctx context.Context, view store.Source) (*api.Snapshot, <-chan api.Change) {
+// or the watcher falls subscriberBuffer changes behind. With from > 0 it
+// returns the aggregated view's changes after from up to the snapshot.
+func (a *aggregator) subscribe(ctx context.Context, view store.Source, from uint64) (*api.Snapshot, []api.Change, <-chan api.Change, error) {
 	s := &subscriber{view: view, ch: make(chan api.Change, subscriberBuffer)}
 	a.mu.Lock()
 	snap := a.snapshotLocked(view)
+	var backlog []api.Change
+	if from > 0 && from < snap.Header.ResourceVersion {
+		var ok bool
+		if view == store.Verified {
+			// The verified view changes only by whole LISTs and keeps no
+			// history: a watch of it resumes only from its current one.
+			ok = false
+		} else {
+			backlog, ok = a.hist.since(from)
+		}
+		if !ok {
+			a.mu.Unlock()
+			oldest := a.hist.floor
+			if view == store.Verified {
+				oldest = snap.Header.ResourceVersion
+			}
+			return nil, nil, nil, &api.TooOldError{Requested: from, Oldest: oldest}
+		}
+	}
 	a.subs[s] = struct{}{}
 	a.mu.Unlock()
 	go func() {
@@ -543,7 +592,32 @@ func (a *aggregator) subscribe(ctx context.Context, view store.Source) (*api.Sna
 			close(s.ch)
 		}
 	}()
-	return snap, s.ch
+	return snap, backlog, s.ch, nil
+}
+
+// emit records a change of the aggregated view and sends it to the
+// watchers of the aggregated and streamed views.
+func (a *aggregator) emit(ch api.Change) {
+	a.publish(a.hist.add(ch), store.Aggregated, store.Streamed)
+}
+
+// bookmark tells the aggregated and streamed views' watchers that they have
+// every change up to rv. A watcher with no room skips it: the next change
+// or bookmark carries the news.
+func (a *aggregator) bookmark(rv uint64) {
+	if rv < a.hist.last {
+		return
+	}
+	ch := api.Change{Type: api.EventBookmark, ResourceVersion: rv}
+	for s := range a.subs {
+		if s.view == store.Verified {
+			continue
+		}
+		select {
+		case s.ch <- ch:
+		default:
+		}
+	}
 }
 
 // publish sends ch to the subscribers of the given views without blocking;

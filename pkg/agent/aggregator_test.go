@@ -187,7 +187,7 @@ func TestSubscribersSeeChangesInOrder(t *testing.T) {
 	a := newTestAggregator()
 	a.verify(listed(10, row("a", 5, store.Verified)))
 	ctx, cancel := context.WithCancel(t.Context())
-	snap, ch := a.subscribe(ctx, store.Aggregated)
+	snap, _, ch, _ := a.subscribe(ctx, store.Aggregated, 0)
 	if len(snap.Rows) != 1 {
 		t.Fatalf("snapshot rows = %d, want 1", len(snap.Rows))
 	}
@@ -211,7 +211,7 @@ func TestSubscribersSeeChangesInOrder(t *testing.T) {
 func TestSlowSubscriberIsDropped(t *testing.T) {
 	a := newTestAggregator()
 	a.verify(listed(10))
-	_, ch := a.subscribe(t.Context(), store.Aggregated)
+	_, _, ch, _ := a.subscribe(t.Context(), store.Aggregated, 0)
 	for i := range subscriberBuffer + 1 {
 		a.apply(added, row(fmt.Sprint("p", i), uint64(11+i), store.Streamed))
 	}
@@ -284,5 +284,74 @@ func TestLastErrorKeepsEachPart(t *testing.T) {
 	a.setError(fromList, nil)
 	if got := lastError(); got != "" {
 		t.Fatalf("both recovered: LastError %q", got)
+	}
+}
+
+func TestWatchResumesFromHistory(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified)))
+	a.apply(added, row("b", 11, store.Streamed))
+	a.apply(modified, row("a", 12, store.Streamed))
+	a.apply(deleted, row("b", 13, store.Streamed))
+	// c was missed; the LIST's repair is a change at the view's version.
+	a.verify(listed(20, row("a", 12, store.Verified), row("c", 15, store.Verified)))
+
+	changes := func(from uint64) []string {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		_, backlog, _, err := a.subscribe(ctx, store.Aggregated, from)
+		if err != nil {
+			t.Fatalf("subscribe from %d: %v", from, err)
+		}
+		var got []string
+		for _, c := range backlog {
+			got = append(got, fmt.Sprintf("%s %s %d", c.Type, c.Row.Name, c.ResourceVersion))
+		}
+		return got
+	}
+	if diff := cmp.Diff([]string{"ADDED b 11", "MODIFIED a 12", "DELETED b 13", "ADDED c 20"}, changes(10)); diff != "" {
+		t.Errorf("changes after 10 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"DELETED b 13", "ADDED c 20"}, changes(12)); diff != "" {
+		t.Errorf("changes after 12 (-want +got):\n%s", diff)
+	}
+	if got := changes(20); len(got) != 0 {
+		t.Errorf("changes after the newest = %v, want none", got)
+	}
+	// The first LIST is where history starts: nothing before it is held.
+	_, _, _, err := a.subscribe(t.Context(), store.Aggregated, 9)
+	var tooOld *api.TooOldError
+	if !errors.As(err, &tooOld) || tooOld.Oldest != 10 {
+		t.Errorf("subscribe from 9 = %v, want a TooOldError naming 10", err)
+	}
+}
+
+func TestHistoryForgetsOldestChanges(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10))
+	for i := range historySize + 5 {
+		a.apply(added, row(fmt.Sprint("p", i), uint64(11+i), store.Streamed))
+	}
+	// The first five changes (11..15) were evicted; 15 is the floor.
+	var tooOld *api.TooOldError
+	if _, _, _, err := a.subscribe(t.Context(), store.Aggregated, 14); !errors.As(err, &tooOld) || tooOld.Oldest != 15 {
+		t.Errorf("subscribe from 14 = %v, want a TooOldError naming 15", err)
+	}
+	_, backlog, _, err := a.subscribe(t.Context(), store.Aggregated, 15)
+	if err != nil || len(backlog) != historySize {
+		t.Errorf("subscribe from 15 = %d changes, %v; want %d", len(backlog), err, historySize)
+	}
+}
+
+func TestHistoryRestartsWhenRevisionsGoBack(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(100, row("a", 50, store.Verified)))
+	a.apply(modified, row("a", 101, store.Streamed))
+	// A warm load of frames from another run: no resuming across it.
+	a.load(&store.Frame{Header: store.Header{ResourceVersion: 40}, Rows: []*store.Row{row("a", 30, store.Verified)}}, nil)
+	var tooOld *api.TooOldError
+	if _, _, _, err := a.subscribe(t.Context(), store.Aggregated, 39); !errors.As(err, &tooOld) {
+		t.Errorf("subscribe from 39 after a load at 40 = %v, want a TooOldError", err)
 	}
 }

@@ -146,6 +146,7 @@ func (a *aggregator) follow(verified, aggregated *store.Frame) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	oldCurrent, oldVerified := a.current, a.verified
+	wasStale := !a.hasVerified || a.stale
 	a.verified = make(map[string]*store.Row, len(verified.Rows))
 	for _, r := range verified.Rows {
 		a.verified[r.UID] = r
@@ -180,14 +181,9 @@ func (a *aggregator) follow(verified, aggregated *store.Frame) {
 	a.lastStreamAt = a.now()
 	a.hasVerified, a.stale, a.following = true, false, true
 	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
-	if len(a.subs) > 0 {
-		for _, ch := range diffViews(oldCurrent, a.current) {
-			a.publish(ch, store.Aggregated, store.Streamed)
-		}
-		for _, ch := range diffViews(oldVerified, a.verified) {
-			a.publish(ch, store.Verified)
-		}
-	}
+	// The leader's frames replace the views: a watch resumes across them
+	// only when they continue what this replica held.
+	a.rebuilt(oldCurrent, oldVerified, wasStale)
 }
 
 // roleDetail is the leader election's part of /readyz's sentence.

@@ -19,7 +19,7 @@ func frameOf(src store.Source, rv uint64, rows ...*store.Row) *store.Frame {
 // replaces what it followed without judging drift against it.
 func TestFollowLoadsTheLeadersFrames(t *testing.T) {
 	a := newTestAggregator()
-	_, changes := a.subscribe(t.Context(), store.Aggregated)
+	_, _, changes, _ := a.subscribe(t.Context(), store.Aggregated, 0)
 	a.follow(
 		frameOf(store.Verified, 10, row("a", 5, store.Verified), row("b", 6, store.Verified)),
 		frameOf(store.Aggregated, 12, row("a", 11, store.Streamed), row("c", 12, store.Streamed)),

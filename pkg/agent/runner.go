@@ -403,7 +403,7 @@ func (r *runner) Status() api.ResourceStatus { return r.agg.status(r.info) }
 func (r *runner) Snapshot(view store.Source) *api.Snapshot {
 	return r.agg.snapshot(view)
 }
-func (r *runner) Subscribe(ctx context.Context, view store.Source) (*api.Snapshot, <-chan api.Change) {
-	return r.agg.subscribe(ctx, view)
+func (r *runner) Subscribe(ctx context.Context, view store.Source, from uint64) (*api.Snapshot, []api.Change, <-chan api.Change, error) {
+	return r.agg.subscribe(ctx, view, from)
 }
 func (r *runner) Drift() api.DriftReport { return r.agg.drift() }

@@ -108,7 +108,7 @@ func (a *aggregator) replay(typ string, row *store.Row) {
 	}
 	a.log = append(a.log, event{typ: typ, row: row})
 	if ch, ok := a.applyLocked(typ, row); ok {
-		a.publish(ch, store.Aggregated, store.Streamed)
+		a.emit(ch)
 	}
 }
 

@@ -89,7 +89,7 @@ func (r *fakeResource) Status() ResourceStatus {
 
 func (r *fakeResource) Snapshot(view store.Source) *Snapshot { return r.snaps[view] }
 
-func (r *fakeResource) Subscribe(ctx context.Context, view store.Source) (*Snapshot, <-chan Change) {
+func (r *fakeResource) Subscribe(ctx context.Context, view store.Source, from uint64) (*Snapshot, []Change, <-chan Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch := r.changes
@@ -99,7 +99,7 @@ func (r *fakeResource) Subscribe(ctx context.Context, view store.Source) (*Snaps
 	if r.subscribed != nil {
 		r.subscribed <- view
 	}
-	return r.snaps[view], ch
+	return r.snaps[view], nil, ch, nil
 }
 
 func (r *fakeResource) Drift() DriftReport { return r.drift }

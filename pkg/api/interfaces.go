@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/krm-project/krm/pkg/store"
@@ -30,10 +31,14 @@ type Resource interface {
 	// Snapshot returns an immutable view of the resource.
 	Snapshot(view store.Source) *Snapshot
 	// Subscribe returns the view's current snapshot and the changes made
-	// to it after that snapshot, in order. The channel is closed when ctx
-	// is done or when the subscriber falls too far behind; the server then
-	// ends the watch with an ERROR event, and the client watches again.
-	Subscribe(ctx context.Context, view store.Source) (*Snapshot, <-chan Change)
+	// to it after that snapshot, in order. With from > 0 it also returns
+	// the changes after resourceVersion from up to the snapshot (the
+	// backlog), or a *TooOldError when the agent no longer holds them all.
+	// The channel is closed when ctx is done or when the subscriber falls
+	// too far behind; the server then ends the watch with an ERROR event,
+	// and the client watches again. Besides changes it carries BOOKMARK
+	// progress: the view has every change up to its ResourceVersion.
+	Subscribe(ctx context.Context, view store.Source, from uint64) (*Snapshot, []Change, <-chan Change, error)
 	// Drift returns the drift ledger and the changes not yet verified.
 	Drift() DriftReport
 }
@@ -58,8 +63,25 @@ type Snapshot struct {
 
 // Change is one change to a view, for watchers.
 type Change struct {
-	// Type is ADDED, MODIFIED or DELETED. For DELETED, Row is the last
-	// state the view held.
+	// Type is ADDED, MODIFIED, DELETED or BOOKMARK. For DELETED, Row is
+	// the last state the view held; BOOKMARK has no rows.
 	Type string
 	Row  *store.Row
+	// Prev is the row before a MODIFIED or DELETED change, so a filtered
+	// watch can tell an object entering or leaving its selection.
+	Prev *store.Row
+	// ResourceVersion orders changes: the view holds every change up to it
+	// once this one is applied. It is the row's own resourceVersion for
+	// watched events, and the view's for a LIST's repairs.
+	ResourceVersion uint64
+}
+
+// TooOldError says a watch asked for changes after a resourceVersion older
+// than the oldest the agent still holds: kube-apiserver's 410 Gone.
+type TooOldError struct {
+	Requested, Oldest uint64
+}
+
+func (e *TooOldError) Error() string {
+	return fmt.Sprintf("too old resource version: %d (%d)", e.Requested, e.Oldest)
 }

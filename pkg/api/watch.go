@@ -17,6 +17,7 @@ const (
 	EventModified = "MODIFIED"
 	EventDeleted  = "DELETED"
 	EventError    = "ERROR"
+	EventBookmark = "BOOKMARK"
 )
 
 // watch streams the view's matching rows as ADDED events, then every
@@ -26,7 +27,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res Resource, inf
 	// the backend forget this watcher at once.
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	snap, changes := res.Subscribe(ctx, q.view)
+	snap, _, changes, _ := res.Subscribe(ctx, q.view, 0)
 	s.setFreshness(w, snap)
 	if err := s.checkStaleness(info, snap, q.maxStaleness); err != nil {
 		writeErr(w, err)
