@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Versions of everything the local cluster runs. The binary cache is keyed by
@@ -74,6 +76,14 @@ type builder struct {
 // into place, so an interrupted build is never mistaken for a finished one.
 func EnsureBinaries(ctx context.Context, cache string, log io.Writer) (*Binaries, error) {
 	b := &builder{log: log}
+	// Test packages run in parallel and each may find the cache cold: one
+	// builds while the others wait, instead of all building into the same
+	// directories at once.
+	unlock, err := lockCache(ctx, cache, log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	for _, c := range components {
 		if err := b.ensure(ctx, c, cache); err != nil {
 			return nil, err
@@ -132,6 +142,39 @@ func (b *builder) ensure(ctx context.Context, c component, cache string) error {
 		return err
 	}
 	return os.Rename(tmp, dir)
+}
+
+// lockCache takes an exclusive lock on the cache's build lock file,
+// waiting while another process builds.
+func lockCache(ctx context.Context, cache string, log io.Writer) (func(), error) {
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(cache, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	said := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		if !said {
+			fmt.Fprintf(log, "another process is building into %s; waiting for it\n", cache)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // KubectlPath is where the kubectl matching the cluster lives in the cache.
