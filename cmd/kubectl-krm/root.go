@@ -68,6 +68,7 @@ port-forwards to it, or talks to --agent-url.`,
 		NewCmdDiff(configFlags, agent, streams),
 		NewCmdStatus(configFlags, agent, streams),
 		NewCmdDelay(configFlags, agent, streams),
+		NewCmdProxy(configFlags, agent, streams),
 		NewCmdVersion(configFlags, agent, streams),
 	)
 	return cmd
