@@ -50,6 +50,15 @@ verify: verify-krew ## gofmt, go vet and go mod tidy must be clean, manifests/in
 	cd test/kind && $(GO) mod tidy -diff
 	cd test/kind && $(GO) vet ./...
 
+CODE_GENERATOR_VERSION := v0.37.2
+
+.PHONY: generate
+generate: ## Regenerate pkg/apis' deepcopy functions with deepcopy-gen (time.Time is copied by value).
+	@set -e; header=$$(mktemp); trap 'rm -f "$$header"' EXIT; \
+	$(GO) run k8s.io/code-generator/cmd/deepcopy-gen@$(CODE_GENERATOR_VERSION) --go-header-file "$$header" \
+		--output-file zz_generated.deepcopy.go ./pkg/apis/krm/v1alpha1; \
+	sed -i -E 's/^(\t+)in\.([A-Za-z]+)\.DeepCopyInto\(&out\.([A-Za-z]+)\)$$/\1out.\3 = in.\2/' pkg/apis/krm/v1alpha1/zz_generated.deepcopy.go
+
 .PHONY: manifests
 manifests: ## Render manifests/install/*.yaml from the kustomizations (make verify checks they are current).
 	$(GO) run ./internal/cmd/krm-manifests

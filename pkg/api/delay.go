@@ -22,46 +22,6 @@ type DelayQuery struct {
 	Step time.Duration
 }
 
-// DelayStats summarises the stream delay of one resource and event type, in
-// seconds.
-type DelayStats struct {
-	Resource   string  `json:"resource"`
-	Event      string  `json:"event"`
-	Count      int64   `json:"count"`
-	Unmeasured int64   `json:"unmeasured"`
-	Min        float64 `json:"minSeconds"`
-	P50        float64 `json:"p50Seconds"`
-	P90        float64 `json:"p90Seconds"`
-	P99        float64 `json:"p99Seconds"`
-	Max        float64 `json:"maxSeconds"`
-	Mean       float64 `json:"meanSeconds"`
-	// Truncated says the in-memory window no longer holds every sample of
-	// the range.
-	Truncated bool `json:"truncated,omitempty"`
-}
-
-// DelayPoint is one bucket of the delay time series.
-type DelayPoint struct {
-	At    time.Time `json:"at"`
-	Count int       `json:"count"`
-	P50   float64   `json:"p50Seconds"`
-	Max   float64   `json:"maxSeconds"`
-}
-
-// DelayReport is the body of GET /api/v1/delay.
-type DelayReport struct {
-	// Source is "influxdb" or "memory": where the statistics came from.
-	Source string    `json:"source"`
-	Since  time.Time `json:"since"`
-	Step   string    `json:"step"`
-	// Resolution is the caveat every display of delay must carry.
-	Resolution string `json:"resolution"`
-	// Warning says why InfluxDB was not used when it is configured.
-	Warning string       `json:"warning,omitempty"`
-	Stats   []DelayStats `json:"stats"`
-	Series  []DelayPoint `json:"series"`
-}
-
 // DelaySource answers delay queries; the agent's delay recorder (memory)
 // or an InfluxDB reader implements it.
 type DelaySource interface {

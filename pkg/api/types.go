@@ -9,8 +9,9 @@ package api
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
+
+	"github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // Version is the API version in every path.
@@ -28,96 +29,33 @@ const (
 	HeaderAgentVersion    = "X-Krm-Agent-Version"
 )
 
-// ResourceInfo names a watched resource as discovery resolved it.
-type ResourceInfo struct {
-	// Name is the key used in API paths: the plural, group-qualified
-	// outside the core and common groups' collisions (e.g. "pods",
-	// "deployments", "certificates.cert-manager.io").
-	Name       string   `json:"name"`
-	Group      string   `json:"group,omitempty"`
-	Version    string   `json:"version"`
-	Resource   string   `json:"resource"` // plural
-	Kind       string   `json:"kind"`
-	Namespaced bool     `json:"namespaced"`
-	ShortNames []string `json:"shortNames,omitempty"`
-	// SelectableFields are the field-selector keys besides metadata.name
-	// and metadata.namespace (e.g. spec.nodeName, status.phase for pods).
-	SelectableFields []string `json:"selectableFields,omitempty"`
-	// PrinterColumns are a custom resource's additionalPrinterColumns, for
-	// tables like kubectl's; empty for built-in kinds.
-	PrinterColumns []PrinterColumn `json:"printerColumns,omitempty"`
-}
+// The wire types of krm's own state live in krm.io/v1alpha1; these names
+// are theirs.
+type (
+	ResourceInfo   = v1alpha1.ResourceInfo
+	PrinterColumn  = v1alpha1.PrinterColumn
+	ObjectCounts   = v1alpha1.ObjectCounts
+	DriftCounts    = v1alpha1.DriftCounts
+	ResourceStatus = v1alpha1.ResourceState
+	StoreStatus    = v1alpha1.StoreStatus
+	DriftEntry     = v1alpha1.DriftEntry
+	// UnverifiedChange is an object changed since the last LIST.
+	UnverifiedChange = v1alpha1.UnverifiedChange
+	DriftReport      = v1alpha1.DriftState
+	DelayStats       = v1alpha1.DelayStats
+	DelayPoint       = v1alpha1.DelayPoint
+	DelayReport      = v1alpha1.DelayState
+)
 
-// PrinterColumn is one of a CRD's additionalPrinterColumns.
-type PrinterColumn struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"` // integer, number, string, boolean or date
-	Format   string `json:"format,omitempty"`
-	JSONPath string `json:"jsonPath"`
-	Priority int32  `json:"priority,omitempty"`
-}
-
-// Names are the names the resource answers to, as kubectl accepts them:
-// the key, the plural, the kind in lower case, plural.group and the short
-// names. The agent resolves API paths and the plugin its arguments by them.
-func (r ResourceInfo) Names() []string {
-	names := []string{r.Name, r.Resource, strings.ToLower(r.Kind)}
-	if r.Group != "" {
-		names = append(names, r.Resource+"."+r.Group)
-	}
-	return append(names, r.ShortNames...)
-}
-
-// APIVersion is group/version, or version for the core group.
-func (r ResourceInfo) APIVersion() string {
-	if r.Group == "" {
-		return r.Version
-	}
-	return r.Group + "/" + r.Version
-}
-
-// ObjectCounts counts live objects per view (tombstones excluded).
-type ObjectCounts struct {
-	Verified   int `json:"verified"`
-	Streamed   int `json:"streamed"`
-	Aggregated int `json:"aggregated"`
-}
-
-// DriftCounts counts what one verification found the stream had missed.
-type DriftCounts struct {
-	MissedAdded    int `json:"missedAdded"`
-	MissedDeleted  int `json:"missedDeleted"`
-	MissedModified int `json:"missedModified"`
-}
-
-// Total is the sum of the three counts.
-func (d DriftCounts) Total() int { return d.MissedAdded + d.MissedDeleted + d.MissedModified }
-
-// ResourceStatus is one resource's entry in GET /api/v1/resources.
-type ResourceStatus struct {
-	ResourceInfo `json:",inline"`
-
-	// VerifiedAt is when the last LIST completed; zero before the first.
-	VerifiedAt              time.Time `json:"verifiedAt,omitzero"`
-	VerifiedResourceVersion string    `json:"verifiedResourceVersion,omitempty"`
-	// StreamedResourceVersion is the newest resourceVersion the watch
-	// delivered (events or bookmarks).
-	StreamedResourceVersion string       `json:"streamedResourceVersion,omitempty"`
-	Objects                 ObjectCounts `json:"objects"`
-	StreamConnected         bool         `json:"streamConnected"`
-	LastEventAt             time.Time    `json:"lastEventAt,omitzero"`
-	Events                  int64        `json:"events"`
-	// EventsPerMinute counts the events of the last minute.
-	EventsPerMinute float64 `json:"eventsPerMinute"`
-	Verifications   int64   `json:"verifications"`
-	// LastDrift is what the last verification found; TotalDrift sums all.
-	LastDrift  DriftCounts `json:"lastDrift"`
-	TotalDrift DriftCounts `json:"totalDrift"`
-	// Stale is true while the frames come from a warm restart and no new
-	// LIST has landed yet.
-	Stale     bool   `json:"stale,omitempty"`
-	LastError string `json:"lastError,omitempty"`
-}
+// Drift kinds in the ledger, and change types of the unverified part.
+const (
+	MissedAdded    = v1alpha1.MissedAdded
+	MissedDeleted  = v1alpha1.MissedDeleted
+	MissedModified = v1alpha1.MissedModified
+	ChangeAdded    = v1alpha1.ChangeAdded
+	ChangeModified = v1alpha1.ChangeModified
+	ChangeDeleted  = v1alpha1.ChangeDeleted
+)
 
 // ResourceList is the body of GET /api/v1/resources.
 type ResourceList struct {
@@ -130,14 +68,6 @@ type ResourceList struct {
 	// Leader is the leader's identity.
 	Role   string `json:"role,omitempty"`
 	Leader string `json:"leader,omitempty"`
-}
-
-// StoreStatus says where frames are kept and whether that works.
-type StoreStatus struct {
-	Kind    string `json:"kind"` // memory or redis
-	Healthy bool   `json:"healthy"`
-	// Message explains an unhealthy store.
-	Message string `json:"message,omitempty"`
 }
 
 // FrameHeader is the served frame's header.
@@ -189,64 +119,6 @@ type Event struct {
 	Row    *RowMeta        `json:"krm,omitempty"`
 	// Message explains an ERROR event.
 	Message string `json:"message,omitempty"`
-}
-
-// Drift kinds in the ledger.
-const (
-	MissedAdded    = "MissedAdded"
-	MissedDeleted  = "MissedDeleted"
-	MissedModified = "MissedModified"
-)
-
-// DriftEntry is one event the stream missed, found by a LIST.
-type DriftEntry struct {
-	Kind      string `json:"kind"` // MissedAdded, MissedDeleted or MissedModified
-	UID       string `json:"uid"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name"`
-	// StreamedResourceVersion is what the stream held ("" if nothing);
-	// VerifiedResourceVersion what the LIST had ("" if it had nothing).
-	StreamedResourceVersion string    `json:"streamedResourceVersion,omitempty"`
-	VerifiedResourceVersion string    `json:"verifiedResourceVersion,omitempty"`
-	FoundAt                 time.Time `json:"foundAt"`
-	// ListResourceVersion is the resourceVersion of the LIST that found it.
-	ListResourceVersion string `json:"listResourceVersion"`
-	// Object is the object as the LIST had it, or as the stream held it for
-	// MissedDeleted.
-	Object json.RawMessage `json:"object,omitempty"`
-}
-
-// Change types of the unverified part of a drift report.
-const (
-	ChangeAdded    = "Added"
-	ChangeModified = "Modified"
-	ChangeDeleted  = "Deleted"
-)
-
-// UnverifiedChange is an object the streamed view holds that the last LIST
-// has not confirmed: added, modified or deleted since verification.
-type UnverifiedChange struct {
-	Type      string `json:"type"` // Added, Modified or Deleted
-	UID       string `json:"uid"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name"`
-	// ResourceVersion is the streamed one; VerifiedResourceVersion the
-	// LIST's ("" for Added).
-	ResourceVersion         string    `json:"resourceVersion"`
-	VerifiedResourceVersion string    `json:"verifiedResourceVersion,omitempty"`
-	ObservedAt              time.Time `json:"observedAt,omitzero"`
-	// Object is the streamed object; Verified the LIST's copy ("" for Added).
-	Object   json.RawMessage `json:"object,omitempty"`
-	Verified json.RawMessage `json:"verified,omitempty"`
-}
-
-// DriftReport is the body of GET /api/v1/resources/{resource}/drift.
-type DriftReport struct {
-	Resource                string             `json:"resource"`
-	VerifiedAt              time.Time          `json:"verifiedAt,omitzero"`
-	VerifiedResourceVersion string             `json:"verifiedResourceVersion,omitempty"`
-	Ledger                  []DriftEntry       `json:"ledger"`
-	Unverified              []UnverifiedChange `json:"unverified"`
 }
 
 // Error is the body of every error answer.
