@@ -5,33 +5,42 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"time"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/client-go/util/jsonpath"
 
 	"github.com/krm-project/krm/pkg/api"
 )
 
-// customResourceKind builds the table of a custom resource with
+// customResourceConverter builds the table of a custom resource with
 // additionalPrinterColumns, as kube-apiserver's CRD table convertor does
 // (k8s.io/apiextensions-apiserver/pkg/registry/customresource/tableconvertor):
 // NAME, then each column's JSONPath value formatted by its type.
-func customResourceKind(cols []api.PrinterColumn) (kind, error) {
-	k := kind{columns: []metav1.TableColumnDefinition{{Name: "Name", Type: "string", Format: "name"}}}
+func customResourceConverter(cols []api.PrinterColumn) (Converter, error) {
+	k := Converter{Columns: []metav1.TableColumnDefinition{
+		{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	}}
 	var paths []*jsonpath.JSONPath
 	for _, c := range cols {
 		p := jsonpath.New(c.Name)
 		if err := p.Parse(fmt.Sprintf("{%s}", c.JSONPath)); err != nil {
-			return kind{}, fmt.Errorf("unrecognized column definition %q", c.JSONPath)
+			return Converter{}, fmt.Errorf("unrecognized column definition %q", c.JSONPath)
 		}
 		p.AllowMissingKeys(true)
 		paths = append(paths, p)
-		k.columns = append(k.columns, metav1.TableColumnDefinition{Name: c.Name, Type: c.Type, Format: c.Format, Priority: c.Priority})
+		// Upstream's description when the CRD gives none; api.PrinterColumn
+		// does not carry a CRD's own description.
+		desc := fmt.Sprintf("Custom resource definition column (in JSONPath format): %s", c.JSONPath)
+		k.Columns = append(k.Columns, metav1.TableColumnDefinition{Name: c.Name, Type: c.Type, Format: c.Format, Description: desc, Priority: c.Priority})
 	}
-	k.row = func(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+	// A JSONPath keeps its range state in its own fields while it walks an
+	// object, so one converter's rows are made one at a time.
+	var mu sync.Mutex
+	k.row = func(obj *unstructured.Unstructured) ([]any, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		cells := []any{obj.GetName()}
 		var buf bytes.Buffer
 		for i, p := range paths {
@@ -50,15 +59,15 @@ func customResourceKind(cols []api.PrinterColumn) (kind, error) {
 				buf.Reset()
 				continue
 			}
-			cells = append(cells, cellForJSONValue(cols[i].Type, value, now))
+			cells = append(cells, cellForJSONValue(cols[i].Type, value))
 		}
 		return cells, nil
 	}
 	return k, nil
 }
 
-// cellForJSONValue is upstream's, with krm's clock for dates.
-func cellForJSONValue(typ string, value any, now time.Time) any {
+// cellForJSONValue is upstream's, but leaves a date for the reader's clock.
+func cellForJSONValue(typ string, value any) any {
 	if value == nil {
 		return nil
 	}
@@ -99,10 +108,7 @@ func cellForJSONValue(typ string, value any, now time.Time) any {
 			if err := ts.UnmarshalQueryParameter(s); err != nil {
 				return "<invalid>"
 			}
-			if ts.IsZero() {
-				return "<unknown>"
-			}
-			return duration.HumanDuration(now.Sub(ts.Time))
+			return age(ts)
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package render
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,19 +11,19 @@ import (
 )
 
 var deploymentColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Ready", Type: "string"},
-	{Name: "Up-to-date", Type: "string"},
-	{Name: "Available", Type: "string"},
-	{Name: "Age", Type: "string"},
-	{Name: "Containers", Type: "string", Priority: 1},
-	{Name: "Images", Type: "string", Priority: 1},
-	{Name: "Selector", Type: "string", Priority: 1},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Ready", Type: "string", Description: "Number of the pod with ready state"},
+	{Name: "Up-to-date", Type: "string", Description: appsv1.DeploymentStatus{}.SwaggerDoc()["updatedReplicas"]},
+	{Name: "Available", Type: "string", Description: appsv1.DeploymentStatus{}.SwaggerDoc()["availableReplicas"]},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+	{Name: "Containers", Type: "string", Priority: 1, Description: "Names of each container in the template."},
+	{Name: "Images", Type: "string", Priority: 1, Description: "Images referenced by each container in the template."},
+	{Name: "Selector", Type: "string", Priority: 1, Description: appsv1.DeploymentSpec{}.SwaggerDoc()["selector"]},
 }
 
 // deploymentRow follows printDeployment in
 // k8s.io/kubernetes/pkg/printers/internalversion (v1.37).
-func deploymentRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+func deploymentRow(obj *unstructured.Unstructured) ([]any, error) {
 	var d appsv1.Deployment
 	if err := fromUnstructured(obj, &d); err != nil {
 		return nil, err
@@ -45,7 +44,7 @@ func deploymentRow(obj *unstructured.Unstructured, now time.Time) ([]any, error)
 		fmt.Sprintf("%d/%d", int64(d.Status.ReadyReplicas), int64(desiredReplicas)),
 		int64(d.Status.UpdatedReplicas),
 		int64(d.Status.AvailableReplicas),
-		age(d.CreationTimestamp, now),
+		age(d.CreationTimestamp),
 		containers, images, selectorString,
 	}, nil
 }

@@ -1,19 +1,21 @@
 package render
 
 import (
-	"time"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// genericColumns are what kube-apiserver prints for a resource it has no
-// printer for, such as a custom resource without additionalPrinterColumns.
+// genericColumns are what kube-apiserver serves for a custom resource
+// without additionalPrinterColumns: its CRD table convertor with the one
+// column apiextensions-apiserver's serveDefaultColumnsIfEmpty gives it.
 var genericColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Age", Type: "string"},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Age", Type: "date", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
 }
 
-func genericRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
-	return []any{obj.GetName(), age(obj.GetCreationTimestamp(), now)}, nil
+// genericRow gives an object without a creationTimestamp "<unknown>" where
+// upstream's JSONPath would find nothing and leave the cell empty; objects
+// read from the API always have one.
+func genericRow(obj *unstructured.Unstructured) ([]any, error) {
+	return []any{obj.GetName(), age(obj.GetCreationTimestamp())}, nil
 }

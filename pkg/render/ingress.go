@@ -3,7 +3,6 @@ package render
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,17 +10,17 @@ import (
 )
 
 var ingressColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Class", Type: "string"},
-	{Name: "Hosts", Type: "string"},
-	{Name: "Address", Type: "string"},
-	{Name: "Ports", Type: "string"},
-	{Name: "Age", Type: "string"},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Class", Type: "string", Description: "The name of the IngressClass resource that should be used for additional configuration"},
+	{Name: "Hosts", Type: "string", Description: "Hosts that incoming requests are matched against before the ingress rule"},
+	{Name: "Address", Type: "string", Description: "Address is a list containing ingress points for the load-balancer"},
+	{Name: "Ports", Type: "string", Description: "Ports of TLS configurations that open"},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
 }
 
 // ingressRow follows printIngress in
 // k8s.io/kubernetes/pkg/printers/internalversion (v1.37).
-func ingressRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+func ingressRow(obj *unstructured.Unstructured) ([]any, error) {
 	var ing networkingv1.Ingress
 	if err := fromUnstructured(obj, &ing); err != nil {
 		return nil, err
@@ -45,7 +44,7 @@ func ingressRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
 		ports = "80, 443"
 	}
 	return []any{
-		ing.Name, className, formatHosts(ing.Spec.Rules), strings.Join(sortedUnique(addrs), ","), ports, age(ing.CreationTimestamp, now),
+		ing.Name, className, formatHosts(ing.Spec.Rules), strings.Join(sortedUnique(addrs), ","), ports, age(ing.CreationTimestamp),
 	}, nil
 }
 

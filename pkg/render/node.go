@@ -3,7 +3,6 @@ package render
 import (
 	"sort"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,16 +10,16 @@ import (
 )
 
 var nodeColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Status", Type: "string"},
-	{Name: "Roles", Type: "string"},
-	{Name: "Age", Type: "string"},
-	{Name: "Version", Type: "string"},
-	{Name: "Internal-IP", Type: "string", Priority: 1},
-	{Name: "External-IP", Type: "string", Priority: 1},
-	{Name: "OS-Image", Type: "string", Priority: 1},
-	{Name: "Kernel-Version", Type: "string", Priority: 1},
-	{Name: "Container-Runtime", Type: "string", Priority: 1},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Status", Type: "string", Description: "The status of the node"},
+	{Name: "Roles", Type: "string", Description: "The roles of the node"},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+	{Name: "Version", Type: "string", Description: corev1.NodeSystemInfo{}.SwaggerDoc()["kubeletVersion"]},
+	{Name: "Internal-IP", Type: "string", Priority: 1, Description: corev1.NodeStatus{}.SwaggerDoc()["addresses"]},
+	{Name: "External-IP", Type: "string", Priority: 1, Description: corev1.NodeStatus{}.SwaggerDoc()["addresses"]},
+	{Name: "OS-Image", Type: "string", Priority: 1, Description: corev1.NodeSystemInfo{}.SwaggerDoc()["osImage"]},
+	{Name: "Kernel-Version", Type: "string", Priority: 1, Description: corev1.NodeSystemInfo{}.SwaggerDoc()["kernelVersion"]},
+	{Name: "Container-Runtime", Type: "string", Priority: 1, Description: corev1.NodeSystemInfo{}.SwaggerDoc()["containerRuntimeVersion"]},
 }
 
 const (
@@ -30,7 +29,7 @@ const (
 
 // nodeRow follows printNode in
 // k8s.io/kubernetes/pkg/printers/internalversion (v1.37).
-func nodeRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+func nodeRow(obj *unstructured.Unstructured) ([]any, error) {
 	var node corev1.Node
 	if err := fromUnstructured(obj, &node); err != nil {
 		return nil, err
@@ -76,7 +75,7 @@ func nodeRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
 		kernelVersion += " (" + info.Architecture + ")"
 	}
 	return []any{
-		node.Name, strings.Join(status, ","), roles, age(node.CreationTimestamp, now), info.KubeletVersion,
+		node.Name, strings.Join(status, ","), roles, age(node.CreationTimestamp), info.KubeletVersion,
 		nodeAddress(&node, corev1.NodeInternalIP), nodeAddress(&node, corev1.NodeExternalIP), osImage, kernelVersion, crVersion,
 	}, nil
 }

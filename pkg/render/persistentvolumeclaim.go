@@ -2,7 +2,6 @@ package render
 
 import (
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,15 +9,15 @@ import (
 )
 
 var persistentVolumeClaimColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Status", Type: "string"},
-	{Name: "Volume", Type: "string"},
-	{Name: "Capacity", Type: "string"},
-	{Name: "Access Modes", Type: "string"},
-	{Name: "StorageClass", Type: "string"},
-	{Name: "VolumeAttributesClass", Type: "string"},
-	{Name: "Age", Type: "string"},
-	{Name: "VolumeMode", Type: "string", Priority: 1},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Status", Type: "string", Description: corev1.PersistentVolumeClaimStatus{}.SwaggerDoc()["phase"]},
+	{Name: "Volume", Type: "string", Description: corev1.PersistentVolumeClaimSpec{}.SwaggerDoc()["volumeName"]},
+	{Name: "Capacity", Type: "string", Description: corev1.PersistentVolumeClaimStatus{}.SwaggerDoc()["capacity"]},
+	{Name: "Access Modes", Type: "string", Description: corev1.PersistentVolumeClaimStatus{}.SwaggerDoc()["accessModes"]},
+	{Name: "StorageClass", Type: "string", Description: "StorageClass of the pvc"},
+	{Name: "VolumeAttributesClass", Type: "string", Description: "VolumeAttributesClass of the pvc"},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+	{Name: "VolumeMode", Type: "string", Priority: 1, Description: corev1.PersistentVolumeClaimSpec{}.SwaggerDoc()["volumeMode"]},
 }
 
 // betaStorageClassAnnotation still overrides spec.storageClassName in
@@ -27,7 +26,7 @@ const betaStorageClassAnnotation = "volume.beta.kubernetes.io/storage-class"
 
 // persistentVolumeClaimRow follows printPersistentVolumeClaim in
 // k8s.io/kubernetes/pkg/printers/internalversion (v1.37).
-func persistentVolumeClaimRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+func persistentVolumeClaimRow(obj *unstructured.Unstructured) ([]any, error) {
 	var pvc corev1.PersistentVolumeClaim
 	if err := fromUnstructured(obj, &pvc); err != nil {
 		return nil, err
@@ -56,7 +55,7 @@ func persistentVolumeClaimRow(obj *unstructured.Unstructured, now time.Time) ([]
 	}
 	return []any{
 		pvc.Name, string(phase), pvc.Spec.VolumeName, capacity, accessModes,
-		storageClass(&pvc), volumeAttributesClass, age(pvc.CreationTimestamp, now), volumeMode,
+		storageClass(&pvc), volumeAttributesClass, age(pvc.CreationTimestamp), volumeMode,
 	}, nil
 }
 

@@ -11,15 +11,15 @@ import (
 )
 
 var podColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Ready", Type: "string"},
-	{Name: "Status", Type: "string"},
-	{Name: "Restarts", Type: "string"},
-	{Name: "Age", Type: "string"},
-	{Name: "IP", Type: "string", Priority: 1},
-	{Name: "Node", Type: "string", Priority: 1},
-	{Name: "Nominated Node", Type: "string", Priority: 1},
-	{Name: "Readiness Gates", Type: "string", Priority: 1},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Ready", Type: "string", Description: "The aggregate readiness state of this pod for accepting traffic."},
+	{Name: "Status", Type: "string", Description: "The aggregate status of the containers in this pod."},
+	{Name: "Restarts", Type: "string", Description: "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+	{Name: "IP", Type: "string", Priority: 1, Description: corev1.PodStatus{}.SwaggerDoc()["podIP"]},
+	{Name: "Node", Type: "string", Priority: 1, Description: corev1.PodSpec{}.SwaggerDoc()["nodeName"]},
+	{Name: "Nominated Node", Type: "string", Priority: 1, Description: corev1.PodStatus{}.SwaggerDoc()["nominatedNodeName"]},
+	{Name: "Readiness Gates", Type: "string", Priority: 1, Description: corev1.PodSpec{}.SwaggerDoc()["readinessGates"]},
 }
 
 // nodeUnreachablePodReason is the status reason the node lifecycle
@@ -29,7 +29,7 @@ const nodeUnreachablePodReason = "NodeLost"
 // podRow follows printPod in k8s.io/kubernetes/pkg/printers/internalversion
 // (v1.37) statement for statement: the STATUS column is an ordered series of
 // overrides, and reordering them changes what people see.
-func podRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+func podRow(obj *unstructured.Unstructured) ([]any, error) {
 	var pod corev1.Pod
 	if err := fromUnstructured(obj, &pod); err != nil {
 		return nil, err
@@ -170,9 +170,10 @@ func podRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
 		reason = "Terminating"
 	}
 
-	restartsStr := strconv.Itoa(restarts)
+	// "3 (5m ago)" ages like AGE does, so it is a Relative too.
+	var restartsCell any = strconv.Itoa(restarts)
 	if restarts != 0 && !lastRestartDate.IsZero() {
-		restartsStr = fmt.Sprintf("%d (%s ago)", restarts, age(lastRestartDate, now))
+		restartsCell = Relative{Prefix: fmt.Sprintf("%d (", restarts), Time: lastRestartDate.Time, Suffix: " ago)"}
 	}
 
 	nodeName := pod.Spec.NodeName
@@ -208,7 +209,7 @@ func podRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
 	}
 
 	return []any{
-		pod.Name, fmt.Sprintf("%d/%d", readyContainers, totalContainers), reason, restartsStr, age(pod.CreationTimestamp, now),
+		pod.Name, fmt.Sprintf("%d/%d", readyContainers, totalContainers), reason, restartsCell, age(pod.CreationTimestamp),
 		podIP, nodeName, nominatedNodeName, readinessGates,
 	}, nil
 }

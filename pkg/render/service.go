@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,18 +12,18 @@ import (
 )
 
 var serviceColumns = []metav1.TableColumnDefinition{
-	{Name: "Name", Type: "string", Format: "name"},
-	{Name: "Type", Type: "string"},
-	{Name: "Cluster-IP", Type: "string"},
-	{Name: "External-IP", Type: "string"},
-	{Name: "Port(s)", Type: "string"},
-	{Name: "Age", Type: "string"},
-	{Name: "Selector", Type: "string", Priority: 1},
+	{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
+	{Name: "Type", Type: "string", Description: corev1.ServiceSpec{}.SwaggerDoc()["type"]},
+	{Name: "Cluster-IP", Type: "string", Description: corev1.ServiceSpec{}.SwaggerDoc()["clusterIP"]},
+	{Name: "External-IP", Type: "string", Description: corev1.ServiceSpec{}.SwaggerDoc()["externalIPs"]},
+	{Name: "Port(s)", Type: "string", Description: corev1.ServiceSpec{}.SwaggerDoc()["ports"]},
+	{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]},
+	{Name: "Selector", Type: "string", Priority: 1, Description: corev1.ServiceSpec{}.SwaggerDoc()["selector"]},
 }
 
 // serviceRow follows printService in
 // k8s.io/kubernetes/pkg/printers/internalversion (v1.37).
-func serviceRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
+func serviceRow(obj *unstructured.Unstructured) ([]any, error) {
 	var svc corev1.Service
 	if err := fromUnstructured(obj, &svc); err != nil {
 		return nil, err
@@ -38,7 +37,7 @@ func serviceRow(obj *unstructured.Unstructured, now time.Time) ([]any, error) {
 		svcPorts = "<none>"
 	}
 	return []any{
-		svc.Name, string(svc.Spec.Type), internalIP, serviceExternalIP(&svc), svcPorts, age(svc.CreationTimestamp, now),
+		svc.Name, string(svc.Spec.Type), internalIP, serviceExternalIP(&svc), svcPorts, age(svc.CreationTimestamp),
 		labels.FormatLabels(svc.Spec.Selector),
 	}, nil
 }

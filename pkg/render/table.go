@@ -3,11 +3,16 @@
 //
 // kubectl's tables are made in two halves. kube-apiserver builds the rows
 // (k8s.io/kubernetes/pkg/printers/internalversion), and kubectl lays them out
-// (k8s.io/cli-runtime/pkg/printers). krm has no apiserver to ask, so each
-// kind's file here rebuilds the server half on the v1 types, following
-// upstream line by line, and the layout is left to cli-runtime's own printer
-// so that padding, header case, wide columns, NAMESPACE, LABELS and -L columns
-// cannot drift from kubectl's.
+// (k8s.io/cli-runtime/pkg/printers). krm serves objects from its own store,
+// not from kube-apiserver, so each kind's file here rebuilds the server half
+// on the v1 types, following upstream line by line, and the layout is left to
+// cli-runtime's own printer so that padding, header case, wide columns,
+// NAMESPACE, LABELS and -L columns cannot drift from kubectl's.
+//
+// The server half is a Converter, which krm-agent also uses to answer
+// as=Table requests. Its cells leave what depends on the clock (AGE, a pod's
+// "(5m ago)") as Relative values, so that a row can be made once per object
+// version and read at any time.
 package render
 
 import (
@@ -21,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/krm-project/krm/pkg/api"
@@ -71,31 +75,6 @@ type ExtraColumn struct {
 // TablePrinter prints objects as kubectl get prints them.
 type TablePrinter struct {
 	Options TableOptions
-}
-
-// kind is the server half of one kind's table: its columns (priority 1 is
-// wide only) and the cells of one object's row.
-type kind struct {
-	columns []metav1.TableColumnDefinition
-	row     func(obj *unstructured.Unstructured, now time.Time) ([]any, error)
-}
-
-// kinds lists the kinds with kubectl's own columns; any other kind gets
-// NAME and AGE.
-var kinds = map[schema.GroupKind]kind{
-	{Group: "", Kind: "Pod"}:                      {podColumns, podRow},
-	{Group: "apps", Kind: "Deployment"}:           {deploymentColumns, deploymentRow},
-	{Group: "", Kind: "PersistentVolumeClaim"}:    {persistentVolumeClaimColumns, persistentVolumeClaimRow},
-	{Group: "", Kind: "Service"}:                  {serviceColumns, serviceRow},
-	{Group: "networking.k8s.io", Kind: "Ingress"}: {ingressColumns, ingressRow},
-	{Group: "", Kind: "Node"}:                     {nodeColumns, nodeRow},
-}
-
-func kindOf(gk schema.GroupKind) kind {
-	if k, ok := kinds[gk]; ok {
-		return k
-	}
-	return kind{genericColumns, genericRow}
 }
 
 // PrintObj prints an *unstructured.UnstructuredList or an
@@ -194,14 +173,11 @@ func storageKey(obj *unstructured.Unstructured) string {
 }
 
 func (p *TablePrinter) printGroup(g kindGroup, now time.Time, w io.Writer) error {
-	k := kindOf(g.gk)
-	if _, builtIn := kinds[g.gk]; !builtIn && len(p.Options.PrinterColumns[g.gk]) > 0 {
-		var err error
-		if k, err = customResourceKind(p.Options.PrinterColumns[g.gk]); err != nil {
-			return fmt.Errorf("render: %s: %w", g.gk, err)
-		}
+	k, err := NewConverter(g.gk, p.Options.PrinterColumns[g.gk])
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
 	}
-	columns := append([]metav1.TableColumnDefinition(nil), k.columns...)
+	columns := k.Columns
 	for _, c := range p.Options.ExtraColumns {
 		def := metav1.TableColumnDefinition{Name: c.Header, Type: "string"}
 		if c.Wide {
@@ -212,10 +188,11 @@ func (p *TablePrinter) printGroup(g kindGroup, now time.Time, w io.Writer) error
 	var rows []metav1.TableRow
 	namespaced := false
 	for _, obj := range g.items {
-		cells, err := k.row(obj, now)
+		cells, err := k.Cells(obj)
 		if err != nil {
 			return fmt.Errorf("render: %s %s: %w", g.gk.Kind, storageKey(obj), err)
 		}
+		cells = Resolve(cells, now)
 		for _, c := range p.Options.ExtraColumns {
 			cells = append(cells, c.Value(obj))
 		}
@@ -254,14 +231,6 @@ func (p *TablePrinter) printGroup(g kindGroup, now time.Time, w io.Writer) error
 		}
 	}
 	return tw.Flush()
-}
-
-// age is upstream's translateTimestampSince with krm's clock.
-func age(ts metav1.Time, now time.Time) string {
-	if ts.IsZero() {
-		return "<unknown>"
-	}
-	return duration.HumanDuration(now.Sub(ts.Time))
 }
 
 // fromUnstructured converts obj into a typed object, so that each kind's row

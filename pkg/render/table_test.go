@@ -81,13 +81,22 @@ func testGolden(t *testing.T, fixture string) {
 	}
 }
 
-// rows prints fixture with opts and returns its cells by name. Cells are cut
-// at the offsets where the header's columns start, as a reader's eye does,
-// so empty cells and cells with spaces come out right.
+// rows prints fixture with opts and returns its cells by name.
 func rows(t *testing.T, fixture string, opts TableOptions) map[string][]string {
 	t.Helper()
 	opts.NoHeaders = false
-	lines := strings.Split(strings.TrimSuffix(render(t, readFixture(t, fixture), opts), "\n"), "\n")
+	m := map[string][]string{}
+	for _, cells := range cutRows(render(t, readFixture(t, fixture), opts)) {
+		m[cells[0]] = cells
+	}
+	return m
+}
+
+// cutRows cuts a printed table's rows into cells at the offsets where the
+// header's columns start, as a reader's eye does, so empty cells and cells
+// with spaces come out right.
+func cutRows(table string) [][]string {
+	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
 	var starts []int
 	header := lines[0]
 	for i := 0; i < len(header); i++ {
@@ -95,7 +104,7 @@ func rows(t *testing.T, fixture string, opts TableOptions) map[string][]string {
 			starts = append(starts, i)
 		}
 	}
-	m := map[string][]string{}
+	var rows [][]string
 	for _, line := range lines[1:] {
 		var cells []string
 		for i, s := range starts {
@@ -105,9 +114,9 @@ func rows(t *testing.T, fixture string, opts TableOptions) map[string][]string {
 			}
 			cells = append(cells, strings.TrimSpace(line[min(s, len(line)):end]))
 		}
-		m[cells[0]] = cells
+		rows = append(rows, cells)
 	}
-	return m
+	return rows
 }
 
 func TestSortsLikeTheAPIServer(t *testing.T) {
