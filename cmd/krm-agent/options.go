@@ -20,6 +20,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/version"
 )
@@ -282,7 +283,11 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := api.NewServer(a, api.ServerOptions{AgentVersion: version.Version, Registry: reg, Gatherer: reg, Logger: log, Delay: delaySource})
+	legacy := api.NewServer(a, api.ServerOptions{AgentVersion: version.Version, Registry: reg, Gatherer: reg, Logger: log, Delay: delaySource})
+	srv := server.New(a, server.Options{
+		ClusterVersion: a.ClusterVersion(), APIServer: cfg.Host, AgentVersion: version.Version, Delay: delaySource,
+		Legacy: legacy.Handler(), Logger: log,
+	})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.Listen, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -80,6 +81,8 @@ type Agent struct {
 	leads    bool
 	// probe is the canary probe; nil when off.
 	probe *probe
+	// version is the cluster's, as its /version said at start.
+	version *version.Info
 }
 
 var _ api.Backend = (*Agent)(nil)
@@ -129,6 +132,10 @@ func (c Config) Complete() (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	clusterVersion, err := dc.ServerVersion()
+	if err != nil {
+		return nil, fmt.Errorf("asking the API server for its version: %w", err)
+	}
 	dyn, err := dynamic.NewForConfig(c.RESTConfig)
 	if err != nil {
 		return nil, err
@@ -138,7 +145,7 @@ func (c Config) Complete() (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger}
+	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger, version: clusterVersion}
 	sm, err := newStoreMetrics(c.Registry)
 	if err != nil {
 		return nil, err
@@ -234,6 +241,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	wg.Wait()
 	return a.leadershipEnded(parent)
 }
+
+// ClusterVersion is the cluster's version, which the agent's /version
+// answers.
+func (a *Agent) ClusterVersion() *version.Info { return a.version }
 
 // Resources implements api.Backend.
 func (a *Agent) Resources() api.ResourceList {

@@ -82,6 +82,7 @@ func crdColumns(crd *unstructured.Unstructured, version string) ([]api.PrinterCo
 			col.Type, _ = cm["type"].(string)
 			col.Format, _ = cm["format"].(string)
 			col.JSONPath, _ = cm["jsonPath"].(string)
+			col.Description, _ = cm["description"].(string)
 			if p, ok := cm["priority"].(int64); ok {
 				col.Priority = int32(p)
 			}

@@ -30,9 +30,11 @@ func customResourceConverter(cols []api.PrinterColumn) (Converter, error) {
 		}
 		p.AllowMissingKeys(true)
 		paths = append(paths, p)
-		// Upstream's description when the CRD gives none; api.PrinterColumn
-		// does not carry a CRD's own description.
-		desc := fmt.Sprintf("Custom resource definition column (in JSONPath format): %s", c.JSONPath)
+		// The CRD's description, or upstream's when it gives none.
+		desc := c.Description
+		if desc == "" {
+			desc = fmt.Sprintf("Custom resource definition column (in JSONPath format): %s", c.JSONPath)
+		}
 		k.Columns = append(k.Columns, metav1.TableColumnDefinition{Name: c.Name, Type: c.Type, Format: c.Format, Description: desc, Priority: c.Priority})
 	}
 	// A JSONPath keeps its range state in its own fields while it walks an

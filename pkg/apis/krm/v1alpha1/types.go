@@ -94,6 +94,8 @@ type PrinterColumn struct {
 	Format   string `json:"format,omitempty"`
 	JSONPath string `json:"jsonPath"`
 	Priority int32  `json:"priority,omitempty"`
+	// Description is the CRD's own, if it gives one.
+	Description string `json:"description,omitempty"`
 }
 
 // Names are the names the resource answers to, as kubectl accepts them:

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+)
+
+// krmKinds are krm.io/v1alpha1's resources, as discovery lists them: all
+// cluster-scoped, read with get and list.
+var krmKinds = []api.ResourceInfo{
+	{Name: krmv1alpha1.ResourceAgentStatuses, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceAgentStatuses, Kind: "AgentStatus"},
+	{Name: krmv1alpha1.ResourceResourceStatuses, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceResourceStatuses, Kind: "ResourceStatus"},
+	{Name: krmv1alpha1.ResourceDriftReports, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceDriftReports, Kind: "DriftReport"},
+	{Name: krmv1alpha1.ResourceDelayReports, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceDelayReports, Kind: "DelayReport"},
+}
+
+var krmVerbs = metav1.Verbs{"get", "list"}
+
+func krmTypeMeta(kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{Kind: kind, APIVersion: krmv1alpha1.SchemeGroupVersion.String()}
+}
+
+// krmPath serves /apis/krm.io/v1alpha1/{resource}[/{name}].
+func (s *Server) krmPath(w http.ResponseWriter, r *http.Request, ver string, rest []string) {
+	if ver != krmv1alpha1.SchemeGroupVersion.Version {
+		s.writeStatus(w, notFound(r.URL.Path))
+		return
+	}
+	if len(rest) == 0 || len(rest) > 2 || rest[0] == "namespaces" || rest[0] == "watch" {
+		if len(rest) > 0 && (rest[0] == "namespaces" || rest[0] == "watch") {
+			s.writeStatus(w, badRequest("krm.io/v1alpha1 objects are cluster-scoped and are read with get and list, not watched"))
+			return
+		}
+		s.writeStatus(w, notFound(r.URL.Path))
+		return
+	}
+	resource, name := rest[0], ""
+	if len(rest) == 2 {
+		name = rest[1]
+	}
+	if !s.readOnly(w, r, resource+"."+krmv1alpha1.GroupName) {
+		return
+	}
+	if watch := r.URL.Query().Get("watch"); watch == "true" || watch == "1" {
+		s.writeStatus(w, badRequest("krm.io/v1alpha1 objects are read with get and list, not watched"))
+		return
+	}
+	gr := schema.GroupResource{Group: krmv1alpha1.GroupName, Resource: resource}
+	var obj any
+	var err error
+	switch resource {
+	case krmv1alpha1.ResourceAgentStatuses:
+		obj, err = s.agentStatuses(name)
+	case krmv1alpha1.ResourceResourceStatuses:
+		obj, err = s.resourceStatuses(name)
+	case krmv1alpha1.ResourceDriftReports:
+		obj, err = s.driftReports(name)
+	case krmv1alpha1.ResourceDelayReports:
+		obj, err = s.delayReports(r, name)
+	default:
+		err = s.notCached(gr.WithVersion(krmv1alpha1.SchemeGroupVersion.Version))
+	}
+	if errors.Is(err, errNoSuchObject) {
+		err = apierrors.NewNotFound(gr, name)
+	}
+	if err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	s.writeJSON(w, obj)
+}
+
+var errNoSuchObject = errors.New("no such object")
+
+func (s *Server) agentStatus() krmv1alpha1.AgentStatus {
+	list := s.backend.Resources()
+	ready, why := s.backend.Ready()
+	return krmv1alpha1.AgentStatus{
+		TypeMeta:   krmTypeMeta("AgentStatus"),
+		ObjectMeta: metav1.ObjectMeta{Name: krmv1alpha1.AgentName},
+		Status: krmv1alpha1.AgentState{
+			AgentVersion: s.opts.AgentVersion, Cluster: list.Cluster, Store: list.Store,
+			Role: list.Role, Leader: list.Leader, Ready: ready, ReadyMessage: why,
+		},
+	}
+}
+
+func (s *Server) agentStatuses(name string) (any, error) {
+	st := s.agentStatus()
+	if name != "" {
+		if name != krmv1alpha1.AgentName {
+			return nil, errNoSuchObject
+		}
+		return &st, nil
+	}
+	st.TypeMeta = metav1.TypeMeta{}
+	return &krmv1alpha1.AgentStatusList{TypeMeta: krmTypeMeta("AgentStatusList"), Items: []krmv1alpha1.AgentStatus{st}}, nil
+}
+
+func resourceStatus(st api.ResourceStatus) krmv1alpha1.ResourceStatus {
+	return krmv1alpha1.ResourceStatus{TypeMeta: krmTypeMeta("ResourceStatus"), ObjectMeta: metav1.ObjectMeta{Name: st.Name}, Status: st}
+}
+
+func (s *Server) resourceStatuses(name string) (any, error) {
+	if name != "" {
+		res, ok := s.backend.Resource(name)
+		if !ok {
+			return nil, errNoSuchObject
+		}
+		st := resourceStatus(res.Status())
+		return &st, nil
+	}
+	list := &krmv1alpha1.ResourceStatusList{TypeMeta: krmTypeMeta("ResourceStatusList"), Items: []krmv1alpha1.ResourceStatus{}}
+	for _, st := range s.backend.Resources().Resources {
+		item := resourceStatus(st)
+		item.TypeMeta = metav1.TypeMeta{}
+		list.Items = append(list.Items, item)
+	}
+	return list, nil
+}
+
+func driftReport(res api.Resource) krmv1alpha1.DriftReport {
+	d := res.Drift()
+	if d.Ledger == nil {
+		d.Ledger = []krmv1alpha1.DriftEntry{}
+	}
+	if d.Unverified == nil {
+		d.Unverified = []krmv1alpha1.UnverifiedChange{}
+	}
+	return krmv1alpha1.DriftReport{TypeMeta: krmTypeMeta("DriftReport"), ObjectMeta: metav1.ObjectMeta{Name: res.Info().Name}, Status: d}
+}
+
+func (s *Server) driftReports(name string) (any, error) {
+	if name != "" {
+		res, ok := s.backend.Resource(name)
+		if !ok {
+			return nil, errNoSuchObject
+		}
+		d := driftReport(res)
+		return &d, nil
+	}
+	list := &krmv1alpha1.DriftReportList{TypeMeta: krmTypeMeta("DriftReportList"), Items: []krmv1alpha1.DriftReport{}}
+	for _, st := range s.backend.Resources().Resources {
+		if res, ok := s.backend.Resource(st.Name); ok {
+			item := driftReport(res)
+			item.TypeMeta = metav1.TypeMeta{}
+			list.Items = append(list.Items, item)
+		}
+	}
+	return list, nil
+}
+
+// delayReports answers one resource's stream delay, or the canary probe's
+// ("probe"), or every resource's, over ?since= (default 1h), for ?event=
+// ADDED or DELETED (default both), in ?step= buckets (default about 60).
+func (s *Server) delayReports(r *http.Request, name string) (any, error) {
+	if s.opts.Delay == nil {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Group: krmv1alpha1.GroupName, Resource: krmv1alpha1.ResourceDelayReports},
+			name+" (this agent does not measure stream delay)")
+	}
+	q, err := parseDelayParams(r.URL.Query(), s.now())
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	switch {
+	case name == api.ProbeResource:
+		names = []string{name}
+	case name != "":
+		res, ok := s.backend.Resource(name)
+		if !ok {
+			return nil, errNoSuchObject
+		}
+		names = []string{res.Info().Name}
+	default:
+		for _, st := range s.backend.Resources().Resources {
+			names = append(names, st.Name)
+		}
+		names = append(names, api.ProbeResource)
+	}
+	list := &krmv1alpha1.DelayReportList{TypeMeta: krmTypeMeta("DelayReportList"), Items: []krmv1alpha1.DelayReport{}}
+	for _, n := range names {
+		q.Resource = n
+		rep, err := s.opts.Delay.Delay(r.Context(), q)
+		if err != nil {
+			var apiErr *api.Error
+			if errors.As(err, &apiErr) {
+				return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(apiErr.Status), Message: apiErr.Message, Reason: metav1.StatusReasonBadRequest}}
+			}
+			return nil, apierrors.NewServiceUnavailable("reading delay statistics: " + err.Error())
+		}
+		item := krmv1alpha1.DelayReport{ObjectMeta: metav1.ObjectMeta{Name: n}, Status: *rep}
+		if name != "" {
+			item.TypeMeta = krmTypeMeta("DelayReport")
+			return &item, nil
+		}
+		list.Items = append(list.Items, item)
+	}
+	return list, nil
+}
+
+// maxDelayRange bounds ?since=, so a typo cannot ask for years of points.
+const maxDelayRange = 31 * 24 * time.Hour
+
+func parseDelayParams(v url.Values, now time.Time) (api.DelayQuery, error) {
+	q := api.DelayQuery{Since: now.Add(-time.Hour)}
+	if val := v.Get("event"); val != "" {
+		if val != "ADDED" && val != "DELETED" {
+			return q, badRequest("event %q is not ADDED or DELETED", val)
+		}
+		q.Event = val
+	}
+	if val := v.Get("since"); val != "" {
+		d, err := time.ParseDuration(val)
+		if err != nil || d <= 0 {
+			return q, badRequest("since %q is not a positive duration such as 15m or 1h", val)
+		}
+		if d > maxDelayRange {
+			return q, badRequest("since %s is longer than %s", val, maxDelayRange)
+		}
+		q.Since = now.Add(-d)
+	}
+	if val := v.Get("step"); val != "" {
+		d, err := time.ParseDuration(val)
+		if err != nil || d <= 0 {
+			return q, badRequest("step %q is not a positive duration such as 1m", val)
+		}
+		q.Step = d
+	}
+	if q.Step == 0 {
+		q.Step = autoStep(now.Sub(q.Since))
+	}
+	if now.Sub(q.Since)/q.Step > 10000 {
+		return q, badRequest("step %s over %s makes more than 10000 points; use a larger step", q.Step, now.Sub(q.Since).Round(time.Second))
+	}
+	return q, nil
+}
+
+// autoStep picks a bucket width that gives about 60 points.
+func autoStep(r time.Duration) time.Duration {
+	for _, s := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+		5 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour, 6 * time.Hour} {
+		if r/s <= 60 {
+			return s
+		}
+	}
+	return 24 * time.Hour
+}

@@ -1,0 +1,469 @@
+package server
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/render"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// writers are reused across responses: a list of thousands of objects is
+// written in large chunks without a fresh 64 KiB buffer per request.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(io.Discard, 64<<10) }}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(io.Discard)
+	writers.Put(bw)
+}
+
+const expiredContinue = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+
+// listSnapshot picks the snapshot a LIST is answered from, by its
+// resourceVersion, resourceVersionMatch and continue, as kube-apiserver
+// does; after is the key the page starts after.
+func (s *Server) listSnapshot(r *http.Request, req *request) (snap *api.Snapshot, after string, err error) {
+	info := req.info
+	if req.opts.Continue != "" {
+		tok, err := decodeContinue(req.opts.Continue, info)
+		if err != nil {
+			return nil, "", err
+		}
+		if snap = s.pages.get(info.Name, req.view, tok.RV); snap == nil {
+			return nil, "", apierrors.NewResourceExpired(expiredContinue)
+		}
+		return snap, tok.Key, nil
+	}
+	switch {
+	case req.rv == 0:
+		return req.res.Snapshot(req.view), "", nil
+	case req.opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact:
+		if snap = s.pages.get(info.Name, req.view, req.rv); snap != nil {
+			return snap, "", nil
+		}
+		if snap, err = s.snapshotAtLeast(r.Context(), req, req.rv); err != nil {
+			return nil, "", err
+		}
+		if snap.Header.ResourceVersion != req.rv {
+			return nil, "", apierrors.NewResourceExpired("The resourceVersion for the provided list is too old.")
+		}
+		return snap, "", nil
+	default:
+		snap, err = s.snapshotAtLeast(r.Context(), req, req.rv)
+		return snap, "", err
+	}
+}
+
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req *request) {
+	snap, after, err := s.listSnapshot(r, req)
+	if err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	s.setFreshness(w, snap)
+	if err := s.checkStaleness(req, snap); err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	page, remaining := selectPage(snap.Rows, req, after)
+	meta := listMeta{rv: snap.Header.ResourceVersion}
+	if remaining > 0 {
+		s.pages.put(req.info.Name, req.view, snap)
+		meta.cont = encodeContinue(req.info.Name, snap.Header.ResourceVersion, page[len(page)-1].Key())
+		if !req.filtered() {
+			meta.remaining = remaining
+		}
+	}
+	switch req.format {
+	case formatTable:
+		s.writeTable(w, req, snap, page, meta)
+	case formatMetadata:
+		s.writeMetadataList(w, req, page, meta)
+	default:
+		s.writeObjectList(w, req, page, meta)
+	}
+}
+
+// listMeta is a list's metadata.
+type listMeta struct {
+	rv        uint64
+	cont      string
+	remaining int
+}
+
+func (m listMeta) append(buf []byte) []byte {
+	buf = append(buf, `"metadata":{"resourceVersion":"`...)
+	buf = strconv.AppendUint(buf, m.rv, 10)
+	buf = append(buf, '"')
+	if m.cont != "" {
+		buf = append(buf, `,"continue":`...)
+		buf = appendString(buf, m.cont)
+	}
+	if m.remaining > 0 {
+		buf = append(buf, `,"remainingItemCount":`...)
+		buf = strconv.AppendInt(buf, int64(m.remaining), 10)
+	}
+	return append(buf, '}')
+}
+
+// selectPage picks the rows of one page after key after (all of them when
+// after is ""), and counts the matching rows past it.
+func selectPage(rows []*store.Row, req *request, after string) (page []*store.Row, remaining int) {
+	if req.namespace != "" {
+		rows = namespaceRange(rows, req.namespace)
+	}
+	if after != "" {
+		i := sort.Search(len(rows), func(i int) bool { return rows[i].Key() > after })
+		rows = rows[i:]
+	}
+	limit := req.opts.Limit
+	if !req.filtered() {
+		if limit > 0 && int64(len(rows)) > limit {
+			return rows[:limit], len(rows) - int(limit)
+		}
+		return rows, 0
+	}
+	for _, row := range rows {
+		if !req.selects(row) {
+			continue
+		}
+		if limit > 0 && int64(len(page)) == limit {
+			remaining++
+			continue
+		}
+		page = append(page, row)
+	}
+	return page, remaining
+}
+
+// namespaceRange returns the rows of namespace ns: rows are sorted by
+// "namespace/name", so they are the run of keys from ns+"/" up to ns+"0".
+func namespaceRange(rows []*store.Row, ns string) []*store.Row {
+	lo, hi := ns+"/", ns+"0"
+	i := sort.Search(len(rows), func(i int) bool { return rows[i].Key() >= lo })
+	j := i + sort.Search(len(rows)-i, func(j int) bool { return rows[i+j].Key() >= hi })
+	return rows[i:j]
+}
+
+func findRow(rows []*store.Row, namespace, name string) *store.Row {
+	key := name
+	if namespace != "" {
+		key = namespace + "/" + name
+	}
+	i := sort.Search(len(rows), func(i int) bool { return rows[i].Key() >= key })
+	if i < len(rows) && rows[i].Namespace == namespace && rows[i].Name == name {
+		return rows[i]
+	}
+	return nil
+}
+
+func (s *Server) writeObjectList(w http.ResponseWriter, req *request, page []*store.Row, meta listMeta) {
+	w.Header().Set("Content-Type", "application/json")
+	bw := getWriter(w)
+	defer putWriter(bw)
+	buf := bw.AvailableBuffer()
+	buf = append(buf, `{"kind":`...)
+	buf = appendString(buf, req.info.Kind+"List")
+	buf = append(buf, `,"apiVersion":`...)
+	buf = appendString(buf, req.info.APIVersion())
+	buf = append(buf, ',')
+	buf = meta.append(buf)
+	buf = append(buf, `,"items":[`...)
+	_, _ = bw.Write(buf)
+	// The items are the stored bytes as they are: re-encoding every object
+	// on every read is what this cache exists to avoid.
+	for i, row := range page {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		_, _ = bw.Write(objectBytes(row))
+	}
+	_, _ = bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		s.log.Debug("writing list", "resource", req.info.Name, "err", err)
+	}
+}
+
+func (s *Server) writeMetadataList(w http.ResponseWriter, req *request, page []*store.Row, meta listMeta) {
+	cache, err := s.tables.forResource(req.info)
+	if err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	bw := getWriter(w)
+	defer putWriter(bw)
+	buf := bw.AvailableBuffer()
+	buf = append(buf, `{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1",`...)
+	buf = meta.append(buf)
+	buf = append(buf, `,"items":[`...)
+	_, _ = bw.Write(buf)
+	for i, row := range page {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		_, _ = bw.Write(appendMetadata(bw.AvailableBuffer(), cache.render(row, false).meta))
+	}
+	_, _ = bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		s.log.Debug("writing metadata list", "resource", req.info.Name, "err", err)
+	}
+}
+
+// appendMetadata appends a PartialObjectMetadata with metadata meta.
+func appendMetadata(buf []byte, meta json.RawMessage) []byte {
+	buf = append(buf, `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":`...)
+	if len(meta) == 0 {
+		buf = append(buf, "{}"...)
+	} else {
+		buf = append(buf, meta...)
+	}
+	return append(buf, '}')
+}
+
+// writeTable answers with a meta.k8s.io/v1 Table of page.
+func (s *Server) writeTable(w http.ResponseWriter, req *request, snap *api.Snapshot, page []*store.Row, meta listMeta) {
+	cache, err := s.tables.forResource(req.info)
+	if err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	cols, err := json.Marshal(cache.conv.Columns)
+	if err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	now := s.now()
+	w.Header().Set("Content-Type", "application/json")
+	bw := getWriter(w)
+	defer putWriter(bw)
+	buf := bw.AvailableBuffer()
+	buf = append(buf, `{"kind":"Table","apiVersion":"meta.k8s.io/v1",`...)
+	buf = meta.append(buf)
+	buf = append(buf, `,"columnDefinitions":`...)
+	buf = append(buf, cols...)
+	buf = append(buf, `,"rows":[`...)
+	_, _ = bw.Write(buf)
+	for i, row := range page {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		b, err := s.tableRow(bw.AvailableBuffer(), cache, req, row, now)
+		if err != nil {
+			// The status line is sent; the broken body tells the client.
+			s.log.Error("rendering a table row", "resource", req.info.Name, "object", row.Key(), "err", err)
+			return
+		}
+		_, _ = bw.Write(b)
+	}
+	_, _ = bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		s.log.Debug("writing table", "resource", req.info.Name, "err", err)
+	}
+	cache.sweep(snap.Rows)
+}
+
+// tableRow appends one TableRow for row.
+func (s *Server) tableRow(buf []byte, cache *tableCache, req *request, row *store.Row, now time.Time) ([]byte, error) {
+	rnd := cache.render(row, true)
+	if rnd.err != nil {
+		return nil, rnd.err
+	}
+	cells, err := json.Marshal(render.Resolve(rnd.cells, now))
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, `{"cells":`...)
+	buf = append(buf, cells...)
+	switch req.includeObject {
+	case metav1.IncludeMetadata:
+		buf = append(buf, `,"object":`...)
+		buf = appendMetadata(buf, rnd.meta)
+	case metav1.IncludeObject:
+		buf = append(buf, `,"object":`...)
+		buf = append(buf, objectBytes(row)...)
+	}
+	return append(buf, '}'), nil
+}
+
+func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, req *request) {
+	snap, err := s.snapshotAtLeast(r.Context(), req, req.rv)
+	if err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	s.setFreshness(w, snap)
+	if err := s.checkStaleness(req, snap); err != nil {
+		s.writeStatus(w, err)
+		return
+	}
+	row := findRow(snap.Rows, req.namespace, req.name)
+	if row == nil || (req.info.Namespaced && req.namespace == "") {
+		s.writeStatus(w, apierrors.NewNotFound(schema.GroupResource{Group: req.info.Group, Resource: req.info.Resource}, req.name))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	switch req.format {
+	case formatTable:
+		s.writeTable(w, req, snap, []*store.Row{row}, listMeta{rv: snap.Header.ResourceVersion})
+	case formatMetadata:
+		cache, err := s.tables.forResource(req.info)
+		if err != nil {
+			s.writeStatus(w, err)
+			return
+		}
+		_, _ = w.Write(append(appendMetadata(nil, cache.render(row, false).meta), '\n'))
+	default:
+		_, _ = w.Write(append(objectBytes(row), '\n'))
+	}
+}
+
+// objectBytes keeps the output valid JSON even for a row built without an
+// object, which would otherwise break every reader of the whole list.
+func objectBytes(row *store.Row) []byte {
+	if len(row.Object) == 0 {
+		return []byte("null")
+	}
+	return row.Object
+}
+
+// appendString appends s as a JSON string.
+func appendString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
+}
+
+// continueToken is the decoded continue parameter: the snapshot's
+// resourceVersion and the last key served, so every page comes from the
+// same snapshot.
+type continueToken struct {
+	Version  int    `json:"v"`
+	Resource string `json:"r"`
+	RV       uint64 `json:"rv"`
+	Key      string `json:"k"`
+}
+
+const continueVersion = 2
+
+func encodeContinue(resource string, rv uint64, key string) string {
+	b, _ := json.Marshal(continueToken{Version: continueVersion, Resource: resource, RV: rv, Key: key})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeContinue(s string, info api.ResourceInfo) (continueToken, error) {
+	var t continueToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &t)
+	}
+	if err != nil || t.Version != continueVersion || t.Key == "" {
+		return t, badRequest("invalid continue token: it is not one this server issued")
+	}
+	if t.Resource != info.Name {
+		return t, badRequest("invalid continue token: it was issued for %s, not %s", strconv.Quote(t.Resource), info.Name)
+	}
+	return t, nil
+}
+
+// pageCache keeps the snapshots that paginated LISTs are being served from,
+// so that every page of one LIST comes from the same snapshot. Snapshots
+// share rows with the views; each costs a slice of pointers and pins the
+// rows that have changed since.
+type pageCache struct {
+	now     func() time.Time
+	mu      sync.Mutex
+	entries []pageEntry
+}
+
+type pageEntry struct {
+	resource string
+	view     store.Source
+	snap     *api.Snapshot
+	used     time.Time
+}
+
+// Bounds of the page cache: at most pagesKept snapshots, each kept
+// pageTTL after its last use (kube-apiserver's continue tokens live about
+// as long as etcd's five-minute compaction).
+const (
+	pagesKept = 16
+	pageTTL   = 5 * time.Minute
+)
+
+func newPageCache(now func() time.Time) *pageCache { return &pageCache{now: now} }
+
+func (c *pageCache) get(resource string, view store.Source, rv uint64) *api.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire()
+	for i := range c.entries {
+		e := &c.entries[i]
+		if e.resource == resource && e.view == view && e.snap.Header.ResourceVersion == rv {
+			e.used = c.now()
+			return e.snap
+		}
+	}
+	return nil
+}
+
+func (c *pageCache) put(resource string, view store.Source, snap *api.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire()
+	now := c.now()
+	for i := range c.entries {
+		e := &c.entries[i]
+		if e.resource == resource && e.view == view && e.snap.Header.ResourceVersion == snap.Header.ResourceVersion {
+			e.used = now
+			return
+		}
+	}
+	if len(c.entries) == pagesKept {
+		oldest := 0
+		for i := range c.entries {
+			if c.entries[i].used.Before(c.entries[oldest].used) {
+				oldest = i
+			}
+		}
+		c.entries = append(c.entries[:oldest], c.entries[oldest+1:]...)
+	}
+	c.entries = append(c.entries, pageEntry{resource: resource, view: view, snap: snap, used: now})
+}
+
+func (c *pageCache) expire() {
+	cut := c.now().Add(-pageTTL)
+	kept := c.entries[:0]
+	for _, e := range c.entries {
+		if e.used.After(cut) {
+			kept = append(kept, e)
+		}
+	}
+	clear(c.entries[len(kept):])
+	c.entries = kept
+}

@@ -1,0 +1,134 @@
+// Package server serves krm's cache as a read-only Kubernetes API server:
+// discovery, GET, LIST and WATCH of every cached resource at the standard
+// paths, with kube-apiserver's semantics for selectors, pagination,
+// resourceVersion, bookmarks and WatchList, as JSON, Table or
+// PartialObjectMetadata. So kubectl, client-go informers, the Python client
+// and dashboards read from the agent unchanged.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/krm-project/krm/pkg/api"
+)
+
+// Options configure a Server. The zero value works.
+type Options struct {
+	// ClusterVersion is what /version answers: the cluster's own, so
+	// clients that check the server's version see the cluster they read.
+	ClusterVersion *version.Info
+	// APIServer is the URL of the cluster's API server, named in the
+	// answer to writes.
+	APIServer string
+	// Legacy serves krm's own paths (/healthz, /readyz, /metrics,
+	// /api/v1/resources, /api/v1/delay); nil answers 404 there.
+	Legacy http.Handler
+	// AgentVersion is the agent's own version, in its AgentStatus.
+	AgentVersion string
+	// Delay answers krm.io's delayreports; nil answers 404 there.
+	Delay api.DelaySource
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// Logger receives what is worth logging; nil discards it.
+	Logger *slog.Logger
+	// BookmarkInterval is how often a watch that allows bookmarks gets
+	// one; default 15s.
+	BookmarkInterval time.Duration
+	// WaitForResourceVersion is how long a read of a resourceVersion newer
+	// than the agent's waits for the agent to catch up before 504, as
+	// kube-apiserver's watch cache waits; default 3s.
+	WaitForResourceVersion time.Duration
+}
+
+// Server answers the Kubernetes read API from an api.Backend.
+type Server struct {
+	backend api.Backend
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	pages   *pageCache
+	tables  *tableCaches
+}
+
+// New returns a Server reading from b.
+func New(b api.Backend, opts Options) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.BookmarkInterval <= 0 {
+		opts.BookmarkInterval = 15 * time.Second
+	}
+	if opts.WaitForResourceVersion <= 0 {
+		opts.WaitForResourceVersion = 3 * time.Second
+	}
+	return &Server{
+		backend: b,
+		opts:    opts,
+		log:     opts.Logger,
+		now:     opts.Now,
+		pages:   newPageCache(opts.Now),
+		tables:  newTableCaches(),
+	}
+}
+
+// Handler returns the HTTP handler for every path the agent serves.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case s.legacyPath(p):
+		if s.opts.Legacy == nil {
+			s.writeStatus(w, notFound(p))
+			return
+		}
+		s.opts.Legacy.ServeHTTP(w, r)
+	case p == "/version" || p == "/version/":
+		if !s.readOnly(w, r, "") {
+			return
+		}
+		s.version(w, r)
+	case p == "/api" || p == "/api/":
+		if !s.readOnly(w, r, "") {
+			return
+		}
+		s.coreGroups(w, r)
+	case p == "/apis" || p == "/apis/":
+		if !s.readOnly(w, r, "") {
+			return
+		}
+		s.groups(w, r)
+	case strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/apis/"):
+		s.resourcePath(w, r)
+	default:
+		s.writeStatus(w, notFound(p))
+	}
+}
+
+// legacyPath reports whether p is one of krm's own paths.
+func (s *Server) legacyPath(p string) bool {
+	switch p {
+	case "/healthz", "/readyz", "/metrics", "/api/v1/resources", "/api/v1/delay":
+		return true
+	}
+	return strings.HasPrefix(p, "/api/v1/resources/")
+}
+
+// readOnly answers 405 to anything but a read; verb names the resource for
+// the message.
+func (s *Server) readOnly(w http.ResponseWriter, r *http.Request, resource string) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return true
+	}
+	s.writeStatus(w, s.methodNotAllowed(r, resource))
+	return false
+}
