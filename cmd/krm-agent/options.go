@@ -20,8 +20,8 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
-	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/version"
 )
 
