@@ -22,11 +22,12 @@ var DefaultResources = []string{"pods", "deployments", "persistentvolumeclaims",
 
 // Freshness headers, set on every read.
 const (
-	HeaderVerifiedAt      = "X-Krm-Verified-At"      // RFC 3339, the last LIST's time
-	HeaderResourceVersion = "X-Krm-Resource-Version" // the served view's resourceVersion
-	HeaderStreamLag       = "X-Krm-Stream-Lag"       // Go duration since the watch last spoke, or "disconnected"
-	HeaderStale           = "X-Krm-Stale"            // "true" while serving a restart's stored frames, before the first LIST
-	HeaderAgentVersion    = "X-Krm-Agent-Version"
+	HeaderVerifiedAt              = v1alpha1.HeaderVerifiedAt
+	HeaderVerifiedResourceVersion = v1alpha1.HeaderVerifiedResourceVersion
+	HeaderResourceVersion         = v1alpha1.HeaderResourceVersion
+	HeaderStreamLag               = v1alpha1.HeaderStreamLag
+	HeaderStale                   = v1alpha1.HeaderStale
+	HeaderAgentVersion            = v1alpha1.HeaderAgentVersion
 )
 
 // The wire types of krm's own state live in krm.io/v1alpha1; these names

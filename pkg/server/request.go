@@ -309,6 +309,7 @@ func (s *Server) setFreshness(w http.ResponseWriter, snap *api.Snapshot) {
 		h.Set(api.HeaderVerifiedAt, snap.Header.VerifiedAt.UTC().Format(time.RFC3339Nano))
 	}
 	h.Set(api.HeaderResourceVersion, store.FormatResourceVersion(snap.Header.ResourceVersion))
+	h.Set(api.HeaderVerifiedResourceVersion, store.FormatResourceVersion(snap.VerifiedResourceVersion))
 	if snap.Stale {
 		h.Set(api.HeaderStale, "true")
 	}

@@ -83,6 +83,7 @@ func New(b api.Backend, opts Options) *Server {
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(api.HeaderAgentVersion, s.opts.AgentVersion)
 	p := r.URL.Path
 	switch {
 	case s.legacyPath(p):
