@@ -286,7 +286,7 @@ func (o *Options) Run(ctx context.Context) error {
 	legacy := api.NewServer(a, api.ServerOptions{AgentVersion: version.Version, Registry: reg, Gatherer: reg, Logger: log, Delay: delaySource})
 	srv := server.New(a, server.Options{
 		ClusterVersion: a.ClusterVersion(), APIServer: cfg.Host, AgentVersion: version.Version, Delay: delaySource,
-		Legacy: legacy.Handler(), Logger: log,
+		Legacy: legacy.Handler(), Logger: log, Registry: reg, Gatherer: reg,
 	})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -57,6 +57,7 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 		ver, rest = segs[1], segs[2:]
 	} else {
 		if len(segs) == 2 {
+			label(w, "discovery", "")
 			if s.readOnly(w, r, "") {
 				s.group(w, segs[1])
 			}
@@ -65,12 +66,14 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 		group, ver, rest = segs[1], segs[2], segs[3:]
 	}
 	if len(rest) == 0 {
+		label(w, "discovery", "")
 		if s.readOnly(w, r, "") {
 			s.resourceList(w, group, ver)
 		}
 		return
 	}
 	if group == krmv1alpha1.GroupName {
+		label(w, "krm", "")
 		s.krmPath(w, r, ver, rest)
 		return
 	}
@@ -99,6 +102,7 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 	gvr := schema.GroupVersionResource{Group: group, Version: ver, Resource: resource}
 	res, ok := s.lookup(gvr)
 	if !ok {
+		label(w, "list", "unknown")
 		if !s.readOnly(w, r, resource) {
 			return
 		}
@@ -106,6 +110,7 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := res.Info()
+	label(w, "list", info.Name)
 	if !s.readOnly(w, r, info.Resource+groupSuffix(info.Group)) {
 		return
 	}
@@ -127,8 +132,10 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case req.watch:
+		label(w, "watch", info.Name)
 		s.serveWatch(w, r, req)
 	case name != "":
+		label(w, "get", info.Name)
 		s.serveGet(w, r, req)
 	default:
 		s.serveList(w, r, req)

@@ -8,6 +8,8 @@ package server
 
 import (
 	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
 	"strings"
 	"time"
@@ -25,9 +27,13 @@ type Options struct {
 	// APIServer is the URL of the cluster's API server, named in the
 	// answer to writes.
 	APIServer string
-	// Legacy serves krm's own paths (/healthz, /readyz, /metrics,
-	// /api/v1/resources, /api/v1/delay); nil answers 404 there.
+	// Legacy serves the old /api/v1/resources and /api/v1/delay paths
+	// until the plugin reads krm.io; nil answers 404 there.
 	Legacy http.Handler
+	// Registry receives the request metrics; nil registers none.
+	Registry prometheus.Registerer
+	// Gatherer is served on /metrics; nil serves prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
 	// AgentVersion is the agent's own version, in its AgentStatus.
 	AgentVersion string
 	// Delay answers krm.io's delayreports; nil answers 404 there.
@@ -53,6 +59,7 @@ type Server struct {
 	now     func() time.Time
 	pages   *pageCache
 	tables  *tableCaches
+	metrics *metrics
 }
 
 // New returns a Server reading from b.
@@ -69,7 +76,7 @@ func New(b api.Backend, opts Options) *Server {
 	if opts.WaitForResourceVersion <= 0 {
 		opts.WaitForResourceVersion = 3 * time.Second
 	}
-	return &Server{
+	s := &Server{
 		backend: b,
 		opts:    opts,
 		log:     opts.Logger,
@@ -77,14 +84,41 @@ func New(b api.Backend, opts Options) *Server {
 		pages:   newPageCache(opts.Now),
 		tables:  newTableCaches(),
 	}
+	if opts.Registry != nil {
+		s.metrics = newMetrics(opts.Registry, opts.Logger)
+	}
+	return s
 }
 
 // Handler returns the HTTP handler for every path the agent serves.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w, route: "unmatched"}
+	s.route(rec, r)
+	s.metrics.observe(rec.route, rec.resource, rec.code(), time.Since(start))
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAgentVersion, s.opts.AgentVersion)
 	p := r.URL.Path
+	switch p {
+	case "/healthz", "/readyz", "/metrics":
+		label(w, "health", "")
+		if !s.readOnly(w, r, "") {
+			return
+		}
+		switch p {
+		case "/healthz":
+			s.healthz(w, r)
+		case "/readyz":
+			s.readyz(w, r)
+		default:
+			s.metricsHandler().ServeHTTP(w, r)
+		}
+		return
+	}
 	switch {
 	case s.legacyPath(p):
 		if s.opts.Legacy == nil {
@@ -93,16 +127,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.opts.Legacy.ServeHTTP(w, r)
 	case p == "/version" || p == "/version/":
+		label(w, "discovery", "")
 		if !s.readOnly(w, r, "") {
 			return
 		}
 		s.version(w, r)
 	case p == "/api" || p == "/api/":
+		label(w, "discovery", "")
 		if !s.readOnly(w, r, "") {
 			return
 		}
 		s.coreGroups(w, r)
 	case p == "/apis" || p == "/apis/":
+		label(w, "discovery", "")
 		if !s.readOnly(w, r, "") {
 			return
 		}
@@ -117,7 +154,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // legacyPath reports whether p is one of krm's own paths.
 func (s *Server) legacyPath(p string) bool {
 	switch p {
-	case "/healthz", "/readyz", "/metrics", "/api/v1/resources", "/api/v1/delay":
+	case "/api/v1/resources", "/api/v1/delay":
 		return true
 	}
 	return strings.HasPrefix(p, "/api/v1/resources/")
@@ -129,6 +166,9 @@ func (s *Server) readOnly(w http.ResponseWriter, r *http.Request, resource strin
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return true
+	}
+	if rec, ok := w.(*recorder); ok {
+		rec.route = "write"
 	}
 	s.writeStatus(w, s.methodNotAllowed(r, resource))
 	return false

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,13 +74,17 @@ func TestDiscoveryListsOnlyCachedResourcesReadOnly(t *testing.T) {
 			got = append(got, l.GroupVersion+" "+r.Name+" "+r.Kind+" "+strings.Join(r.Verbs, ","))
 		}
 	}
+	// client-go fetches /api and /apis side by side: the order is theirs.
+	slices.Sort(got)
 	want := []string{
-		"v1 pods Pod get,list,watch", "apps/v1 deployments Deployment get,list,watch",
+		"apps/v1 deployments Deployment get,list,watch",
 		"krm.io/v1alpha1 agentstatuses AgentStatus get,list",
 		"krm.io/v1alpha1 resourcestatuses ResourceStatus get,list",
 		"krm.io/v1alpha1 driftreports DriftReport get,list",
 		"krm.io/v1alpha1 delayreports DelayReport get,list",
+		"v1 pods Pod get,list,watch",
 	}
+	slices.Sort(want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("resources (-want +got):\n%s", diff)
 	}
@@ -382,5 +388,40 @@ func TestKrmGroup(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET %s = %s\nwant it to contain %s", path, body, want)
 		}
+	}
+}
+
+func TestRequestMetrics(t *testing.T) {
+	s, _ := newTestServer(t)
+	reg := prometheus.NewRegistry()
+	s.metrics = newMetrics(reg, s.log)
+	s.opts.Gatherer = reg
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	for _, p := range []string{"/api/v1/namespaces/dev/pods", "/api/v1/namespaces/dev/pods/web-1", "/api/v1/secrets", "/api/v1/evil-name-1", "/healthz"} {
+		resp, err := http.Get(ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`krm_http_requests_total{code="200",resource="pods",route="list"} 1`,
+		`krm_http_requests_total{code="200",resource="pods",route="get"} 1`,
+		`krm_http_requests_total{code="404",resource="unknown",route="list"} 2`,
+		`krm_http_requests_total{code="200",resource="",route="health"} 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(string(b), "evil-name") {
+		t.Error("a requested name became a label value")
 	}
 }
