@@ -25,3 +25,7 @@ const (
 
 // AgentName is the name of the one AgentStatus an agent serves.
 const AgentName = "agent"
+
+// ProbeName is the name of the DelayReport of the agent's canary probe,
+// which is not a cached resource.
+const ProbeName = "probe"
