@@ -28,6 +28,7 @@ import (
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 	"github.com/krm-project/krm/test/watchproxy"
 )
@@ -35,7 +36,7 @@ import (
 // measuringAgent is an agent that records stream delay, served with its
 // delay statistics the way krm-agent serves them.
 type measuringAgent struct {
-	client  *api.Client
+	client  agentClient
 	reg     *prometheus.Registry
 	window  *delay.Window
 	cluster string
@@ -91,9 +92,12 @@ func startMeasuringAgent(t *testing.T, cfg agent.Config, influx *delay.InfluxCon
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Start(ctx) }()
-	srv := httptest.NewServer(api.NewServer(a, api.ServerOptions{
-		AgentVersion: "test", Registry: reg, Gatherer: reg, Logger: log, Delay: src,
-	}).Handler())
+	srv, ac, err := serve(a, reg, server.Options{Logger: log, Delay: src})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	m.client = ac
 	var once sync.Once
 	m.stop = func() {
 		once.Do(func() {
@@ -109,9 +113,6 @@ func startMeasuringAgent(t *testing.T, cfg agent.Config, influx *delay.InfluxCon
 		srv.Close()
 		m.stop()
 	})
-	if m.client, err = api.NewClient(srv.URL, nil); err != nil {
-		t.Fatal(err)
-	}
 	eventually(t, 30*time.Second, "the agent to be ready", func(ctx context.Context) (string, error) {
 		if err := m.client.Readyz(ctx); err != nil {
 			return err.Error(), nil

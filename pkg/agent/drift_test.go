@@ -123,8 +123,8 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		if v, err := store.ParseResourceVersion(l.Krm.Header.VerifiedResourceVersion); err != nil || v >= firstMiss {
-			t.Logf("a LIST (resourceVersion %s) landed before the wrong view could be seen; not checking it", l.Krm.Header.VerifiedResourceVersion)
+		if v, err := store.ParseResourceVersion(l.Freshness.VerifiedResourceVersion); err != nil || v >= firstMiss {
+			t.Logf("a LIST (resourceVersion %s) landed before the wrong view could be seen; not checking it", l.Freshness.VerifiedResourceVersion)
 			return "", nil
 		}
 		maps.DeleteFunc(got, func(_ string, v objectVersion) bool { return !ownConfigMap(v.Name) })

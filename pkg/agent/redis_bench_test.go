@@ -18,7 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/agent"
-	"github.com/krm-project/krm/pkg/api"
+	krmclient "github.com/krm-project/krm/pkg/client"
+	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -114,8 +115,7 @@ func BenchmarkWarmRestart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		srv := httptest.NewServer(api.NewServer(a, api.ServerOptions{AgentVersion: "bench", Registry: reg, Gatherer: reg}).Handler())
-		ac, err := api.NewClient(srv.URL, nil)
+		srv, ac, err := serve(a, reg, server.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -125,8 +125,8 @@ func BenchmarkWarmRestart(b *testing.B) {
 
 		go func() { done <- a.Start(ctx) }()
 		for {
-			l, err := ac.List(ctx, "pods", api.ListOptions{Limit: 1})
-			if err == nil && l.Krm.Header.Rows == pods {
+			l, err := ac.List(ctx, "pods", krmclient.ListOptions{Limit: 1})
+			if err == nil && l.RemainingItemCount != nil && int(*l.RemainingItemCount)+len(l.Items) == pods {
 				break
 			}
 			time.Sleep(time.Millisecond)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 	"github.com/krm-project/krm/test/watchproxy"
@@ -70,7 +70,7 @@ func (b *logBuffer) String() string {
 // may stop and replace by another on the same store.
 type storeAgent struct {
 	*agent.Agent
-	client *api.Client
+	client agentClient
 	url    string
 	reg    *prometheus.Registry
 	logs   *logBuffer
@@ -94,13 +94,11 @@ func completeStoreAgent(t *testing.T, cfg agent.Config) *storeAgent {
 		t.Fatalf("completing the agent's configuration: %v", err)
 	}
 	sa.Agent = a
-	srv := httptest.NewServer(api.NewServer(a, api.ServerOptions{
-		AgentVersion: "test", Registry: sa.reg, Gatherer: sa.reg, Logger: cfg.Logger,
-	}).Handler())
-	sa.url = srv.URL
-	if sa.client, err = api.NewClient(srv.URL, nil); err != nil {
+	srv, ac, err := serve(a, sa.reg, server.Options{Logger: cfg.Logger})
+	if err != nil {
 		t.Fatal(err)
 	}
+	sa.url, sa.client = srv.URL, ac
 	ctx, cancel := context.WithCancel(t.Context())
 	var once sync.Once
 	started := false

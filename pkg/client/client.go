@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -334,6 +335,44 @@ func (c *Client) ResourceStatuses(ctx context.Context) (*krmv1alpha1.ResourceSta
 		return nil, err
 	}
 	return &list, nil
+}
+
+// Status is the agent's status and every cached resource's.
+type Status struct {
+	Agent     krmv1alpha1.AgentState
+	Resources []krmv1alpha1.ResourceState
+}
+
+// Status reads the agent's AgentStatus and its ResourceStatuses.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	agent, err := c.AgentStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.ResourceStatuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Agent: agent.Status}
+	for _, item := range list.Items {
+		st.Resources = append(st.Resources, item.Status)
+	}
+	return st, nil
+}
+
+// Resource finds a cached resource by any name kubectl accepts for it: the
+// plural, the singular, a short name, the kind or plural.group.
+func (c *Client) Resource(ctx context.Context, name string) (ResourceInfo, error) {
+	list, err := c.ResourceStatuses(ctx)
+	if err != nil {
+		return ResourceInfo{}, err
+	}
+	for _, st := range list.Items {
+		if slices.Contains(st.Status.Names(), strings.ToLower(name)) || slices.Contains(st.Status.Names(), name) {
+			return st.Status.ResourceInfo, nil
+		}
+	}
+	return ResourceInfo{}, apierrors.NewNotFound(schema.GroupResource{Group: krmv1alpha1.GroupName, Resource: krmv1alpha1.ResourceResourceStatuses}, name)
 }
 
 // DriftReport reads one resource's drift report.

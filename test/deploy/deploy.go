@@ -38,7 +38,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 )
 
@@ -366,7 +366,7 @@ func agentArgs(args []string, set map[string]string) []string {
 }
 
 func waitReady(ctx context.Context, url string, timeout time.Duration) error {
-	c, err := api.NewClient(url, nil)
+	c, err := client.New(url, nil)
 	if err != nil {
 		return err
 	}

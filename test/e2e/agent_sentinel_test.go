@@ -57,11 +57,11 @@ func TestAgentSentinelPassword(t *testing.T) {
 // storeHealth checks the agent's store status: healthy or not, with a
 // message containing want.
 func storeHealth(ctx context.Context, a *agentProcess, healthy bool, want string) error {
-	list, err := a.Client.Resources(ctx)
+	list, err := a.Client.Status(ctx)
 	if err != nil {
 		return err
 	}
-	st := list.Store
+	st := list.Agent.Store
 	if st.Kind != "redis" || st.Healthy != healthy || !strings.Contains(st.Message, want) {
 		return fmt.Errorf("store %+v, want redis, healthy %t, a message with %q", st, healthy, want)
 	}

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -84,18 +84,22 @@ func testRejectsBadFlags(t *testing.T, c *cluster.State, bin string) {
 func testExitsOnSIGTERM(t *testing.T, c *cluster.State, bin string, watchOpen bool) {
 	p := startAgent(t, bin, "--kubeconfig", c.Kubeconfig, "--resources", "nodes", "--verify-interval", "5s")
 	p.waitReady(t, 30*time.Second)
-	if _, err := p.Client.List(t.Context(), "nodes", api.ListOptions{}); err != nil {
+	nodes, err := p.Client.Resource(t.Context(), "nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Client.List(t.Context(), nodes, client.ListOptions{}); err != nil {
 		t.Fatalf("listing nodes: %v", err)
 	}
 	if watchOpen {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		events, err := p.Client.Watch(ctx, "nodes", api.ListOptions{})
+		events, _, err := p.Client.Watch(ctx, nodes, client.ListOptions{})
 		if err != nil {
 			t.Fatalf("watching nodes: %v", err)
 		}
 		// The first event proves the watch is being served.
-		if ev, ok := <-events; !ok || ev.Type != api.EventAdded {
+		if ev, ok := <-events; !ok || ev.Type != "ADDED" {
 			t.Fatalf("first watch event: %+v (open %v), want ADDED", ev, ok)
 		}
 	}
@@ -118,7 +122,7 @@ func testMatchesKubectl(t *testing.T, c *cluster.State, bin string) {
 
 	p := startAgent(t, bin, "--kubeconfig", c.Kubeconfig, "--verify-interval", "5s")
 	p.waitReady(t, 30*time.Second)
-	status, err := p.Client.Resources(ctx)
+	status, err := p.Client.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,13 +187,17 @@ func testMatchesKubectl(t *testing.T, c *cluster.State, bin string) {
 	// and that LIST finds nothing the stream missed.
 	waitFor(t, 20*time.Second, "every row in "+ns+" to be verified", func() error {
 		for _, res := range defaultResources[:5] {
-			list, err := p.Client.List(ctx, res, api.ListOptions{Namespace: ns})
+			info, err := p.Client.Resource(ctx, res)
 			if err != nil {
 				return err
 			}
-			for _, r := range list.Krm.Rows {
-				if r.Source != "verified" {
-					return fmt.Errorf("%s %s/%s is %s", res, r.Namespace, r.Name, r.Source)
+			list, err := client.ListAs[metav1.PartialObjectMetadata](ctx, p.Client, info, client.ListOptions{Namespace: ns})
+			if err != nil {
+				return err
+			}
+			for _, o := range list.Items {
+				if src := list.Freshness.Source(o.ResourceVersion); src != "verified" {
+					return fmt.Errorf("%s %s/%s is %s", res, o.Namespace, o.Name, src)
 				}
 			}
 		}
@@ -198,7 +206,7 @@ func testMatchesKubectl(t *testing.T, c *cluster.State, bin string) {
 	// The first LIST judges nothing; from the second on, each one checks
 	// the stream.
 	waitFor(t, 20*time.Second, "a second LIST of every resource", func() error {
-		status, err = p.Client.Resources(ctx)
+		status, err = p.Client.Status(ctx)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 )
 
@@ -82,34 +82,23 @@ func kubectlListing(ctx context.Context, c *cluster.State, resource, namespace s
 	return newListing(items), nil
 }
 
-// agentListing lists resource in namespace ("": all) from the agent, and
-// checks that the krm member describes the items it came with.
-func agentListing(ctx context.Context, client *api.Client, resource, namespace string) (listing, error) {
-	list, err := client.List(ctx, resource, api.ListOptions{Namespace: namespace})
+// agentListing lists resource in namespace ("": all) from the agent.
+func agentListing(ctx context.Context, c *client.Client, resource, namespace string) (listing, error) {
+	info, err := c.Resource(ctx, resource)
+	if err != nil {
+		return listing{}, err
+	}
+	list, err := c.List(ctx, info, client.ListOptions{Namespace: namespace})
 	if err != nil {
 		return listing{}, err
 	}
 	items := make([]*unstructured.Unstructured, len(list.Items))
-	described := make([]ref, len(list.Items))
 	for i, raw := range list.Items {
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(raw); err != nil {
 			return listing{}, fmt.Errorf("decoding item %d of the agent's %s: %w", i, resource, err)
 		}
-		items[i], described[i] = u, refOf(u)
-	}
-	rows := make([]ref, len(list.Krm.Rows))
-	for i, r := range list.Krm.Rows {
-		rows[i] = ref{r.Namespace, r.Name, r.UID, r.ResourceVersion}
-		if r.Source != "verified" && r.Source != "streamed" {
-			return listing{}, fmt.Errorf("the agent's %s: row %d has source %q, want verified or streamed", resource, i, r.Source)
-		}
-	}
-	if diff := cmp.Diff(described, rows); diff != "" {
-		return listing{}, fmt.Errorf("the agent's %s: krm.rows do not describe the items (-items +rows):\n%s", resource, diff)
-	}
-	if list.Krm.Header.Returned != len(list.Items) {
-		return listing{}, fmt.Errorf("the agent's %s: krm.header.returned is %d, with %d items", resource, list.Krm.Header.Returned, len(list.Items))
+		items[i] = u
 	}
 	l := newListing(items)
 	if l.rv, err = strconv.ParseUint(list.ResourceVersion, 10, 64); err != nil {
@@ -146,7 +135,7 @@ func requireSameObjects(t *testing.T, resource string, want, got listing) {
 // resourceVersion (so unchanged since the agent's snapshot) must be in the
 // agent's list, identical. Objects of the test's own namespace still get the
 // exact check, with namespace set.
-func requireSameAsKubectl(t *testing.T, c *cluster.State, client *api.Client, resource, namespace string) listing {
+func requireSameAsKubectl(t *testing.T, c *cluster.State, client *client.Client, resource, namespace string) listing {
 	t.Helper()
 	ctx := t.Context()
 	deadline := time.Now().Add(20 * time.Second)
@@ -197,7 +186,7 @@ func requireSameAsKubectl(t *testing.T, c *cluster.State, client *api.Client, re
 // requireSamePod waits until the agent's single-object read of a pod is at
 // kubectl's resourceVersion, then requires the two to be equal without
 // managedFields.
-func requireSamePod(t *testing.T, c *cluster.State, client *api.Client, ns, name string) {
+func requireSamePod(t *testing.T, c *cluster.State, ac *client.Client, ns, name string) {
 	t.Helper()
 	ctx := t.Context()
 	deadline := time.Now().Add(20 * time.Second)
@@ -210,7 +199,11 @@ func requireSamePod(t *testing.T, c *cluster.State, client *api.Client, ns, name
 		if err := want.UnmarshalJSON(out); err != nil {
 			t.Fatalf("decoding kubectl get pod %s: %v", name, err)
 		}
-		obj, err := client.Get(ctx, "pods", ns, name, api.GetOptions{})
+		pods, err := ac.Resource(ctx, "pods")
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := ac.Get(ctx, pods, ns, name, client.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,9 +212,6 @@ func requireSamePod(t *testing.T, c *cluster.State, client *api.Client, ns, name
 			t.Fatalf("decoding the agent's pod %s: %v", name, err)
 		}
 		if got.GetResourceVersion() == want.GetResourceVersion() {
-			if obj.Krm.Row.UID != string(want.GetUID()) || obj.Krm.Row.ResourceVersion != want.GetResourceVersion() {
-				t.Errorf("pod %s: krm.row is %+v, want uid %s and resourceVersion %s", name, obj.Krm.Row, want.GetUID(), want.GetResourceVersion())
-			}
 			if len(want.GetManagedFields()) == 0 {
 				t.Errorf("pod %s: kubectl --show-managed-fields shows no managedFields, so this check proves nothing about removing them", name)
 			}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/client"
 )
 
 // agentBuild is cmd/krm-agent, built once per test binary by buildAgent.
@@ -88,7 +88,7 @@ func removeStaleBuilds() {
 type agentProcess struct {
 	cmd    *exec.Cmd
 	URL    string
-	Client *api.Client
+	Client *client.Client
 	log    lockedBuffer
 	exited chan struct{}
 	// waitErr is cmd.Wait's result, set before exited closes.
@@ -153,7 +153,7 @@ func startAgent(t *testing.T, bin string, args ...string) *agentProcess {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("krm-agent did not log its listen address within 30s; log:\n%s", p.log.String())
 	}
-	p.Client, err = api.NewClient(p.URL, nil)
+	p.Client, err = client.New(p.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
-	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -871,7 +871,7 @@ func startAgentAt(t *testing.T, bin, listen string, args ...string) *agentProces
 		t.Fatalf("krm-agent did not log listening on %s within 30s; log:\n%s", listen, p.log.String())
 	}
 	p.URL = "http://" + listen
-	if p.Client, err = api.NewClient(p.URL, nil); err != nil {
+	if p.Client, err = client.New(p.URL, nil); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -78,7 +78,7 @@ func testDiffVerified(t *testing.T, c *cluster.State, cs kubernetes.Interface, b
 	// LIST at or above it has seen them all.
 	newest := newestResourceVersion(t, cs, ns)
 	waitFor(t, 30*time.Second, fmt.Sprintf("a LIST of every resource at resourceVersion %d or later", newest), func() error {
-		list, err := a.Client.Resources(ctx)
+		list, err := a.Client.Status(ctx)
 		if err != nil {
 			return err
 		}
@@ -236,7 +236,7 @@ func testDiffVerifiedDrift(t *testing.T, c *cluster.State, cs kubernetes.Interfa
 	a.waitReady(t, 30*time.Second)
 	// Write just after a LIST lands, so that one LIST finds all the drift.
 	verifications := func() int64 {
-		list, err := a.Client.Resources(ctx)
+		list, err := a.Client.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -236,17 +236,17 @@ func testPluginGet(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin 
 	})
 
 	t.Run("version", func(t *testing.T) {
-		list, err := a.Client.Resources(ctx)
+		list, err := a.Client.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := p.krm(t, append([]string{"version"}, agentFlags...)...)
 		// Neither binary was stamped: both are "dev".
-		want := fmt.Sprintf("Plugin Version: dev\nAgent Version: %s\nAPI Version: %s\n", list.AgentVersion, api.Version)
+		want := fmt.Sprintf("Plugin Version: dev\nAgent Version: %s\nAPI Version: %s\n", list.Agent.AgentVersion, api.Version)
 		if r.code != 0 || r.stdout != want {
 			t.Errorf("kubectl krm version:\n%s\nwant exit 0 and\n%s", r, want)
 		}
-		if list.AgentVersion == "" {
+		if list.Agent.AgentVersion == "" {
 			t.Errorf("the agent reports no version")
 		}
 	})

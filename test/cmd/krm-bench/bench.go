@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 )
 
@@ -208,7 +208,11 @@ func (b *bench) waitAgentHasAll(ctx context.Context, timeout time.Duration) erro
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	count := func(view string) (int, error) {
-		l, err := b.agent.client.List(ctx, "pods", api.ListOptions{Namespace: b.ns, View: view, FieldSelector: "status.phase=Running", Limit: 1})
+		pods, err := b.agent.client.Resource(ctx, "pods")
+		if err != nil {
+			return 0, err
+		}
+		l, err := b.agent.client.List(ctx, pods, client.ListOptions{Namespace: b.ns, View: view, FieldSelector: "status.phase=Running", Limit: 1})
 		if err != nil {
 			return 0, err
 		}
@@ -303,7 +307,7 @@ func (b *bench) deleteNamespace(ctx context.Context) error {
 type agentProcess struct {
 	cmd    *exec.Cmd
 	url    string
-	client *api.Client
+	client *client.Client
 	exited chan struct{}
 	err    error // cmd.Wait's result, set before exited closes
 	mu     sync.Mutex
@@ -359,7 +363,7 @@ func (b *bench) startAgent(ctx context.Context, bin string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if p.client, err = api.NewClient(p.url, nil); err != nil {
+	if p.client, err = client.New(p.url, nil); err != nil {
 		return err
 	}
 	for {
