@@ -69,11 +69,21 @@ func (t *target) fetch(ctx context.Context) (time.Duration, []byte, error) {
 func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 	// Each target gets its own client, created here and kept for every
 	// round, so connections are fresh for this run and then kept alive.
+	// The agent answers at kube-apiserver's own path, so both are asked
+	// the same request.
 	agent := &target{
 		name:   "krm-agent",
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
-		url:    b.agent.url + "/api/v1/resources/pods?" + url.Values{"namespace": {b.ns}}.Encode(),
+		url:    b.agent.url + "/api/v1/namespaces/" + url.PathEscape(b.ns) + "/pods",
 		header: http.Header{"Accept": {"application/json"}, "User-Agent": {"krm-bench"}},
+	}
+	// kubectl get asks for a Table; the agent renders each row once per
+	// resourceVersion and only the ages at read time.
+	agentTable := &target{
+		name:   "krm-agent, Table",
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
+		url:    agent.url,
+		header: http.Header{"Accept": {tableAccept}, "User-Agent": {"krm-bench"}},
 	}
 	// As client-go sends it: JSON, gzip accepted (the Go transport's
 	// default, which kube-apiserver honours for large responses), a Go user
@@ -88,6 +98,11 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 	if err != nil {
 		return nil, err
 	}
+	apiserverTable, err := b.apiserverTarget("kube-apiserver, Table", false)
+	if err != nil {
+		return nil, err
+	}
+	apiserverTable.header.Set("Accept", tableAccept)
 	// The floor serves the agent's own bytes from memory: what any HTTP
 	// server on this machine needs to hand over this response.
 	_, body, err := agent.fetch(ctx)
@@ -112,7 +127,7 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 		header: agent.header,
 	}
 
-	targets := []*target{agent, apiserver, identity, floor}
+	targets := []*target{agent, apiserver, identity, floor, agentTable, apiserverTable}
 	for round := range b.o.warmup + b.o.rounds {
 		for i := range targets {
 			t := targets[(round+i)%len(targets)]
@@ -130,6 +145,9 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 	}
 	return targets, nil
 }
+
+// tableAccept is what kubectl get sends.
+const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
 
 func (b *bench) apiserverTarget(name string, disableCompression bool) (*target, error) {
 	cfg := rest.CopyConfig(b.cfg)

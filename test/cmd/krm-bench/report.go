@@ -97,8 +97,9 @@ func (r *report) markdown() string {
 	p("- %d pods in namespace %s, bound round-robin to %d kwok nodes of the run's own: created in %s, all Running in the agent and in its last LIST after %s\n\n",
 		r.pods, r.namespace, benchNodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
 
-	if len(r.latency) == 4 {
+	if len(r.latency) == 6 {
 		agent, apiserver, identity, floor := r.latency[0], r.latency[1], r.latency[2], r.latency[3]
+		agentTable, apiserverTable := r.latency[4], r.latency[5]
 		p50 := func(t *target) time.Duration { return percentile(t.samples, 0.5) }
 		p99 := func(t *target) time.Duration { return percentile(t.samples, 0.99) }
 		p("### LIST of %d pods\n\n", r.pods)
@@ -112,17 +113,20 @@ func (r *report) markdown() string {
 			t   *target
 			req string
 		}{
-			{agent, "`GET /api/v1/resources/pods?namespace=…`"},
-			{apiserver, "`GET /api/v1/namespaces/…/pods`, JSON" + gz},
+			{agent, "`GET /api/v1/namespaces/…/pods`, JSON"},
+			{apiserver, "the same, JSON" + gz},
 			{identity, "the same, without gzip"},
 			{floor, "the agent's response bytes, from memory"},
+			{agentTable, "the same as `kubectl get` asks: Table"},
+			{apiserverTable, "the same, Table" + gz},
 		} {
 			p("| %s | %s | %s | %s | %s |\n", row.t.name, row.req, ms(p50(row.t)), ms(p99(row.t)), mib(row.t.bytes))
 		}
 		p("\n| ratio | p50 | p99 |\n|---|---:|---:|\n")
 		p("| kube-apiserver / krm-agent | %s | %s |\n", ratio(p50(apiserver), p50(agent)), ratio(p99(apiserver), p99(agent)))
 		p("| kube-apiserver without gzip / krm-agent | %s | %s |\n", ratio(p50(identity), p50(agent)), ratio(p99(identity), p99(agent)))
-		p("| krm-agent / floor | %s | %s |\n\n", ratio(p50(agent), p50(floor)), ratio(p99(agent), p99(floor)))
+		p("| krm-agent / floor | %s | %s |\n", ratio(p50(agent), p50(floor)), ratio(p99(agent), p99(floor)))
+		p("| kube-apiserver Table / krm-agent Table | %s | %s |\n\n", ratio(p50(apiserverTable), p50(agentTable)), ratio(p99(apiserverTable), p99(agentTable)))
 	}
 
 	p("### Memory with %d pods\n\n", r.pods)
