@@ -31,8 +31,9 @@ import (
 // systemPython is Debian's python3, into which python3-kubernetes installs
 // the official client; a python3 earlier on PATH (pyenv, a venv) may lack
 // it. -E and -s keep PYTHON* variables and the user's site-packages out, so
-// the test runs Debian's package and nothing else.
-var systemPython = []string{"/usr/bin/python3", "-E", "-s"}
+// the test runs Debian's package and nothing else; -B leaves no
+// __pycache__ in examples/python.
+var systemPython = []string{"/usr/bin/python3", "-E", "-s", "-B"}
 
 // TestPythonClient runs examples/python, with the official Python client
 // (Debian's python3-kubernetes), through `kubectl krm proxy` to a real
