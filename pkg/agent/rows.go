@@ -14,7 +14,7 @@ import (
 // use beyond metadata.name and metadata.namespace. Each is a dotted path into
 // the object; its string value is extracted once, when the row is built.
 var selectableFields = map[string][]string{
-	"Pod":                   {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.phase", "status.podIP", "status.nominatedNodeName"},
+	"Pod":                   {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"},
 	"Node":                  {"spec.unschedulable"},
 	"Service":               {"spec.type", "spec.clusterIP"},
 	"PersistentVolumeClaim": {"spec.storageClassName", "spec.volumeName", "status.phase"},
@@ -112,7 +112,8 @@ func fieldValue(obj map[string]any, path string) string {
 		}
 		return "false"
 	case nil:
-		if path == "spec.unschedulable" {
+		// kube-apiserver selects a missing boolean as false.
+		if path == "spec.unschedulable" || path == "spec.hostNetwork" {
 			return "false"
 		}
 		return ""

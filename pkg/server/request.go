@@ -111,7 +111,7 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 	}
 	info := res.Info()
 	label(w, "list", info.Name)
-	if !s.readOnly(w, r, info.Resource+groupSuffix(info.Group)) {
+	if !s.readOnlyAt(w, r, info.Resource+groupSuffix(info.Group), name == "") {
 		return
 	}
 	if sub != "" {
@@ -198,9 +198,15 @@ func (s *Server) parse(r *http.Request, res api.Resource, info api.ResourceInfo,
 		req.fields = req.opts.FieldSelector
 		supported := append([]string{"metadata.name", "metadata.namespace"}, info.SelectableFields...)
 		for _, term := range req.fields.Requirements() {
-			if !slices.Contains(supported, term.Field) {
-				return nil, badRequest("field label not supported: %s", term.Field)
+			if slices.Contains(supported, term.Field) {
+				continue
 			}
+			// kube-apiserver's two wordings: kinds with fields of their
+			// own convert labels by hand, the others by default.
+			if len(info.SelectableFields) == 0 {
+				return nil, badRequest("%q is not a known field selector: only %q, %q", term.Field, "metadata.name", "metadata.namespace")
+			}
+			return nil, badRequest("field label not supported: %s", term.Field)
 		}
 	}
 	if v := req.opts.ResourceVersion; v != "" && v != "0" {

@@ -160,9 +160,14 @@ func (s *Server) legacyPath(p string) bool {
 	return strings.HasPrefix(p, "/api/v1/resources/")
 }
 
-// readOnly answers 405 to anything but a read; verb names the resource for
-// the message.
+// readOnly answers 405 to anything but a read; resource names what was
+// asked for in the message.
 func (s *Server) readOnly(w http.ResponseWriter, r *http.Request, resource string) bool {
+	return s.readOnlyAt(w, r, resource, false)
+}
+
+// readOnlyAt is readOnly for a path that is a collection or not.
+func (s *Server) readOnlyAt(w http.ResponseWriter, r *http.Request, resource string, collection bool) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return true
@@ -170,6 +175,6 @@ func (s *Server) readOnly(w http.ResponseWriter, r *http.Request, resource strin
 	if rec, ok := w.(*recorder); ok {
 		rec.route = "write"
 	}
-	s.writeStatus(w, s.methodNotAllowed(r, resource))
+	s.writeStatus(w, s.methodNotAllowed(r, resource, collection))
 	return false
 }

@@ -425,3 +425,20 @@ func TestRequestMetrics(t *testing.T) {
 		t.Error("a requested name became a label value")
 	}
 }
+
+func TestFieldSelectorErrorsAsKubeAPIServer(t *testing.T) {
+	_, _, cfg := startServer(t)
+	_, err := clientset(t, cfg).AppsV1().Deployments("dev").List(t.Context(), metav1.ListOptions{FieldSelector: "status.replicas=1"})
+	want := `"status.replicas" is not a known field selector: only "metadata.name", "metadata.namespace"`
+	if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), want) {
+		t.Errorf("unknown deployment field = %v, want 400 %s", err, want)
+	}
+}
+
+func TestDeleteCollectionIsRefused(t *testing.T) {
+	_, _, cfg := startServer(t)
+	err := clientset(t, cfg).CoreV1().Pods("dev").DeleteCollection(t.Context(), metav1.DeleteOptions{}, metav1.ListOptions{})
+	if !apierrors.IsMethodNotSupported(err) || !strings.Contains(err.Error(), "deletecollection of pods") {
+		t.Errorf("deletecollection = %v, want 405 naming deletecollection", err)
+	}
+}

@@ -78,10 +78,13 @@ func groupSuffix(group string) string {
 }
 
 // methodNotAllowed answers a write: krm is read-only.
-func (s *Server) methodNotAllowed(r *http.Request, resource string) error {
+func (s *Server) methodNotAllowed(r *http.Request, resource string, collection bool) error {
 	verb := map[string]string{
 		http.MethodPost: "create", http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete",
 	}[r.Method]
+	if r.Method == http.MethodDelete && collection {
+		verb = "deletecollection"
+	}
 	if verb == "" {
 		verb = strings.ToLower(r.Method)
 	}

@@ -127,17 +127,26 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 		return
 	}
 
-	var tick <-chan time.Time
+	var tick, last <-chan time.Time
 	if req.opts.AllowWatchBookmarks {
 		t := time.NewTicker(s.opts.BookmarkInterval)
 		defer t.Stop()
 		tick = t.C
+		// One more shortly before the timeout, as kube-apiserver sends,
+		// so the client resumes from as late as possible.
+		if timeout > 4*time.Second {
+			l := time.NewTimer(timeout - 2*time.Second)
+			defer l.Stop()
+			last = l.C
+		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick:
+			enc.bookmark(bw, lastRV, false)
+		case <-last:
 			enc.bookmark(bw, lastRV, false)
 		case c, ok := <-changes:
 			if !ok {
