@@ -212,15 +212,14 @@ func (b *bench) waitAgentHasAll(ctx context.Context, timeout time.Duration) erro
 		if err != nil {
 			return 0, err
 		}
-		l, err := b.agent.client.List(ctx, pods, client.ListOptions{Namespace: b.ns, View: view, FieldSelector: "status.phase=Running", Limit: 1})
+		// A filtered LIST has no remainingItemCount (kube-apiserver's
+		// rule), so the matching pods are counted whole; only their
+		// metadata is decoded.
+		l, err := client.ListAs[metav1.PartialObjectMetadata](ctx, b.agent.client, pods, client.ListOptions{Namespace: b.ns, View: view, FieldSelector: "status.phase=Running"})
 		if err != nil {
 			return 0, err
 		}
-		n := len(l.Items)
-		if l.RemainingItemCount != nil {
-			n += int(*l.RemainingItemCount)
-		}
-		return n, nil
+		return len(l.Items), nil
 	}
 	last := time.Now()
 	for {
