@@ -83,7 +83,7 @@ func resolveResources(dc discovery.DiscoveryInterface, names []string) ([]resolv
 		}
 		out = append(out, resolved{gvr: gvr, info: api.ResourceInfo{
 			Name: key, Group: c.gv.Group, Version: c.gv.Version, Resource: c.res.Name,
-			Kind: c.res.Kind, Namespaced: c.res.Namespaced, ShortNames: c.res.ShortNames,
+			Kind: c.res.Kind, Namespaced: c.res.Namespaced, ShortNames: c.res.ShortNames, Categories: c.res.Categories,
 			SelectableFields: selectableFields[c.res.Kind],
 		}})
 	}

@@ -64,6 +64,7 @@ func apiResource(info api.ResourceInfo) metav1.APIResource {
 		Kind:         info.Kind,
 		Verbs:        verbsOf(info),
 		ShortNames:   info.ShortNames,
+		Categories:   info.Categories,
 	}
 }
 
@@ -204,6 +205,7 @@ func (s *Server) aggregated(core bool) *apidiscoveryv2.APIGroupDiscoveryList {
 					SingularResource: strings.ToLower(info.Kind),
 					Verbs:            verbsOf(info),
 					ShortNames:       info.ShortNames,
+					Categories:       info.Categories,
 				})
 			}
 			d.Versions = append(d.Versions, vd)

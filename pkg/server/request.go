@@ -106,6 +106,10 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 		if !s.readOnly(w, r, resource) {
 			return
 		}
+		if gvr == namespacesGVR && namespace == "" && name != "" && sub == "" && !watchPath && r.URL.Query().Get("watch") == "" {
+			s.namespaceStub(w, name)
+			return
+		}
 		s.writeStatus(w, s.notCached(gvr))
 		return
 	}
@@ -333,4 +337,29 @@ func (s *Server) setFreshness(w http.ResponseWriter, snap *api.Snapshot) {
 		lag := max(s.now().Sub(snap.LastStreamAt), 0)
 		h.Set(api.HeaderStreamLag, lag.Round(time.Millisecond).String())
 	}
+}
+
+var namespacesGVR = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+
+// synthesizedAnnotation marks the Namespace namespaceStub makes up.
+const synthesizedAnnotation = "krm.io/synthesized"
+
+// namespaceStub answers GET /api/v1/namespaces/{name} when krm does not
+// cache namespaces. kubectl asks it after a 404 for an object in a namespace
+// other than default, to tell "no such namespace" from "no such object";
+// a 404 here would make it report the namespace missing whether or not it
+// exists. krm cannot know, so it answers a Namespace that has nothing but
+// its name, marked as made up, and kubectl reports the object not found,
+// which is true either way.
+func (s *Server) namespaceStub(w http.ResponseWriter, name string) {
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+		s.writeStatus(w, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name))
+		return
+	}
+	s.writeJSON(w, map[string]any{
+		"kind": "Namespace", "apiVersion": "v1",
+		"metadata": map[string]any{"name": name, "annotations": map[string]string{
+			synthesizedAnnotation: "krm does not cache namespaces; this stands in for one so that clients checking a namespace get on; ask the API server for the namespace itself",
+		}},
+	})
 }

@@ -442,3 +442,16 @@ func TestDeleteCollectionIsRefused(t *testing.T) {
 		t.Errorf("deletecollection = %v, want 405 naming deletecollection", err)
 	}
 }
+
+// kubectl checks the namespace after a 404 for an object outside default;
+// krm must not make that check say the namespace is missing.
+func TestKubectlNamespaceCheck(t *testing.T) {
+	_, _, cfg := startServer(t)
+	ns, err := clientset(t, cfg).CoreV1().Namespaces().Get(t.Context(), "dev", metav1.GetOptions{})
+	if err != nil || ns.Name != "dev" || ns.Annotations["krm.io/synthesized"] == "" {
+		t.Errorf("namespace = %+v, %v; want a marked stand-in", ns, err)
+	}
+	if _, err := clientset(t, cfg).CoreV1().Namespaces().List(t.Context(), metav1.ListOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("list namespaces = %v, want 404: they are not cached", err)
+	}
+}

@@ -79,6 +79,9 @@ type ResourceInfo struct {
 	Kind       string   `json:"kind"`
 	Namespaced bool     `json:"namespaced"`
 	ShortNames []string `json:"shortNames,omitempty"`
+	// Categories are discovery's groupings, such as "all" for kubectl get
+	// all.
+	Categories []string `json:"categories,omitempty"`
 	// SelectableFields are the field-selector keys besides metadata.name
 	// and metadata.namespace (e.g. spec.nodeName, status.phase for pods).
 	SelectableFields []string `json:"selectableFields,omitempty"`

@@ -379,6 +379,11 @@ func (in *ResourceInfo) DeepCopyInto(out *ResourceInfo) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Categories != nil {
+		in, out := &in.Categories, &out.Categories
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.SelectableFields != nil {
 		in, out := &in.SelectableFields, &out.SelectableFields
 		*out = make([]string, len(*in))
