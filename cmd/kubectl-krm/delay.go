@@ -9,7 +9,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/render"
 )
 
@@ -21,14 +21,13 @@ type DelayOptions struct {
 	since       time.Duration
 	event       string
 	chart       bool
-	output      string
-	noHeaders   bool
+	output      *objectOutput
 	genericiooptions.IOStreams
 }
 
 // NewCmdDelay builds `kubectl krm delay`.
 func NewCmdDelay(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &DelayOptions{configFlags: cf, agent: agent, IOStreams: streams, since: time.Hour}
+	o := &DelayOptions{configFlags: cf, agent: agent, output: newObjectOutput(), IOStreams: streams, since: time.Hour}
 	cmd := &cobra.Command{
 		Use:   "delay [RESOURCE…]",
 		Short: "Show how late the watch delivers ADDED and DELETED events",
@@ -39,10 +38,14 @@ have 1-second resolution, so delays are only as precise as that. Events
 without the timestamp are counted as UNMEASURED.
 
 The numbers come from InfluxDB when the agent writes there, else from the
-agent's in-memory window of recent samples.`,
+agent's in-memory window of recent samples. RESOURCE may be "probe", the
+agent's canary. -o json, yaml, name, jsonpath, go-template and
+custom-columns print the agent's krm.io/v1alpha1 DelayReport objects, one
+per resource.`,
 		Example: `  kubectl krm delay
   kubectl krm delay pods --since 15m
-  kubectl krm delay pods --event ADDED --chart`,
+  kubectl krm delay pods --event ADDED --chart
+  kubectl krm delay pods -o jsonpath='{.items[0].status.stats[0].p99Seconds}'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.resources = args
 			if err := o.Validate(); err != nil {
@@ -55,8 +58,7 @@ agent's in-memory window of recent samples.`,
 	f.DurationVar(&o.since, "since", o.since, "How far back to look, e.g. 15m or 24h.")
 	f.StringVar(&o.event, "event", "", "Only this event type: ADDED or DELETED.")
 	f.BoolVar(&o.chart, "chart", false, "Draw the delay over time as a text chart instead of the table.")
-	f.StringVarP(&o.output, "output", "o", "", "Output format: json or yaml. Default: a table (or the chart).")
-	f.BoolVar(&o.noHeaders, "no-headers", false, "Don't print headers.")
+	o.output.addFlags(cmd, "Default: a table (or the chart).")
 	return cmd
 }
 
@@ -70,13 +72,11 @@ func (o *DelayOptions) Validate() error {
 	default:
 		return fmt.Errorf("--event %q: use ADDED or DELETED", o.event)
 	}
-	switch o.output {
-	case "", "json", "yaml":
-	default:
-		return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,yaml", o.output)
+	if err := o.output.validate(); err != nil {
+		return err
 	}
-	if o.chart && o.output != "" {
-		return fmt.Errorf("--chart draws text; it cannot be combined with -o %s", o.output)
+	if o.chart && o.output.generic() {
+		return fmt.Errorf("--chart draws text; it cannot be combined with -o %s", o.output.format())
 	}
 	return nil
 }
@@ -87,38 +87,58 @@ func (o *DelayOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	names := []string{""}
-	if len(o.resources) > 0 {
-		list, err := conn.Client.Resources(ctx)
+	c := conn.Client
+	statuses, err := c.ResourceStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	if len(o.resources) == 0 {
+		for _, r := range statuses.Items {
+			names = append(names, r.Status.Name)
+		}
+		names = append(names, krmv1alpha1.ProbeName)
+	}
+	for _, typ := range o.resources {
+		if typ == krmv1alpha1.ProbeName {
+			names = append(names, typ)
+			continue
+		}
+		info, err := resolve(statuses, typ)
 		if err != nil {
 			return err
 		}
-		names = names[:0]
-		for _, typ := range o.resources {
-			if typ == api.ProbeResource {
-				names = append(names, typ)
-				continue
-			}
-			info, err := resolve(list, typ)
-			if err != nil {
-				return err
-			}
-			names = append(names, info.Name)
-		}
+		names = append(names, info.Name)
 	}
-	var reports []*api.DelayReport
+	reports := &krmv1alpha1.DelayReportList{}
 	for _, n := range names {
-		rep, err := conn.Client.Delay(ctx, n, o.event, o.since)
+		rep, err := c.DelayReport(ctx, n, o.event, o.since)
 		if err != nil {
 			return err
 		}
-		reports = append(reports, rep)
+		reports.Items = append(reports.Items, *rep)
 	}
-	switch o.output {
-	case "json":
-		return render.PrintJSON(o.Out, reports)
-	case "yaml":
-		return render.PrintYAML(o.Out, reports)
+	if o.output.generic() {
+		return o.output.printObj(reports, o.Out)
 	}
-	return (&render.DelayPrinter{Chart: o.chart, NoHeaders: o.noHeaders}).PrintObj(reports, o.Out)
+	if o.chart && len(o.resources) == 0 {
+		reports = withSamples(reports)
+	}
+	return (&render.DelayPrinter{Chart: o.chart, NoHeaders: o.output.noHeaders}).PrintObj(reports, o.Out)
+}
+
+// withSamples leaves out the reports without samples, so that charting
+// every resource does not draw an empty chart for each quiet one; when
+// none has any, the first stays to say so.
+func withSamples(list *krmv1alpha1.DelayReportList) *krmv1alpha1.DelayReportList {
+	out := &krmv1alpha1.DelayReportList{}
+	for _, r := range list.Items {
+		if len(r.Status.Stats) > 0 || len(r.Status.Series) > 0 {
+			out.Items = append(out.Items, r)
+		}
+	}
+	if len(out.Items) == 0 && len(list.Items) > 0 {
+		out.Items = list.Items[:1]
+	}
+	return out
 }

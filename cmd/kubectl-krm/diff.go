@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/render"
 )
 
@@ -18,8 +17,7 @@ type DiffOptions struct {
 	configFlags *genericclioptions.ConfigFlags
 	agent       *AgentFlags
 	resources   []string
-	output      string
-	noHeaders   bool
+	output      *objectOutput
 	history     bool
 	genericiooptions.IOStreams
 }
@@ -30,7 +28,7 @@ func NewCmdDiff(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams ge
 		Use:   "diff",
 		Short: "Compare the krm cache's views",
 	}
-	o := &DiffOptions{configFlags: cf, agent: agent, IOStreams: streams}
+	o := &DiffOptions{configFlags: cf, agent: agent, output: newObjectOutput("diff"), IOStreams: streams}
 	verified := &cobra.Command{
 		Use:   "verified [RESOURCE…]",
 		Short: "Show what the stream holds that the last LIST has not confirmed, and what it missed",
@@ -41,11 +39,15 @@ func NewCmdDiff(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams ge
   - drift: events the stream missed, found by the last LIST (MissedAdded,
     MissedDeleted, MissedModified). --history shows every LIST's findings.
 
+-o json, yaml, name, jsonpath, go-template and custom-columns print the
+agent's krm.io/v1alpha1 DriftReport objects.
+
 Exit status is 0 when there are no differences, 1 when there are, and
 greater than 1 on an error, as kubectl diff does.`,
 		Example: `  kubectl krm diff verified
   kubectl krm diff verified pods -o diff
-  kubectl krm diff verified --history -o yaml`,
+  kubectl krm diff verified --history -o yaml
+  kubectl krm diff verified -o jsonpath='{range .items[*]}{.metadata.name} {.status.verifiedResourceVersion}{"\n"}{end}'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.resources = args
 			if err := o.Validate(); err != nil {
@@ -54,21 +56,15 @@ greater than 1 on an error, as kubectl diff does.`,
 			return o.Run(cmd.Context())
 		},
 	}
-	f := verified.Flags()
-	f.StringVarP(&o.output, "output", "o", "", "Output format: diff (unified YAML diffs), json or yaml. Default: a summary table.")
-	f.BoolVar(&o.noHeaders, "no-headers", false, "Don't print headers.")
-	f.BoolVar(&o.history, "history", false, "Show the whole drift ledger, not only what the last LIST found.")
+	o.output.addFlags(verified, "Default: a summary table; diff prints unified YAML diffs.")
+	verified.Flags().BoolVar(&o.history, "history", false, "Show the whole drift ledger, not only what the last LIST found.")
 	diff.AddCommand(verified)
 	return diff
 }
 
 // Validate checks the output format.
 func (o *DiffOptions) Validate() error {
-	switch o.output {
-	case "", "diff", "json", "yaml":
-		return nil
-	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: diff,json,yaml", o.output)
+	return o.output.validate()
 }
 
 // Run fetches the drift reports and prints them; differences exit 1.
@@ -79,40 +75,37 @@ func (o *DiffOptions) Run(ctx context.Context) error {
 		return fail(err)
 	}
 	c := conn.Client
-	list, err := c.Resources(ctx)
+	statuses, err := c.ResourceStatuses(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	var names []string
 	if len(o.resources) == 0 {
-		for _, r := range list.Resources {
-			names = append(names, r.Name)
+		for _, r := range statuses.Items {
+			names = append(names, r.Status.Name)
 		}
 	}
 	for _, typ := range o.resources {
-		info, err := resolve(list, typ)
+		info, err := resolve(statuses, typ)
 		if err != nil {
 			return fail(err)
 		}
 		names = append(names, info.Name)
 	}
 	sort.Strings(names)
-	var reports []api.DriftReport
+	reports := &krmv1alpha1.DriftReportList{}
 	for _, n := range names {
-		r, err := c.Drift(ctx, n)
+		r, err := c.DriftReport(ctx, n)
 		if err != nil {
 			return fail(err)
 		}
-		reports = append(reports, *r)
+		reports.Items = append(reports.Items, *r)
 	}
-	p := &render.DriftPrinter{Diff: o.output == "diff", NoHeaders: o.noHeaders, History: o.history}
+	p := &render.DriftPrinter{Diff: o.output.format() == "diff", NoHeaders: o.output.noHeaders, History: o.history}
 	differs := len(p.Items(reports)) > 0
-	switch o.output {
-	case "json":
-		err = render.PrintJSON(o.Out, reports)
-	case "yaml":
-		err = render.PrintYAML(o.Out, reports)
-	default:
+	if o.output.generic() {
+		err = o.output.printObj(reports, o.Out)
+	} else {
 		err = p.PrintObj(reports, o.Out)
 	}
 	if err != nil {

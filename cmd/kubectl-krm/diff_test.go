@@ -13,6 +13,9 @@ import (
 	"github.com/krm-project/krm/pkg/api"
 )
 
+// drift is the path of a resource's DriftReport.
+func drift(resource string) string { return "/apis/krm.io/v1alpha1/driftreports/" + resource }
+
 // TestDiffVerified checks which drift reports `kubectl krm diff verified`
 // reads and its exit codes: 0 without differences, 1 with, 2 on errors.
 func TestDiffVerified(t *testing.T) {
@@ -31,49 +34,77 @@ func TestDiffVerified(t *testing.T) {
 		reads []string
 		// out are substrings of stdout; none means stdout must be empty.
 		out []string
+		// exact: stdout is out[0].
+		exact bool
 	}{
 		{
 			name: "no differences", args: []string{"diff", "verified"},
-			reads: []string{"drift deployments", "drift nodes", "drift pods", "drift services"},
+			reads: []string{drift("deployments"), drift("nodes"), drift("pods"), drift("services")},
 		},
 		{
 			name: "chosen resources, by any name", args: []string{"diff", "verified", "svc", "po"},
-			reads: []string{"drift pods", "drift services"},
+			reads: []string{drift("pods"), drift("services")},
 		},
 		{
 			name: "an unverified change", args: []string{"diff", "verified", "pods"},
 			pods: api.DriftReport{Resource: "pods", VerifiedResourceVersion: "10", Unverified: []api.UnverifiedChange{added}},
-			code: 1, reads: []string{"drift pods"},
+			code: 1, reads: []string{drift("pods")},
 			out: []string{"RESOURCE   NAMESPACE   NAME   CHANGE   STREAMED   VERIFIED   AGE\n", "pods       team-a      new    Added    12         <none>"},
 		},
 		{
 			name: "drift found by the last LIST", args: []string{"diff", "verified", "pods", "-o", "diff"},
 			pods: api.DriftReport{Resource: "pods", VerifiedResourceVersion: "10", Ledger: []api.DriftEntry{missed("10")}},
-			code: 1, reads: []string{"drift pods"},
+			code: 1, reads: []string{drift("pods")},
 			out: []string{"diff -u -N verified/v1.Pod.team-a.missed streamed/v1.Pod.team-a.missed\n", "+  name: missed\n"},
 		},
 		{
 			name: "drift found by an earlier LIST", args: []string{"diff", "verified", "pods"},
 			pods:  api.DriftReport{Resource: "pods", VerifiedResourceVersion: "11", Ledger: []api.DriftEntry{missed("10")}},
-			reads: []string{"drift pods"},
+			reads: []string{drift("pods")},
 		},
 		{
 			name: "drift found by an earlier LIST, --history", args: []string{"diff", "verified", "pods", "--history", "--no-headers"},
 			pods: api.DriftReport{Resource: "pods", VerifiedResourceVersion: "11", Ledger: []api.DriftEntry{missed("10")}},
-			code: 1, reads: []string{"drift pods"},
+			code: 1, reads: []string{drift("pods")},
 			out: []string{"pods   team-a   missed   MissedAdded   <none>   9"},
 		},
 		{
 			name: "json without differences", args: []string{"diff", "verified", "pods", "-o", "json"},
 			pods:  api.DriftReport{Resource: "pods", VerifiedResourceVersion: "11"},
-			reads: []string{"drift pods"},
-			out:   []string{`"resource": "pods"`, `"verifiedResourceVersion": "11"`},
+			reads: []string{drift("pods")},
+			out: []string{
+				"{\n    \"apiVersion\": \"krm.io/v1alpha1\",\n    \"items\": [\n        {\n            \"apiVersion\": \"krm.io/v1alpha1\",\n            \"kind\": \"DriftReport\",\n",
+				`"resource": "pods"`, `"verifiedResourceVersion": "11"`, `"kind": "DriftReportList"`,
+			},
 		},
 		{
 			name: "yaml with differences", args: []string{"diff", "verified", "pods", "-o", "yaml"},
 			pods: api.DriftReport{Resource: "pods", VerifiedResourceVersion: "10", Unverified: []api.UnverifiedChange{added}},
-			code: 1, reads: []string{"drift pods"},
-			out: []string{"  resource: pods\n  unverified:\n  - name: new\n"},
+			code: 1, reads: []string{drift("pods")},
+			out: []string{"kind: DriftReportList\n", "  kind: DriftReport\n  metadata:\n    name: pods\n", "    resource: pods\n    unverified:\n    - name: new\n"},
+		},
+		{
+			name: "name", args: []string{"diff", "verified", "svc", "pods", "-o", "name"},
+			pods: api.DriftReport{Resource: "pods", VerifiedResourceVersion: "10", Unverified: []api.UnverifiedChange{added}},
+			code: 1, reads: []string{drift("pods"), drift("services")},
+			out: []string{"driftreport.krm.io/pods\ndriftreport.krm.io/services\n"}, exact: true,
+		},
+		{
+			name: "jsonpath", args: []string{"diff", "verified", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.verifiedResourceVersion}{"\n"}{end}`},
+			pods:  api.DriftReport{Resource: "pods", VerifiedResourceVersion: "11"},
+			reads: []string{drift("deployments"), drift("nodes"), drift("pods"), drift("services")},
+			out:   []string{"deployments=\nnodes=\npods=11\nservices=\n"}, exact: true,
+		},
+		{
+			name: "custom-columns", args: []string{"diff", "verified", "pods", "-o", "custom-columns=NAME:.metadata.name,VERIFIED:.status.verifiedAt,CHANGES:.status.unverified[*].name"},
+			pods: api.DriftReport{Resource: "pods", VerifiedAt: at, VerifiedResourceVersion: "10", Unverified: []api.UnverifiedChange{added}},
+			code: 1, reads: []string{drift("pods")},
+			out: []string{"NAME   VERIFIED               CHANGES\npods   2026-03-01T12:00:00Z   new\n"}, exact: true,
+		},
+		{
+			name: "custom-columns without headers", args: []string{"diff", "verified", "pods", "-o", "custom-columns=NAME:.metadata.name", "--no-headers"},
+			reads: []string{drift("pods")},
+			out:   []string{"pods\n"}, exact: true,
 		},
 	}
 	for _, tt := range tests {
@@ -100,6 +131,9 @@ func TestDiffVerified(t *testing.T) {
 					t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
 				}
 			}
+			if tt.exact && r.stdout != tt.out[0] {
+				t.Errorf("stdout %q, want exactly %q", r.stdout, tt.out[0])
+			}
 		})
 	}
 }
@@ -109,7 +143,9 @@ func TestDiffVerifiedErrorsExit2(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"diff", "verified", "-o", "wide"}, `unable to match a printer suitable for the output format "wide", allowed formats are: diff,json,yaml`},
+		{[]string{"diff", "verified", "-o", "wide"}, `unable to match a printer suitable for the output format "wide", allowed formats are: ` +
+			"custom-columns,custom-columns-file,diff,go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,kyaml,name,template,templatefile,yaml"},
+		{[]string{"diff", "verified", "-o", "custom-columns="}, "custom-columns format specified but no custom columns given"},
 		{[]string{"diff", "verified", "widgets"}, `the krm agent does not cache a resource type "widgets"; it caches: deployments, nodes, pods, services (start the agent with --resources to add more)`},
 	}
 	for _, tt := range tests {
@@ -157,53 +193,5 @@ func TestExitCode(t *testing.T) {
 	}
 	if got := (&exitError{code: 2, err: errors.New("boom")}).Error(); got != "boom" {
 		t.Errorf("an exitError's message is %q, want its error's", got)
-	}
-}
-
-func TestStatus(t *testing.T) {
-	a := newFakeAgent(t)
-	r := runKrm(t, a, "status", "--no-headers")
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	want := "" +
-		"pods          <never>   <none>   0     connected   0.0   0     memory\n" +
-		"deployments   <never>   <none>   0     connected   0.0   0     memory\n" +
-		"services      <never>   <none>   0     connected   0.0   0     memory\n" +
-		"nodes         <never>   <none>   0     connected   0.0   0     memory\n"
-	if diff := cmp.Diff(want, r.stdout); diff != "" {
-		t.Errorf("status (-want +got):\n%s", diff)
-	}
-	r = runKrm(t, a, "status", "-o", "json")
-	var list api.ResourceList
-	if err := json.Unmarshal([]byte(r.stdout), &list); r.err != nil || err != nil || len(list.Resources) != 4 || list.AgentVersion != "v1.2.3" {
-		t.Errorf("status -o json: %v, %v, %+v", r.err, err, list)
-	}
-	r = runKrm(t, a, "status", "-o", "name")
-	if want := `unable to match a printer suitable for the output format "name", allowed formats are: json,wide,yaml`; r.err == nil || r.err.Error() != want {
-		t.Errorf("status -o name: %v, want %q", r.err, want)
-	}
-	if r = runKrm(t, a, "status", "pods"); r.err == nil {
-		t.Error("status pods succeeded, want an error: status takes no arguments")
-	}
-}
-
-func TestVersion(t *testing.T) {
-	a := newFakeAgent(t)
-	r := runKrm(t, a, "version")
-	if want := "Plugin Version: dev\nAgent Version: v1.2.3\nAPI Version: v1\n"; r.err != nil || r.stdout != want {
-		t.Errorf("version: %v, stdout %q; want %q", r.err, r.stdout, want)
-	}
-	// --client asks nobody.
-	a.srv.Close()
-	r = runKrm(t, a, "version", "--client")
-	if want := "Plugin Version: dev\nAgent Version: (not asked: --client)\nAPI Version: v1\n"; r.err != nil || r.stdout != want {
-		t.Errorf("version --client: %v, stdout %q; want %q", r.err, r.stdout, want)
-	}
-	// Without an agent the plugin's version is still printed, and the
-	// error follows.
-	r = runKrm(t, a, "version")
-	if want := "Plugin Version: dev\nAgent Version: unknown (see the error below)\nAPI Version: v1\n"; r.err == nil || !strings.Contains(r.err.Error(), "unreachable") || r.stdout != want {
-		t.Errorf("version without an agent: %v, stdout %q; want an unreachable agent and %q", r.err, r.stdout, want)
 	}
 }

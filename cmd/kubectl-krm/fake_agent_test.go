@@ -2,146 +2,261 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/server"
+	"github.com/krm-project/krm/pkg/store"
 )
 
-// fakeAgent serves krm's API from fixed objects and records the reads it
-// is asked for, so tests see what the plugin made of its arguments.
+// fakeAgent is the agent's real HTTP server (pkg/server) over fixed
+// objects that tests can change; it records the reads it is asked for, so
+// tests see what the plugin made of its arguments.
 type fakeAgent struct {
 	srv *httptest.Server
-	// objects by resource name; namespaced ones carry their namespace.
-	objects map[string][]map[string]any
-	drift   map[string]api.DriftReport
+	// resources by name, in the order the agent lists them.
+	resources map[string]*fakeResource
+	order     []string
+	// drift is each resource's drift report.
+	drift map[string]api.DriftReport
+	delay *fakeDelay
+	// verifiedAt is when every resource's last LIST landed.
+	verifiedAt time.Time
 
 	mu    sync.Mutex
 	reads []string
 }
 
 var fakeResources = []api.ResourceInfo{
-	{Name: "pods", Version: "v1", Resource: "pods", Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}},
+	{Name: "pods", Version: "v1", Resource: "pods", Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}, SelectableFields: []string{"spec.nodeName", "status.phase"}},
 	{Name: "deployments", Group: "apps", Version: "v1", Resource: "deployments", Kind: "Deployment", Namespaced: true, ShortNames: []string{"deploy"}},
 	{Name: "services", Version: "v1", Resource: "services", Kind: "Service", Namespaced: true, ShortNames: []string{"svc"}},
 	{Name: "nodes", Version: "v1", Resource: "nodes", Kind: "Node", ShortNames: []string{"no"}},
 }
 
-func object(info api.ResourceInfo, namespace, name string) map[string]any {
-	meta := map[string]any{"name": name, "uid": info.Name + "-" + namespace + "-" + name, "resourceVersion": "7"}
+// fakeListRV is the resourceVersion of every resource's view at the start,
+// and of its last verifying LIST; the objects are older, so verified.
+const fakeListRV = 10
+
+// fakeVerifiedAgo is how long ago that LIST landed: VERIFIED reads "30m"
+// for a minute, long enough for any test.
+const fakeVerifiedAgo = 30 * time.Minute
+
+// row builds a stored object of info with resourceVersion rv.
+func row(info api.ResourceInfo, namespace, name string, rv uint64, labels map[string]string) *store.Row {
+	meta := map[string]any{"name": name, "uid": info.Name + "-" + namespace + "-" + name, "resourceVersion": strconv.FormatUint(rv, 10)}
 	if namespace != "" {
 		meta["namespace"] = namespace
 	}
-	return map[string]any{"apiVersion": info.APIVersion(), "kind": info.Kind, "metadata": meta}
+	if labels != nil {
+		meta["labels"] = labels
+	}
+	obj, err := json.Marshal(map[string]any{"apiVersion": info.APIVersion(), "kind": info.Kind, "metadata": meta})
+	if err != nil {
+		panic(err)
+	}
+	return &store.Row{
+		UID: meta["uid"].(string), Namespace: namespace, Name: name, ResourceVersion: rv, Source: store.Verified,
+		Object: obj, Labels: labels, Fields: map[string]string{},
+	}
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
 	t.Helper()
-	a := &fakeAgent{objects: map[string][]map[string]any{}, drift: map[string]api.DriftReport{}}
-	byName := map[string]api.ResourceInfo{}
-	for _, r := range fakeResources {
-		byName[r.Name] = r
-		a.drift[r.Name] = api.DriftReport{Resource: r.Name, Ledger: []api.DriftEntry{}, Unverified: []api.UnverifiedChange{}}
+	a := &fakeAgent{resources: map[string]*fakeResource{}, drift: map[string]api.DriftReport{}, delay: &fakeDelay{}, verifiedAt: time.Now().Add(-fakeVerifiedAgo)}
+	for _, info := range fakeResources {
+		a.resources[info.Name] = &fakeResource{info: info, agent: a, rv: fakeListRV, rows: map[string]*store.Row{}}
+		a.order = append(a.order, info.Name)
+		a.drift[info.Name] = api.DriftReport{Resource: info.Name, Ledger: []api.DriftEntry{}, Unverified: []api.UnverifiedChange{}}
 	}
-	a.objects["pods"] = []map[string]any{
-		object(byName["pods"], "team-a", "a"), object(byName["pods"], "team-a", "b"), object(byName["pods"], "other", "a"),
-		object(byName["pods"], "other", "web"),
+	for resource, keys := range map[string][]string{
+		"pods":        {"team-a/a", "team-a/b", "other/a", "other/web"},
+		"deployments": {"team-a/web", "other/web"},
+		"nodes":       {"n1"},
+	} {
+		res := a.resources[resource]
+		for _, key := range keys {
+			namespace, name, ok := strings.Cut(key, "/")
+			if !ok {
+				namespace, name = "", key
+			}
+			res.rows[key] = row(res.info, namespace, name, 7, nil)
+		}
 	}
-	a.objects["deployments"] = []map[string]any{object(byName["deployments"], "team-a", "web"), object(byName["deployments"], "other", "web")}
-	a.objects["nodes"] = []map[string]any{object(byName["nodes"], "", "n1")}
-
-	writeJSON := func(w http.ResponseWriter, status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	notFound := func(w http.ResponseWriter, what string) {
-		writeJSON(w, http.StatusNotFound, api.Error{Status: http.StatusNotFound, Message: what + " not found"})
-	}
+	s := server.New(&fakeBackend{a}, server.Options{AgentVersion: "v1.2.3", Delay: a.delay})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("GET /api/v1/resources", func(w http.ResponseWriter, _ *http.Request) {
-		list := api.ResourceList{AgentVersion: "v1.2.3", Store: api.StoreStatus{Kind: "memory", Healthy: true}}
-		for _, r := range fakeResources {
-			list.Resources = append(list.Resources, api.ResourceStatus{ResourceInfo: r, StreamConnected: true})
-		}
-		writeJSON(w, http.StatusOK, list)
-	})
-	mux.HandleFunc("GET /api/v1/resources/{resource}", func(w http.ResponseWriter, r *http.Request) {
-		res := r.PathValue("resource")
-		a.record("list " + res + " " + r.URL.RawQuery)
-		ns := r.URL.Query().Get("namespace")
-		items := []map[string]any{}
-		rows := []api.RowMeta{}
-		for _, o := range a.objects[res] {
-			meta := o["metadata"].(map[string]any)
-			if ns != "" && meta["namespace"] != ns {
-				continue
-			}
-			items = append(items, o)
-			rows = append(rows, api.RowMeta{UID: meta["uid"].(string), Name: meta["name"].(string), ResourceVersion: "7", Source: "verified"})
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"resourceVersion": "7"}, "items": items,
-			"krm": api.ListMeta{Header: api.FrameHeader{Resource: res, View: "aggregated", Returned: len(items)}, Rows: rows},
-		})
-	})
-	get := func(w http.ResponseWriter, r *http.Request) {
-		res, ns, name := r.PathValue("resource"), r.PathValue("namespace"), r.PathValue("name")
-		key := name
-		if ns != "" {
-			key = ns + "/" + name
-		}
-		a.record("get " + res + " " + key)
-		if _, ok := byName[res]; !ok {
-			notFound(w, "resource "+res)
-			return
-		}
-		for _, o := range a.objects[res] {
-			meta := o["metadata"].(map[string]any)
-			if meta["name"] == name && (ns == "" || meta["namespace"] == ns) {
-				body := map[string]any{"krm": api.ObjectMeta{Row: api.RowMeta{UID: meta["uid"].(string), Name: name, Source: "streamed"}}}
-				for k, v := range o {
-					body[k] = v
-				}
-				writeJSON(w, http.StatusOK, body)
-				return
-			}
-		}
-		notFound(w, res+" "+key)
-	}
-	mux.HandleFunc("GET /api/v1/resources/{resource}/{name}", get)
-	mux.HandleFunc("GET /api/v1/resources/{resource}/namespaces/{namespace}/{name}", get)
-	mux.HandleFunc("GET /api/v1/resources/{resource}/drift", func(w http.ResponseWriter, r *http.Request) {
-		res := r.PathValue("resource")
-		a.record("drift " + res)
-		writeJSON(w, http.StatusOK, a.drift[res])
+	h := s.Handler()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.record(r)
+		h.ServeHTTP(w, r)
 	})
 	a.srv = httptest.NewServer(mux)
 	t.Cleanup(a.srv.Close)
 	return a
 }
 
-func (a *fakeAgent) record(s string) {
+// record keeps the reads of objects, leaving out what every command reads
+// to connect and to resolve resource types.
+func (a *fakeAgent) record(r *http.Request) {
+	p := r.URL.Path
+	if strings.HasPrefix(p, "/apis/krm.io/v1alpha1/agentstatuses") || p == "/apis/krm.io/v1alpha1/resourcestatuses" {
+		return
+	}
+	if r.URL.RawQuery != "" {
+		p += "?" + r.URL.RawQuery
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.reads = append(a.reads, strings.TrimSpace(s))
+	a.reads = append(a.reads, p)
 }
 
-// Reads returns the list, get and drift requests so far, in order.
+// Reads returns the reads so far, in order: paths with their queries.
 func (a *fakeAgent) Reads() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]string(nil), a.reads...)
+}
+
+// fakeBackend is what pkg/server reads.
+type fakeBackend struct{ a *fakeAgent }
+
+func (b *fakeBackend) Resources() api.ResourceList {
+	list := api.ResourceList{AgentVersion: "v1.2.3", Store: api.StoreStatus{Kind: "memory", Healthy: true}}
+	for _, name := range b.a.order {
+		list.Resources = append(list.Resources, b.a.resources[name].Status())
+	}
+	return list
+}
+
+func (b *fakeBackend) Resource(name string) (api.Resource, bool) {
+	for _, n := range b.a.order {
+		if r := b.a.resources[n]; slices.Contains(r.info.Names(), name) {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+func (b *fakeBackend) Ready() (bool, string) { return true, "" }
+
+// fakeResource is one resource's rows; every change is kept, so a watch
+// resumes from any resourceVersion.
+type fakeResource struct {
+	info  api.ResourceInfo
+	agent *fakeAgent
+
+	mu      sync.Mutex
+	rows    map[string]*store.Row // by key
+	rv      uint64
+	history []api.Change
+	subs    []chan api.Change
+}
+
+func (r *fakeResource) Info() api.ResourceInfo { return r.info }
+
+func (r *fakeResource) Status() api.ResourceStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return api.ResourceStatus{
+		ResourceInfo: r.info, VerifiedAt: r.agent.verifiedAt, VerifiedResourceVersion: strconv.Itoa(fakeListRV),
+		Objects: api.ObjectCounts{Verified: len(r.rows), Streamed: len(r.rows), Aggregated: len(r.rows)}, StreamConnected: true,
+	}
+}
+
+func (r *fakeResource) Drift() api.DriftReport { return r.agent.drift[r.info.Name] }
+
+func (r *fakeResource) Snapshot(store.Source) *api.Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snapshotLocked()
+}
+
+func (r *fakeResource) snapshotLocked() *api.Snapshot {
+	rows := make([]*store.Row, 0, len(r.rows))
+	for _, row := range r.rows {
+		rows = append(rows, row)
+	}
+	slices.SortFunc(rows, store.CompareKeys)
+	return &api.Snapshot{
+		Header:                  store.Header{Source: store.Aggregated, ResourceVersion: r.rv, VerifiedAt: r.agent.verifiedAt, Rows: len(rows)},
+		VerifiedResourceVersion: fakeListRV,
+		Rows:                    rows,
+		StreamConnected:         true,
+	}
+}
+
+func (r *fakeResource) Subscribe(_ context.Context, _ store.Source, from uint64) (*api.Snapshot, []api.Change, <-chan api.Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var backlog []api.Change
+	for _, c := range r.history {
+		if from > 0 && c.ResourceVersion > from {
+			backlog = append(backlog, c)
+		}
+	}
+	ch := make(chan api.Change, 100)
+	r.subs = append(r.subs, ch)
+	return r.snapshotLocked(), backlog, ch, nil
+}
+
+// apply makes a watch event of typ for row and tells the watchers.
+func (r *fakeResource) apply(typ string, row *store.Row) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.rows[row.Key()]
+	if typ == "DELETED" {
+		delete(r.rows, row.Key())
+	} else {
+		r.rows[row.Key()] = row
+	}
+	r.rv = row.ResourceVersion
+	c := api.Change{Type: typ, Row: row, Prev: prev, ResourceVersion: row.ResourceVersion}
+	r.history = append(r.history, c)
+	for _, ch := range r.subs {
+		ch <- c
+	}
+}
+
+// fakeDelay answers every resource's delay with one ADDED row for pods and
+// the probe, and none for the others; it keeps the queries.
+type fakeDelay struct {
+	mu      sync.Mutex
+	queries []api.DelayQuery
+}
+
+func (d *fakeDelay) Delay(_ context.Context, q api.DelayQuery) (*api.DelayReport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.queries = append(d.queries, q)
+	rep := &api.DelayReport{
+		Source: "memory", Since: q.Since, Step: q.Step.String(), Resolution: "object timestamps have 1-second resolution",
+		Stats: []api.DelayStats{}, Series: []api.DelayPoint{},
+	}
+	switch q.Resource {
+	case "pods":
+		rep.Stats = append(rep.Stats, api.DelayStats{Resource: "pods", Event: "ADDED", Count: 3, Min: 0.2, P50: 0.5, P90: 0.9, P99: 0.99, Max: 1, Mean: 0.55})
+		rep.Series = append(rep.Series, api.DelayPoint{At: q.Since.Add(time.Minute), Count: 3, P50: 0.5, Max: 1})
+	case krmv1alpha1.ProbeName:
+		rep.Stats = append(rep.Stats, api.DelayStats{Resource: krmv1alpha1.ProbeName, Event: "ADDED", Count: 2, Min: 0.0001, P50: 0.0002, P90: 0.0003, P99: 0.0003, Max: 0.0003, Mean: 0.0002})
+	}
+	return rep, nil
 }
 
 // kubeconfigIn writes a kubeconfig whose context's namespace is namespace.
@@ -171,10 +286,17 @@ type ran struct {
 func runKrm(t *testing.T, a *fakeAgent, args ...string) ran {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := NewCmdKrm(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr})
-	cmd.SetArgs(append(args, "--agent-url", a.srv.URL, "--kubeconfig", kubeconfigIn(t, "team-a")))
-	cmd.SetOut(&stdout)
-	cmd.SetErr(&stderr)
-	err := cmd.ExecuteContext(t.Context())
+	err := executeKrm(t.Context(), t, a, &stdout, &stderr, args...)
 	return ran{stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// executeKrm runs `kubectl krm args…` against a until it ends or ctx is
+// done.
+func executeKrm(ctx context.Context, t *testing.T, a *fakeAgent, stdout, stderr io.Writer, args ...string) error {
+	t.Helper()
+	cmd := NewCmdKrm(genericiooptions.IOStreams{In: strings.NewReader(""), Out: stdout, ErrOut: stderr})
+	cmd.SetArgs(append(args, "--agent-url", a.srv.URL, "--kubeconfig", kubeconfigIn(t, "team-a")))
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	return cmd.ExecuteContext(ctx)
 }

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -22,9 +22,9 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/kubectl/pkg/cmd/get"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/pkg/render"
-	"github.com/krm-project/krm/pkg/store"
 )
 
 const getExample = `  # List all pods in the current namespace, from the krm cache
@@ -41,6 +41,17 @@ const getExample = `  # List all pods in the current namespace, from the krm cac
 
   # Watch pods as the cache sees them change
   kubectl krm get pods -w`
+
+// completedResources are what an agent caches unless told otherwise, which
+// completion offers as resource types.
+var completedResources = []string{"pods", "deployments", "persistentvolumeclaims", "services", "ingresses", "nodes"}
+
+// The agent's views, as its view parameter names them.
+const (
+	viewAggregated = "aggregated"
+	viewVerified   = "verified"
+	viewStreamed   = "streamed"
+)
 
 // GetOptions are the flags and arguments of `kubectl krm get`.
 type GetOptions struct {
@@ -61,11 +72,12 @@ type GetOptions struct {
 	view          string
 	showSource    bool
 	maxStaleness  time.Duration
+	chunkSize     int64
 }
 
 // NewCmdGet builds `kubectl krm get`.
 func NewCmdGet(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &GetOptions{configFlags: cf, agent: agent, printFlags: get.NewGetPrintFlags(), IOStreams: streams, view: string(store.Aggregated)}
+	o := &GetOptions{configFlags: cf, agent: agent, printFlags: get.NewGetPrintFlags(), IOStreams: streams, view: viewAggregated, chunkSize: 500}
 	cmd := &cobra.Command{
 		Use:   "get TYPE[.GROUP][,TYPE…] [NAME…] | TYPE/NAME… [flags]",
 		Short: "Display one or many resources from the krm cache",
@@ -83,7 +95,7 @@ VERIFIED (how long ago the last LIST landed).`,
 			if len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
-			return api.DefaultResources, cobra.ShellCompDirectiveNoFileComp
+			return completedResources, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(cmd, args); err != nil {
@@ -104,6 +116,7 @@ VERIFIED (how long ago the last LIST landed).`,
 	f.StringVar(&o.view, "view", o.view, "Which view to read: aggregated, verified or streamed.")
 	f.BoolVar(&o.showSource, "show-source", false, "Add SOURCE (verified or streamed) and VERIFIED (age of the last LIST) columns.")
 	f.DurationVar(&o.maxStaleness, "max-staleness", 0, "Fail instead of answering when the last verifying LIST is older than this (e.g. 30s).")
+	f.Int64Var(&o.chunkSize, "chunk-size", o.chunkSize, "Return large lists in chunks rather than all at once. Pass 0 to disable.")
 	// -o, --no-headers, --sort-by, --show-labels, -L, --show-kind and the
 	// template flags are kubectl get's own.
 	o.printFlags.AddFlags(cmd)
@@ -160,11 +173,16 @@ func (o *GetOptions) output() string {
 
 // Validate checks the flags before connecting.
 func (o *GetOptions) Validate() error {
-	if _, err := store.ParseSource(o.view); err != nil {
-		return fmt.Errorf("--view: %w", err)
+	switch o.view {
+	case viewAggregated, viewVerified, viewStreamed:
+	default:
+		return fmt.Errorf("--view: unknown view %q: use aggregated, verified or streamed", o.view)
 	}
 	if o.maxStaleness < 0 {
 		return fmt.Errorf("--max-staleness must not be negative, got %s", o.maxStaleness)
+	}
+	if o.chunkSize < 0 {
+		return fmt.Errorf("--chunk-size must not be negative (0 disables chunking), got %d", o.chunkSize)
 	}
 	out := o.output()
 	o.printFlags.CustomColumnsFlags.NoHeaders = *o.printFlags.NoHeaders
@@ -192,10 +210,23 @@ func (o *GetOptions) Validate() error {
 
 // fetched is one resource type's answer.
 type fetched struct {
-	info    api.ResourceInfo
-	items   []unstructured.Unstructured
-	sources map[string]string // uid -> verified | streamed
-	header  api.FrameHeader
+	info  client.ResourceInfo
+	items []unstructured.Unstructured
+	// origins of the items by uid, for --show-source.
+	origins map[string]origin
+	// listRV is the list's resourceVersion, where a watch of the list
+	// starts; "" for objects got by name.
+	listRV string
+}
+
+// origin is where an object's row comes from: SOURCE and VERIFIED.
+type origin struct {
+	source     string // verified or streamed
+	verifiedAt time.Time
+}
+
+func originOf(f client.Freshness, obj *unstructured.Unstructured) origin {
+	return origin{source: f.Source(obj.GetResourceVersion()), verifiedAt: f.VerifiedAt}
 }
 
 // Run reads the cache and prints.
@@ -205,14 +236,14 @@ func (o *GetOptions) Run(ctx context.Context) error {
 		return err
 	}
 	c := conn.Client
-	resources, err := c.Resources(ctx)
+	statuses, err := c.ResourceStatuses(ctx)
 	if err != nil {
 		return err
 	}
-	infos := make([]api.ResourceInfo, len(o.resources))
+	infos := make([]client.ResourceInfo, len(o.resources))
 	types := map[string]bool{}
 	for i, typ := range o.resources {
-		if infos[i], err = resolve(resources, typ); err != nil {
+		if infos[i], err = resolve(statuses, typ); err != nil {
 			return err
 		}
 		types[infos[i].Name] = true
@@ -222,13 +253,11 @@ func (o *GetOptions) Run(ctx context.Context) error {
 	if (o.watch || o.watchOnly) && len(types) > 1 {
 		return resource.ErrMultipleResourceTypes
 	}
+	// --watch-only reads too, as kubectl does: a watch starts where the
+	// list ends, and a named object's first event is the state read here.
 	var all []fetched
 	var notFound []error
 	for i, info := range infos {
-		if o.watchOnly {
-			all = append(all, fetched{info: info})
-			continue
-		}
 		if len(o.names) > 0 {
 			names := o.names
 			if o.pairs {
@@ -273,23 +302,23 @@ func (o *GetOptions) Run(ctx context.Context) error {
 
 // resolve finds typ among the agent's resources, by any name kubectl
 // accepts: plural, short name, kind, singular or plural.group.
-func resolve(list *api.ResourceList, typ string) (api.ResourceInfo, error) {
+func resolve(statuses *krmv1alpha1.ResourceStatusList, typ string) (client.ResourceInfo, error) {
 	t := strings.ToLower(typ)
-	for _, r := range list.Resources {
-		if slices.Contains(r.Names(), t) {
-			return r.ResourceInfo, nil
+	for _, r := range statuses.Items {
+		if slices.Contains(r.Status.Names(), t) {
+			return r.Status.ResourceInfo, nil
 		}
 	}
 	var names []string
-	for _, r := range list.Resources {
-		names = append(names, r.Name)
+	for _, r := range statuses.Items {
+		names = append(names, r.Status.Name)
 	}
 	sort.Strings(names)
-	return api.ResourceInfo{}, fmt.Errorf("the krm agent does not cache a resource type %q; it caches: %s (start the agent with --resources to add more)", typ, strings.Join(names, ", "))
+	return client.ResourceInfo{}, fmt.Errorf("the krm agent does not cache a resource type %q; it caches: %s (start the agent with --resources to add more)", typ, strings.Join(names, ", "))
 }
 
-func (o *GetOptions) listOptions(info api.ResourceInfo) api.ListOptions {
-	opts := api.ListOptions{
+func (o *GetOptions) listOptions(info client.ResourceInfo) client.ListOptions {
+	opts := client.ListOptions{
 		LabelSelector: o.labelSelector, FieldSelector: o.fieldSelector, View: o.view, MaxStaleness: o.maxStaleness,
 	}
 	if info.Namespaced && !o.allNamespaces {
@@ -298,56 +327,78 @@ func (o *GetOptions) listOptions(info api.ResourceInfo) api.ListOptions {
 	return opts
 }
 
-func (o *GetOptions) list(ctx context.Context, c *api.Client, info api.ResourceInfo) (fetched, error) {
-	raw, err := c.List(ctx, info.Name, o.listOptions(info))
-	if err != nil {
-		return fetched{}, err
-	}
-	f := fetched{info: info, sources: map[string]string{}, header: raw.Krm.Header}
-	for _, r := range raw.Krm.Rows {
-		f.sources[r.UID] = r.Source
-	}
-	for _, item := range raw.Items {
-		var u unstructured.Unstructured
-		if err := u.UnmarshalJSON(item); err != nil {
-			return fetched{}, fmt.Errorf("decoding a %s from the agent: %w", info.Kind, err)
+// list reads every page of info's objects, --chunk-size at a time, as
+// kubectl does.
+func (o *GetOptions) list(ctx context.Context, c *client.Client, info client.ResourceInfo) (fetched, error) {
+	f := fetched{info: info, origins: map[string]origin{}}
+	opts := o.listOptions(info)
+	opts.Limit = o.chunkSize
+	for {
+		page, err := c.List(ctx, info, opts)
+		if err != nil {
+			return fetched{}, err
 		}
-		f.items = append(f.items, u)
+		if f.listRV == "" {
+			f.listRV = page.ResourceVersion
+		}
+		for _, item := range page.Items {
+			u, err := decodeObject(item, info)
+			if err != nil {
+				return fetched{}, err
+			}
+			f.items = append(f.items, *u)
+			f.origins[string(u.GetUID())] = originOf(page.Freshness, u)
+		}
+		if page.Continue == "" {
+			return f, nil
+		}
+		opts.Continue = page.Continue
 	}
-	return f, nil
+}
+
+// decodeObject decodes one of info's objects. kube-apiserver leaves
+// apiVersion and kind out of a typed list's items; they are info's.
+func decodeObject(raw []byte, info client.ResourceInfo) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	if err := json.Unmarshal(raw, &u.Object); err != nil {
+		return nil, fmt.Errorf("decoding a %s from the agent: %w", info.Kind, err)
+	}
+	if u.Object == nil {
+		return nil, fmt.Errorf("decoding a %s from the agent: it sent %s", info.Kind, raw)
+	}
+	if u.GetKind() == "" {
+		u.SetAPIVersion(info.APIVersion())
+		u.SetKind(info.Kind)
+	}
+	return u, nil
 }
 
 // getNames fetches named objects; the ones not found are returned as
-// errors worded like kubectl's, to print after the found ones.
-func (o *GetOptions) getNames(ctx context.Context, c *api.Client, info api.ResourceInfo, names []string) (fetched, []error, error) {
-	f := fetched{info: info, sources: map[string]string{}}
+// errors worded as kubectl words them, to print after the found ones.
+func (o *GetOptions) getNames(ctx context.Context, c *client.Client, info client.ResourceInfo, names []string) (fetched, []error, error) {
+	f := fetched{info: info, origins: map[string]origin{}}
 	var missing []error
 	ns := ""
 	if info.Namespaced {
 		ns = o.namespace
 	}
 	for _, name := range names {
-		obj, err := c.Get(ctx, info.Name, ns, name, api.GetOptions{View: o.view, MaxStaleness: o.maxStaleness})
-		var apiErr *api.Error
-		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-			// kubectl names the resource with its group: deployments.apps.
-			resource := info.Resource
-			if info.Group != "" {
-				resource += "." + info.Group
-			}
-			missing = append(missing, fmt.Errorf("Error from server (NotFound): %s %q not found", resource, name))
+		obj, err := c.Get(ctx, info, ns, name, client.GetOptions{View: o.view, MaxStaleness: o.maxStaleness})
+		if apierrors.IsNotFound(err) {
+			// The agent's message is kube-apiserver's: deployments.apps
+			// "web" not found.
+			missing = append(missing, fmt.Errorf("Error from server (NotFound): %s", err.Error()))
 			continue
 		}
 		if err != nil {
 			return fetched{}, nil, err
 		}
-		var u unstructured.Unstructured
-		if err := u.UnmarshalJSON(obj.Object); err != nil {
-			return fetched{}, nil, fmt.Errorf("decoding %s %s from the agent: %w", info.Kind, name, err)
+		u, err := decodeObject(obj.Object, info)
+		if err != nil {
+			return fetched{}, nil, err
 		}
-		f.items = append(f.items, u)
-		f.sources[string(u.GetUID())] = obj.Krm.Row.Source
-		f.header = obj.Krm.Header
+		f.items = append(f.items, *u)
+		f.origins[string(u.GetUID())] = originOf(obj.Freshness, u)
 	}
 	return f, missing, nil
 }
@@ -356,29 +407,31 @@ func (o *GetOptions) tablePrinter(all []fetched, noHeaders bool) *render.TablePr
 	opts := render.TableOptions{
 		Wide: o.output() == "wide", NoHeaders: noHeaders || *o.printFlags.NoHeaders,
 		ShowLabels: o.showLabels(), WithNamespace: o.allNamespaces, LabelColumns: o.labelColumns(),
-		WithKind: severalKinds(all) || *o.printFlags.HumanReadableFlags.ShowKind,
+		WithKind:  severalKinds(all) || *o.printFlags.HumanReadableFlags.ShowKind,
+		ChunkSize: int(o.chunkSize),
+	}
+	if o.chunkSize == 0 {
+		opts.ChunkSize = -1 // one page
 	}
 	for _, f := range all {
 		if len(f.info.PrinterColumns) > 0 {
 			if opts.PrinterColumns == nil {
-				opts.PrinterColumns = map[schema.GroupKind][]api.PrinterColumn{}
+				opts.PrinterColumns = map[schema.GroupKind][]krmv1alpha1.PrinterColumn{}
 			}
 			opts.PrinterColumns[schema.GroupKind{Group: f.info.Group, Kind: f.info.Kind}] = f.info.PrinterColumns
 		}
 	}
 	if o.showSource {
-		sources := map[string]string{}
-		verified := map[string]time.Time{}
+		origins := map[string]origin{}
 		for _, f := range all {
-			for uid, s := range f.sources {
-				sources[uid] = s
-				verified[uid] = f.header.VerifiedAt
+			for uid, from := range f.origins {
+				origins[uid] = from
 			}
 		}
 		opts.ExtraColumns = []render.ExtraColumn{
-			{Header: "SOURCE", Value: func(obj *unstructured.Unstructured) string { return sources[string(obj.GetUID())] }},
+			{Header: "SOURCE", Value: func(obj *unstructured.Unstructured) string { return origins[string(obj.GetUID())].source }},
 			{Header: "VERIFIED", Value: func(obj *unstructured.Unstructured) string {
-				at := verified[string(obj.GetUID())]
+				at := origins[string(obj.GetUID())].verifiedAt
 				if at.IsZero() {
 					return "<never>"
 				}
@@ -472,12 +525,17 @@ func sortItems(items []unstructured.Unstructured, field string) error {
 }
 
 // watchChanges streams changes of each resource, printing a row per event
-// as kubectl get --watch does.
-func (o *GetOptions) watchChanges(ctx context.Context, c *api.Client, all []fetched) error {
+// as kubectl get --watch does. As in kubectl, a list is watched from its
+// resourceVersion, so every event is a change; a named object is watched
+// from now, and its first event, the state already read, is not printed.
+func (o *GetOptions) watchChanges(ctx context.Context, c *client.Client, all []fetched) error {
 	type tagged struct {
-		f  fetched
-		ev api.Event
+		f     fetched
+		fresh client.Freshness
+		ev    client.Event
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	events := make(chan tagged)
 	errc := make(chan error, len(all))
 	for _, f := range all {
@@ -485,21 +543,22 @@ func (o *GetOptions) watchChanges(ctx context.Context, c *api.Client, all []fetc
 		if len(o.names) == 1 {
 			// Validate refuses selectors with names.
 			opts.FieldSelector = "metadata.name=" + o.names[0]
+		} else {
+			opts.ResourceVersion = f.listRV
 		}
-		ch, err := c.Watch(ctx, f.info.Name, opts)
+		ch, fresh, err := c.Watch(ctx, f.info, opts)
 		if err != nil {
 			return err
 		}
 		go func() {
-			skipInitial := !o.watchOnly
+			skipRead := len(o.names) == 1
 			for ev := range ch {
-				// The watch opens with the current objects, which the list
-				// above already printed.
-				if skipInitial && ev.Type == api.EventAdded && f.contains(ev.Row) {
+				if skipRead && ev.Type == "ADDED" && f.holds(ev.Object) {
+					skipRead = false
 					continue
 				}
 				select {
-				case events <- tagged{f, ev}:
+				case events <- tagged{f, fresh, ev}:
 				case <-ctx.Done():
 					return
 				}
@@ -513,22 +572,27 @@ func (o *GetOptions) watchChanges(ctx context.Context, c *api.Client, all []fetc
 		case <-ctx.Done():
 			return nil
 		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		case t := <-events:
-			if t.ev.Type == api.EventError {
-				return fmt.Errorf("watching %s: %s", t.f.info.Name, t.ev.Message)
+			switch t.ev.Type {
+			case "ADDED", "MODIFIED", "DELETED":
+			case "ERROR":
+				return fmt.Errorf("watching %s: %w", t.f.info.Name, t.ev.Err)
+			default:
+				continue // BOOKMARK
 			}
-			var u unstructured.Unstructured
-			if err := json.Unmarshal(t.ev.Object, &u.Object); err != nil {
-				return fmt.Errorf("decoding a watch event of %s: %w", t.f.info.Name, err)
-			}
-			if t.ev.Row != nil {
-				t.f.sources = map[string]string{t.ev.Row.UID: t.ev.Row.Source}
+			u, err := decodeObject(t.ev.Object, t.f.info)
+			if err != nil {
+				return fmt.Errorf("a watch event of %s: %w", t.f.info.Name, err)
 			}
 			out := o.output()
 			if out == "" || out == "wide" {
+				t.f.origins = map[string]origin{string(u.GetUID()): originOf(t.fresh, u)}
 				p := o.tablePrinter([]fetched{t.f}, printedHeader)
-				if err := p.PrintObj(&u, o.Out); err != nil {
+				if err := p.PrintObj(u, o.Out); err != nil {
 					return err
 				}
 				printedHeader = true
@@ -538,19 +602,26 @@ func (o *GetOptions) watchChanges(ctx context.Context, c *api.Client, all []fetc
 			if err != nil {
 				return err
 			}
-			if err := printer.PrintObj(&u, o.Out); err != nil {
+			if err := printer.PrintObj(u, o.Out); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (f fetched) contains(row *api.RowMeta) bool {
-	if row == nil {
+// holds says whether f already holds obj (as uid and resourceVersion).
+func (f fetched) holds(obj json.RawMessage) bool {
+	var meta struct {
+		Metadata struct {
+			UID             string `json:"uid"`
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(obj, &meta) != nil {
 		return false
 	}
 	for _, it := range f.items {
-		if string(it.GetUID()) == row.UID && it.GetResourceVersion() == row.ResourceVersion {
+		if string(it.GetUID()) == meta.Metadata.UID && it.GetResourceVersion() == meta.Metadata.ResourceVersion {
 			return true
 		}
 	}

@@ -8,34 +8,46 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+)
+
+// The Kubernetes paths of the fake agent's resources.
+const (
+	teamAPods        = "/api/v1/namespaces/team-a/pods"
+	otherPods        = "/api/v1/namespaces/other/pods"
+	teamADeployments = "/apis/apps/v1/namespaces/team-a/deployments"
+	otherDeployments = "/apis/apps/v1/namespaces/other/deployments"
+	nodes            = "/api/v1/nodes"
 )
 
 // TestGetArguments checks what `kubectl krm get` asks the agent for, given
-// its arguments and flags. The kubeconfig's namespace is team-a.
+// its arguments and flags: the Kubernetes paths and parameters, krm's view
+// and maxStaleness among them. The kubeconfig's namespace is team-a.
 func TestGetArguments(t *testing.T) {
 	tests := []struct {
 		name  string
 		args  []string
 		reads []string
 	}{
-		{"one type", []string{"get", "pods"}, []string{"list pods namespace=team-a&view=aggregated"}},
-		{"-n", []string{"get", "pods", "-n", "other"}, []string{"list pods namespace=other&view=aggregated"}},
-		{"-A", []string{"get", "pods", "-A"}, []string{"list pods view=aggregated"}},
-		{"cluster-scoped", []string{"get", "nodes", "-n", "other"}, []string{"list nodes view=aggregated"}},
-		{"comma-separated types, short names", []string{"get", "po,deploy,no"}, []string{"list pods namespace=team-a&view=aggregated", "list deployments namespace=team-a&view=aggregated", "list nodes view=aggregated"}},
-		{"empty types are ignored", []string{"get", "pods,"}, []string{"list pods namespace=team-a&view=aggregated"}},
-		{"kind and plural.group", []string{"get", "Deployment,deployments.apps"}, []string{"list deployments namespace=team-a&view=aggregated", "list deployments namespace=team-a&view=aggregated"}},
-		{"names", []string{"get", "pods", "a", "b"}, []string{"get pods team-a/a", "get pods team-a/b"}},
-		{"names of several types", []string{"get", "pods,deploy", "web", "-n", "other"}, []string{"get pods other/web", "get deployments other/web"}},
-		{"TYPE/NAME", []string{"get", "pod/a", "deploy/web", "node/n1"}, []string{"get pods team-a/a", "get deployments team-a/web", "get nodes n1"}},
-		{"TYPE/NAME -n", []string{"get", "pod/a", "-n", "other"}, []string{"get pods other/a"}},
+		{"one type", []string{"get", "pods"}, []string{teamAPods + "?limit=500&view=aggregated"}},
+		{"-n", []string{"get", "pods", "-n", "other"}, []string{otherPods + "?limit=500&view=aggregated"}},
+		{"-A", []string{"get", "pods", "-A"}, []string{"/api/v1/pods?limit=500&view=aggregated"}},
+		{"cluster-scoped", []string{"get", "nodes", "-n", "other"}, []string{nodes + "?limit=500&view=aggregated"}},
+		{"comma-separated types, short names", []string{"get", "po,deploy,no"}, []string{teamAPods + "?limit=500&view=aggregated", teamADeployments + "?limit=500&view=aggregated", nodes + "?limit=500&view=aggregated"}},
+		{"empty types are ignored", []string{"get", "pods,"}, []string{teamAPods + "?limit=500&view=aggregated"}},
+		{"kind and plural.group", []string{"get", "Deployment,deployments.apps"}, []string{teamADeployments + "?limit=500&view=aggregated", teamADeployments + "?limit=500&view=aggregated"}},
+		{"names", []string{"get", "pods", "a", "b"}, []string{teamAPods + "/a?view=aggregated", teamAPods + "/b?view=aggregated"}},
+		{"names of several types", []string{"get", "pods,deploy", "web", "-n", "other"}, []string{otherPods + "/web?view=aggregated", otherDeployments + "/web?view=aggregated"}},
+		{"TYPE/NAME", []string{"get", "pod/a", "deploy/web", "node/n1"}, []string{teamAPods + "/a?view=aggregated", teamADeployments + "/web?view=aggregated", nodes + "/n1?view=aggregated"}},
+		{"TYPE/NAME -n", []string{"get", "pod/a", "-n", "other"}, []string{otherPods + "/a?view=aggregated"}},
 		{
 			"selectors",
 			[]string{"get", "pods", "-l", "app in (web),tier!=cache", "--field-selector", "status.phase=Running"},
-			[]string{"list pods fieldSelector=status.phase%3DRunning&labelSelector=app+in+%28web%29%2Ctier%21%3Dcache&namespace=team-a&view=aggregated"},
+			[]string{teamAPods + "?fieldSelector=status.phase%3DRunning&labelSelector=app+in+%28web%29%2Ctier%21%3Dcache&limit=500&view=aggregated"},
 		},
-		{"view and staleness", []string{"get", "pods", "--view", "verified", "--max-staleness", "2m"}, []string{"list pods maxStaleness=2m0s&namespace=team-a&view=verified"}},
-		{"name with view", []string{"get", "pods", "a", "--view", "streamed"}, []string{"get pods team-a/a"}},
+		{"view and staleness", []string{"get", "pods", "--view", "verified", "--max-staleness", "1h"}, []string{teamAPods + "?limit=500&maxStaleness=1h0m0s&view=verified"}},
+		{"name with view and staleness", []string{"get", "pods", "a", "--view", "streamed", "--max-staleness", "2h"}, []string{teamAPods + "/a?maxStaleness=2h0m0s&view=streamed"}},
+		{"no chunks", []string{"get", "pods", "--chunk-size", "0"}, []string{teamAPods + "?view=aggregated"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +82,7 @@ func TestGetRejects(t *testing.T) {
 		{[]string{"get", "pod/a", "--all-namespaces"}, "a resource cannot be retrieved by name across all namespaces"},
 		{[]string{"get", "pods", "--view", "newest"}, `--view: unknown view "newest": use aggregated, verified or streamed`},
 		{[]string{"get", "pods", "--max-staleness", "-1s"}, "--max-staleness must not be negative, got -1s"},
+		{[]string{"get", "pods", "--chunk-size", "-1"}, "--chunk-size must not be negative (0 disables chunking), got -1"},
 		{[]string{"get", "pods", "--show-source", "-o", "yaml"}, "--show-source adds table columns; it cannot be used with -o yaml"},
 		{[]string{"get", "pods,deployments", "-w"}, "you may only specify a single resource type"},
 		{[]string{"get", "pods,po", "--watch-only"}, "you may only specify a single resource type"},
@@ -211,8 +224,8 @@ func TestGetTables(t *testing.T) {
 			"team-a      b      0/0              0          <unknown>\n"},
 		{[]string{"get", "pods", "--show-source"}, "" +
 			"NAME   READY   STATUS   RESTARTS   AGE         SOURCE     VERIFIED\n" +
-			"a      0/0              0          <unknown>   verified   <never>\n" +
-			"b      0/0              0          <unknown>   verified   <never>\n"},
+			"a      0/0              0          <unknown>   verified   30m\n" +
+			"b      0/0              0          <unknown>   verified   30m\n"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -228,9 +241,9 @@ func TestGetTables(t *testing.T) {
 }
 
 func TestResolve(t *testing.T) {
-	list := &api.ResourceList{}
+	list := &krmv1alpha1.ResourceStatusList{}
 	for _, r := range fakeResources {
-		list.Resources = append(list.Resources, api.ResourceStatus{ResourceInfo: r})
+		list.Items = append(list.Items, krmv1alpha1.ResourceStatus{Status: krmv1alpha1.ResourceState{ResourceInfo: r}})
 	}
 	for typ, want := range map[string]string{
 		"pods": "pods", "pod": "pods", "po": "pods", "Pod": "pods", "PODS": "pods",
@@ -246,5 +259,64 @@ func TestResolve(t *testing.T) {
 		if info, err := resolve(list, typ); err == nil {
 			t.Errorf("resolve(%q) = %q, want an error", typ, info.Name)
 		}
+	}
+}
+
+// --chunk-size pages the list with limit and continue, as kubectl does, and
+// prints the pages as one table.
+func TestGetChunks(t *testing.T) {
+	a := newFakeAgent(t)
+	r := runKrm(t, a, "get", "pods", "-A", "--chunk-size", "3", "-o", "name")
+	if r.err != nil {
+		t.Fatalf("%v\nstderr: %s", r.err, r.stderr)
+	}
+	if want := "pod/a\npod/web\npod/a\npod/b\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	reads := a.Reads()
+	if len(reads) != 2 || reads[0] != "/api/v1/pods?limit=3&view=aggregated" ||
+		!strings.HasPrefix(reads[1], "/api/v1/pods?continue=") || !strings.HasSuffix(reads[1], "&limit=3&view=aggregated") {
+		t.Errorf("reads %q, want a first page of 3 and the next one by its continue token", reads)
+	}
+}
+
+// The agent refuses data verified longer ago than --max-staleness, and the
+// plugin says why.
+func TestGetMaxStaleness(t *testing.T) {
+	for _, args := range [][]string{{"get", "pods", "--max-staleness", "1m"}, {"get", "pod/a", "--max-staleness", "1m"}} {
+		r := runKrm(t, newFakeAgent(t), args...)
+		if r.err == nil || !strings.HasPrefix(r.err.Error(), "pods were last verified 30m") || !strings.HasSuffix(r.err.Error(), "ago, older than maxStaleness=1m0s") {
+			t.Errorf("%q: error %v, want the agent's refusal", args, r.err)
+		}
+		if r.stdout != "" {
+			t.Errorf("%q: printed %q", args, r.stdout)
+		}
+	}
+}
+
+// kube-apiserver leaves apiVersion and kind out of a typed list's items;
+// the plugin takes them from the resource.
+func TestDecodeObject(t *testing.T) {
+	deployments := fakeResources[1]
+	for raw, want := range map[string]string{
+		`{"metadata":{"name":"web"}}`:                                            "apps/v1 Deployment",
+		`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"}}`: "apps/v1 Deployment",
+	} {
+		u, err := decodeObject([]byte(raw), deployments)
+		if err != nil || u.GetAPIVersion()+" "+u.GetKind() != want || u.GetName() != "web" {
+			t.Errorf("decodeObject(%s) = %v, %v; want web, %s", raw, u, err, want)
+		}
+	}
+	for _, raw := range []string{`null`, `[]`, `{`} {
+		if u, err := decodeObject([]byte(raw), deployments); err == nil {
+			t.Errorf("decodeObject(%s) = %v, want an error", raw, u)
+		}
+	}
+}
+
+// Completion offers what an agent caches by default.
+func TestCompletedResources(t *testing.T) {
+	if diff := cmp.Diff(api.DefaultResources, completedResources); diff != "" {
+		t.Errorf("completed resources (-agent's defaults +completion):\n%s", diff)
 	}
 }

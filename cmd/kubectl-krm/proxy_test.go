@@ -22,7 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // lockedBuffer is written by the proxy while the test reads it.
@@ -43,14 +43,18 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// proxyAgentHandler answers what connect checks (/healthz and
-// /api/v1/resources) and hands every other request to h.
+// proxyAgentHandler answers what connect checks (/healthz and krm.io's
+// AgentStatus) and hands every other request to h.
 func proxyAgentHandler(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("GET /api/v1/resources", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /apis/krm.io/v1alpha1/agentstatuses/agent", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(api.ResourceList{AgentVersion: "v1.2.3"})
+		_ = json.NewEncoder(w).Encode(krmv1alpha1.AgentStatus{
+			TypeMeta:   metav1.TypeMeta{Kind: "AgentStatus", APIVersion: "krm.io/v1alpha1"},
+			ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+			Status:     krmv1alpha1.AgentState{AgentVersion: "v1.2.3"},
+		})
 	})
 	mux.Handle("/", h)
 	return mux
@@ -140,9 +144,9 @@ func TestProxyForwardsRequestsUnchanged(t *testing.T) {
 		mu.Lock()
 		got = append(got, exchange{Method: r.Method, RequestURI: r.RequestURI, Body: string(body), Header: r.Header.Clone()})
 		mu.Unlock()
-		w.Header().Set(api.HeaderVerifiedAt, "2026-03-01T12:00:00Z")
-		w.Header().Set(api.HeaderResourceVersion, "42")
-		w.Header().Set(api.HeaderStale, "true")
+		w.Header().Set(krmv1alpha1.HeaderVerifiedAt, "2026-03-01T12:00:00Z")
+		w.Header().Set(krmv1alpha1.HeaderResourceVersion, "42")
+		w.Header().Set(krmv1alpha1.HeaderStale, "true")
 		w.Header().Set("Content-Type", "application/json")
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -186,7 +190,7 @@ func TestProxyForwardsRequestsUnchanged(t *testing.T) {
 				t.Errorf("answer %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.answer)
 			}
 			for h, want := range map[string]string{
-				api.HeaderVerifiedAt: "2026-03-01T12:00:00Z", api.HeaderResourceVersion: "42", api.HeaderStale: "true",
+				krmv1alpha1.HeaderVerifiedAt: "2026-03-01T12:00:00Z", krmv1alpha1.HeaderResourceVersion: "42", krmv1alpha1.HeaderStale: "true",
 				"Content-Type": "application/json",
 			} {
 				if v := resp.Header.Get(h); v != want {
@@ -218,7 +222,7 @@ func TestProxyStreamsLineByLine(t *testing.T) {
 	release := make(chan struct{})
 	agent := proxyAgent(t, "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set(api.HeaderStreamLag, "1s")
+		w.Header().Set(krmv1alpha1.HeaderStreamLag, "1s")
 		_, _ = io.WriteString(w, `{"type":"ADDED"}`+"\n")
 		w.(http.Flusher).Flush()
 		select {
@@ -236,8 +240,8 @@ func TestProxyStreamsLineByLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if v := resp.Header.Get(api.HeaderStreamLag); v != "1s" {
-		t.Errorf("%s: %q, want the agent's 1s", api.HeaderStreamLag, v)
+	if v := resp.Header.Get(krmv1alpha1.HeaderStreamLag); v != "1s" {
+		t.Errorf("%s: %q, want the agent's 1s", krmv1alpha1.HeaderStreamLag, v)
 	}
 	lines := make(chan string)
 	go func() {

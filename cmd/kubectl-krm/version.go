@@ -7,7 +7,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/render"
 	"github.com/krm-project/krm/pkg/version"
 )
@@ -38,20 +38,20 @@ func NewCmdVersion(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams
 // Run prints the versions. An unreachable agent is reported in the output
 // and the exit code, after the plugin's own version.
 func (o *VersionOptions) Run(ctx context.Context) error {
-	v := render.Version{Plugin: version.Version, APIVersion: api.Version}
+	v := render.Version{Plugin: version.Version, APIVersion: krmv1alpha1.SchemeGroupVersion.String()}
 	if o.client {
 		v.Agent = "(not asked: --client)"
 		return v.PrintObj(o.Out)
 	}
+	// Connecting reads the agent's AgentStatus, with its version.
 	conn, err := o.agent.connect(ctx, o.configFlags)
-	if err == nil {
-		var list *api.ResourceList
-		if list, err = conn.Client.Resources(ctx); err == nil {
-			v.Agent = list.AgentVersion
-		}
-	}
-	if err != nil {
+	switch {
+	case err != nil:
 		v.AgentError = "see the error below"
+	case conn.Agent.Status.AgentVersion == "":
+		v.AgentError = "the agent does not say"
+	default:
+		v.Agent = conn.Agent.Status.AgentVersion
 	}
 	if perr := v.PrintObj(o.Out); perr != nil {
 		return perr

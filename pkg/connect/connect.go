@@ -15,7 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/client"
 )
 
 // Defaults for finding the agent, matching the manifests.
@@ -35,13 +36,17 @@ type Options struct {
 	Namespace string
 	Selector  string
 	Port      int
-	// HTTPClient is used for the API; nil means the api package's default.
+	// HTTPClient is used for the API; nil means the client package's
+	// default.
 	HTTPClient *http.Client
 }
 
 // Connection is a reachable agent.
 type Connection struct {
-	Client *api.Client
+	Client *client.Client
+	// Agent is the agent's status as Connect read it, checking that the
+	// agent serves krm.io/v1alpha1.
+	Agent *krmv1alpha1.AgentStatus
 	// Pod is namespace/name of the agent pod, empty with a URL.
 	Pod string
 	// URL is where the client talks to.
@@ -53,7 +58,7 @@ type Connection struct {
 // done. Every failure is an error that says what was tried and what to do.
 func Connect(ctx context.Context, cfg *rest.Config, o Options) (*Connection, error) {
 	if o.URL != "" {
-		c, err := api.NewClient(o.URL, o.HTTPClient)
+		c, err := client.New(o.URL, o.HTTPClient)
 		if err != nil {
 			return nil, fmt.Errorf("--agent-url %q: %w", o.URL, err)
 		}
@@ -85,7 +90,7 @@ func Connect(ctx context.Context, cfg *rest.Config, o Options) (*Connection, err
 		return nil, err
 	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	c, err := api.NewClient(u, o.HTTPClient)
+	c, err := client.New(u, o.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +147,8 @@ func notReadyReason(p *corev1.Pod) string {
 	return ""
 }
 
-// check makes sure an agent answers and speaks this plugin's API version.
+// check makes sure an agent answers and serves krm.io/v1alpha1, the API
+// this plugin reads; it keeps the AgentStatus it read.
 func check(ctx context.Context, conn *Connection) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -153,13 +159,14 @@ func check(ctx context.Context, conn *Connection) error {
 	if err := conn.Client.Healthz(ctx); err != nil {
 		return fmt.Errorf("the krm agent at %s is unreachable: %w", where, err)
 	}
-	_, err := conn.Client.Resources(ctx)
-	var apiErr *api.Error
-	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-		return fmt.Errorf("version skew: the agent at %s does not serve krm's API %s that this plugin speaks; install matching versions of the plugin and the agent (`kubectl krm version` shows both)", where, api.Version)
+	st, err := conn.Client.AgentStatus(ctx)
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("version skew: the agent at %s does not serve krm's API %s that this plugin speaks; install matching versions of the plugin and the agent (`kubectl krm version` shows both)",
+			where, krmv1alpha1.SchemeGroupVersion)
 	}
 	if err != nil {
 		return fmt.Errorf("the krm agent at %s: %w", where, err)
 	}
+	conn.Agent = st
 	return nil
 }

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 var created = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -216,23 +216,28 @@ func TestFindPodListFails(t *testing.T) {
 	}
 }
 
-// agentServer answers /healthz with health and /api/v1/resources with
-// resources (a status, and a JSON error body unless 200).
-func agentServer(t *testing.T, health, resources int) *httptest.Server {
+// agentServer answers /healthz with health and krm.io's AgentStatus with
+// status (a code, and a Kubernetes Status unless 200).
+func agentServer(t *testing.T, health, status int) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(health)
 		_, _ = w.Write([]byte("ok"))
 	})
-	mux.HandleFunc("GET /api/v1/resources", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /apis/krm.io/v1alpha1/agentstatuses/agent", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(resources)
-		if resources != http.StatusOK {
-			_ = json.NewEncoder(w).Encode(api.Error{Status: resources, Message: "the store is unreachable"})
+		w.WriteHeader(status)
+		if status != http.StatusOK {
+			st := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure, Code: int32(status), Message: "the store is unreachable"}
+			_ = json.NewEncoder(w).Encode(st)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(api.ResourceList{AgentVersion: "v9", Resources: []api.ResourceStatus{{ResourceInfo: api.ResourceInfo{Name: "pods"}}}})
+		_ = json.NewEncoder(w).Encode(krmv1alpha1.AgentStatus{
+			TypeMeta:   metav1.TypeMeta{Kind: "AgentStatus", APIVersion: "krm.io/v1alpha1"},
+			ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+			Status:     krmv1alpha1.AgentState{AgentVersion: "v9", Ready: true},
+		})
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -249,15 +254,23 @@ func TestConnectURL(t *testing.T) {
 	if conn.URL != srv.URL || conn.Pod != "" {
 		t.Errorf("connection: URL %q, pod %q; want %q and none", conn.URL, conn.Pod, srv.URL)
 	}
-	list, err := conn.Client.Resources(t.Context())
-	if err != nil || list.AgentVersion != "v9" {
-		t.Errorf("the connection's client: %+v, %v; want the agent's answer", list, err)
+	if conn.Agent == nil || conn.Agent.Status.AgentVersion != "v9" {
+		t.Errorf("the connection's agent status: %+v, want the agent's answer", conn.Agent)
+	}
+	if conn.Client.URL() != srv.URL {
+		t.Errorf("the connection's client reads %s, want %s", conn.Client.URL(), srv.URL)
 	}
 }
 
 func TestConnectErrors(t *testing.T) {
-	// Version skew: an agent that is alive but serves no /api/v1/.
+	// Version skew: an agent that is alive but serves no krm.io/v1alpha1.
 	skewed := agentServer(t, http.StatusOK, http.StatusNotFound)
+	// An agent from before krm.io: its mux answers 404 in plain text.
+	oldMux := http.NewServeMux()
+	oldMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	oldMux.HandleFunc("GET /api/v1/resources", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"resources":[]}`)) })
+	old := httptest.NewServer(oldMux)
+	t.Cleanup(old.Close)
 	broken := agentServer(t, http.StatusOK, http.StatusServiceUnavailable)
 	sick := agentServer(t, http.StatusInternalServerError, http.StatusOK)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -276,7 +289,11 @@ func TestConnectErrors(t *testing.T) {
 	}{
 		{
 			"version skew", nil, Options{URL: skewed.URL},
-			fmt.Sprintf("version skew: the agent at %s does not serve krm's API v1 that this plugin speaks; install matching versions of the plugin and the agent (`kubectl krm version` shows both)", skewed.URL),
+			fmt.Sprintf("version skew: the agent at %s does not serve krm's API krm.io/v1alpha1 that this plugin speaks; install matching versions of the plugin and the agent (`kubectl krm version` shows both)", skewed.URL),
+		},
+		{
+			"agent without krm.io", nil, Options{URL: old.URL},
+			fmt.Sprintf("version skew: the agent at %s does not serve krm's API krm.io/v1alpha1 that this plugin speaks; install matching versions of the plugin and the agent (`kubectl krm version` shows both)", old.URL),
 		},
 		{"unreachable", nil, Options{URL: closed}, fmt.Sprintf("the krm agent at %s is unreachable: reaching the krm agent: GET %[1]s/healthz: …", closed)},
 		{"unhealthy", nil, Options{URL: sick.URL}, fmt.Sprintf("the krm agent at %s is unreachable: …", sick.URL)},

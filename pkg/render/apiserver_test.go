@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/render"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -54,7 +54,7 @@ func TestConvertersMatchAPIServer(t *testing.T) {
 	w.claims()
 
 	group := "columns-" + rand.String(6) + ".krm.example.com"
-	columns := []api.PrinterColumn{
+	columns := []krmv1alpha1.PrinterColumn{
 		{Name: "Size", Type: "integer", JSONPath: ".spec.size"},
 		{Name: "Ratio", Type: "number", JSONPath: ".spec.ratio", Priority: 1},
 		{Name: "Color", Type: "string", JSONPath: ".spec.color"},
@@ -91,7 +91,7 @@ func TestConvertersMatchAPIServer(t *testing.T) {
 
 	for _, tt := range []struct {
 		path    string
-		columns []api.PrinterColumn
+		columns []krmv1alpha1.PrinterColumn
 	}{
 		{path: "/api/v1/namespaces/" + ns + "/pods"},
 		{path: "/apis/apps/v1/namespaces/" + ns + "/deployments"},
@@ -110,7 +110,7 @@ func TestConvertersMatchAPIServer(t *testing.T) {
 // converts the same objects. kube-apiserver reads its clock while it builds
 // the rows; ages change only on whole seconds, so one of the seconds between
 // asking and receiving gives the same cells.
-func compareTable(t *testing.T, client rest.Interface, path string, columns []api.PrinterColumn) {
+func compareTable(t *testing.T, client rest.Interface, path string, columns []krmv1alpha1.PrinterColumn) {
 	t.Helper()
 	t0 := time.Now()
 	table := getTable(t, client, path)
@@ -205,7 +205,7 @@ func create(t *testing.T, r dynamic.ResourceInterface, obj *unstructured.Unstruc
 	}
 }
 
-func createCRD(t *testing.T, dyn dynamic.Interface, group, plural, kind string, columns []api.PrinterColumn) {
+func createCRD(t *testing.T, dyn dynamic.Interface, group, plural, kind string, columns []krmv1alpha1.PrinterColumn) {
 	t.Helper()
 	version := map[string]any{
 		"name": "v1", "served": true, "storage": true,

@@ -11,14 +11,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/jsonpath"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // customResourceConverter builds the table of a custom resource with
 // additionalPrinterColumns, as kube-apiserver's CRD table convertor does
 // (k8s.io/apiextensions-apiserver/pkg/registry/customresource/tableconvertor):
 // NAME, then each column's JSONPath value formatted by its type.
-func customResourceConverter(cols []api.PrinterColumn) (Converter, error) {
+func customResourceConverter(cols []krmv1alpha1.PrinterColumn) (Converter, error) {
 	k := Converter{Columns: []metav1.TableColumnDefinition{
 		{Name: "Name", Type: "string", Format: "name", Description: metav1.ObjectMeta{}.SwaggerDoc()["name"]},
 	}}

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // DelayPrinter prints stream-delay statistics as a table or, with Chart, as
@@ -26,10 +26,14 @@ type DelayPrinter struct {
 // chartWidth is the widest line a chart prints.
 const chartWidth = 80
 
-// PrintObj prints reports, one per resource asked for (or one for all).
-func (p *DelayPrinter) PrintObj(reports []*api.DelayReport, w io.Writer) error {
-	if len(reports) == 0 {
+// PrintObj prints the reports of list, one per resource asked for.
+func (p *DelayPrinter) PrintObj(list *krmv1alpha1.DelayReportList, w io.Writer) error {
+	if len(list.Items) == 0 {
 		return nil
+	}
+	reports := make([]*krmv1alpha1.DelayState, len(list.Items))
+	for i := range list.Items {
+		reports[i] = &list.Items[i].Status
 	}
 	loc := p.Location
 	if loc == nil {
@@ -69,12 +73,8 @@ func (p *DelayPrinter) PrintObj(reports []*api.DelayReport, w io.Writer) error {
 	return printDelayNote(w, reports, loc)
 }
 
-// probeResource is the resource name of the agent's canary probe rows,
-// whose delays are measured differently.
-const probeResource = api.ProbeResource
-
 // printDelayNote says where the numbers come from and what they are worth.
-func printDelayNote(w io.Writer, reports []*api.DelayReport, loc *time.Location) error {
+func printDelayNote(w io.Writer, reports []*krmv1alpha1.DelayState, loc *time.Location) error {
 	r := reports[0]
 	resolution := r.Resolution
 	if resolution == "" {
@@ -86,7 +86,7 @@ func printDelayNote(w io.Writer, reports []*api.DelayReport, loc *time.Location)
 	var probe bool
 	for _, r := range reports {
 		for _, s := range r.Stats {
-			probe = probe || s.Resource == probeResource
+			probe = probe || s.Resource == krmv1alpha1.ProbeName
 		}
 	}
 	if probe {
@@ -121,7 +121,7 @@ func seconds(s float64, count int64) string {
 // printDelayChart draws one line per time bucket: the time (in loc), the
 // count, the median and the maximum, and a bar of the median against the
 // largest. Every line fits chartWidth columns.
-func printDelayChart(w io.Writer, r *api.DelayReport, loc *time.Location) error {
+func printDelayChart(w io.Writer, r *krmv1alpha1.DelayState, loc *time.Location) error {
 	title := "stream delay"
 	if len(r.Stats) > 0 {
 		title = fmt.Sprintf("stream delay of %s", describeStats(r.Stats))
@@ -194,7 +194,7 @@ func bar(p50, mx, top float64, width int) string {
 	return strings.Repeat("█", a) + strings.Repeat("░", max(0, z-a))
 }
 
-func describeStats(stats []api.DelayStats) string {
+func describeStats(stats []krmv1alpha1.DelayStats) string {
 	seen := map[string]bool{}
 	var parts []string
 	for _, s := range stats {

@@ -2,9 +2,6 @@ package render
 
 import (
 	"bytes"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,27 +9,19 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // readDelayFixture decodes testdata/<name>.json: the reports `kubectl krm
 // delay` got, one per resource asked for.
-func readDelayFixture(t *testing.T, name string) []*api.DelayReport {
+func readDelayFixture(t *testing.T, name string) *krmv1alpha1.DelayReportList {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var reports []*api.DelayReport
-	if err := dec.Decode(&reports); err != nil {
-		t.Fatalf("decoding %s.json: %v", name, err)
-	}
-	return reports
+	var reports krmv1alpha1.DelayReportList
+	readJSON(t, name, &reports)
+	return &reports
 }
 
-func printDelay(t *testing.T, p DelayPrinter, reports []*api.DelayReport) string {
+func printDelay(t *testing.T, p DelayPrinter, reports *krmv1alpha1.DelayReportList) string {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := p.PrintObj(reports, &buf); err != nil {
@@ -131,11 +120,11 @@ func TestDelayTableCells(t *testing.T) {
 
 // The chart shows its times in the printer's Location, and says which.
 func TestDelayChartTimesInLocation(t *testing.T) {
-	reports := []*api.DelayReport{{
+	reports := &krmv1alpha1.DelayReportList{Items: []krmv1alpha1.DelayReport{{Status: krmv1alpha1.DelayState{
 		Source: "memory", Since: time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC), Step: "1m0s", Resolution: "object timestamps have 1-second resolution",
-		Stats:  []api.DelayStats{{Resource: "pods", Event: "ADDED", Count: 1, Min: 0.5, P50: 0.5, P90: 0.5, P99: 0.5, Max: 0.5, Mean: 0.5}},
-		Series: []api.DelayPoint{{At: time.Date(2026, 3, 1, 11, 30, 0, 0, time.UTC), Count: 1, P50: 0.5, Max: 0.5}},
-	}}
+		Stats:  []krmv1alpha1.DelayStats{{Resource: "pods", Event: "ADDED", Count: 1, Min: 0.5, P50: 0.5, P90: 0.5, P99: 0.5, Max: 0.5, Mean: 0.5}},
+		Series: []krmv1alpha1.DelayPoint{{At: time.Date(2026, 3, 1, 11, 30, 0, 0, time.UTC), Count: 1, P50: 0.5, Max: 0.5}},
+	}}}}
 	for _, tc := range []struct {
 		loc         *time.Location
 		title, line string

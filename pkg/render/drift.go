@@ -11,7 +11,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"sigs.k8s.io/yaml"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // DriftPrinter prints what the stream holds that the last LIST has not
@@ -38,20 +38,25 @@ type DriftItem struct {
 	Kind          string // "v1.Pod": the diff's file name prefix
 }
 
-// Items flattens reports into what the printer shows. An empty result means
-// no differences.
-func (p *DriftPrinter) Items(reports []api.DriftReport) []DriftItem {
+// Items flattens the reports of list into what the printer shows. An empty
+// result means no differences.
+func (p *DriftPrinter) Items(list *krmv1alpha1.DriftReportList) []DriftItem {
 	var out []DriftItem
-	for _, r := range reports {
+	for _, rep := range list.Items {
+		r := rep.Status
+		resource := r.Resource
+		if resource == "" {
+			resource = rep.Name
+		}
 		for _, c := range r.Unverified {
-			it := DriftItem{Resource: r.Resource, Namespace: c.Namespace, Name: c.Name, Change: c.Type,
+			it := DriftItem{Resource: resource, Namespace: c.Namespace, Name: c.Name, Change: c.Type,
 				StreamedRV: c.ResourceVersion, VerifiedRV: c.VerifiedResourceVersion, At: c.ObservedAt}
 			switch c.Type {
-			case api.ChangeAdded:
+			case krmv1alpha1.ChangeAdded:
 				it.After = c.Object
-			case api.ChangeModified:
+			case krmv1alpha1.ChangeModified:
 				it.Before, it.After = c.Verified, c.Object
-			case api.ChangeDeleted:
+			case krmv1alpha1.ChangeDeleted:
 				it.Before = c.Verified
 			}
 			out = append(out, it)
@@ -60,14 +65,14 @@ func (p *DriftPrinter) Items(reports []api.DriftReport) []DriftItem {
 			if !p.History && e.ListResourceVersion != r.VerifiedResourceVersion {
 				continue
 			}
-			it := DriftItem{Resource: r.Resource, Namespace: e.Namespace, Name: e.Name, Change: e.Kind,
+			it := DriftItem{Resource: resource, Namespace: e.Namespace, Name: e.Name, Change: e.Kind,
 				StreamedRV: e.StreamedResourceVersion, VerifiedRV: e.VerifiedResourceVersion, At: e.FoundAt}
 			switch e.Kind {
-			case api.MissedAdded, api.MissedModified:
+			case krmv1alpha1.MissedAdded, krmv1alpha1.MissedModified:
 				// The stream's copy of a missed modification is not kept;
 				// the diff shows what the LIST brought.
 				it.After = e.Object
-			case api.MissedDeleted:
+			case krmv1alpha1.MissedDeleted:
 				it.Before = e.Object
 			}
 			out = append(out, it)
@@ -79,9 +84,9 @@ func (p *DriftPrinter) Items(reports []api.DriftReport) []DriftItem {
 	return out
 }
 
-// PrintObj prints the items of reports.
-func (p *DriftPrinter) PrintObj(reports []api.DriftReport, w io.Writer) error {
-	items := p.Items(reports)
+// PrintObj prints the items of the reports in list.
+func (p *DriftPrinter) PrintObj(list *krmv1alpha1.DriftReportList, w io.Writer) error {
+	items := p.Items(list)
 	if p.Diff {
 		for _, it := range items {
 			if err := printDiff(w, it); err != nil {

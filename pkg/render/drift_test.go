@@ -8,10 +8,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
-func printDrift(t *testing.T, p DriftPrinter, reports []api.DriftReport) string {
+func printDrift(t *testing.T, p DriftPrinter, reports *krmv1alpha1.DriftReportList) string {
 	t.Helper()
 	p.Now = fixtureClock
 	var buf bytes.Buffer
@@ -22,8 +22,8 @@ func printDrift(t *testing.T, p DriftPrinter, reports []api.DriftReport) string 
 }
 
 // TestDriftGolden prints testdata/drift-*.json, drift reports as GET
-// /api/v1/resources/{resource}/drift returns them, as `kubectl krm diff
-// verified` does with each flag set.
+// /apis/krm.io/v1alpha1/driftreports/{resource} returns them, listed, as
+// `kubectl krm diff verified` does with each flag set.
 func TestDriftGolden(t *testing.T) {
 	variants := []struct {
 		suffix string
@@ -35,17 +35,17 @@ func TestDriftGolden(t *testing.T) {
 		{"-diff", DriftPrinter{Diff: true}},
 		{"-history-diff", DriftPrinter{History: true, Diff: true}},
 	}
-	var reports []api.DriftReport
+	var reports krmv1alpha1.DriftReportList
 	readJSON(t, "drift-changes", &reports)
 	for _, v := range variants {
 		t.Run("drift-changes"+v.suffix, func(t *testing.T) {
-			checkGolden(t, "drift-changes"+v.suffix, printDrift(t, v.p, reports))
+			checkGolden(t, "drift-changes"+v.suffix, printDrift(t, v.p, &reports))
 		})
 	}
-	var none []api.DriftReport
+	var none krmv1alpha1.DriftReportList
 	readJSON(t, "drift-none", &none)
 	t.Run("drift-none-history", func(t *testing.T) {
-		checkGolden(t, "drift-none-history", printDrift(t, DriftPrinter{History: true}, none))
+		checkGolden(t, "drift-none-history", printDrift(t, DriftPrinter{History: true}, &none))
 	})
 }
 
@@ -53,7 +53,7 @@ func TestDriftGolden(t *testing.T) {
 // change shows the verified copy against the streamed one, a missed event
 // what the LIST had (or, for a missed DELETED, what the stream held).
 func TestDriftItems(t *testing.T) {
-	var reports []api.DriftReport
+	var reports krmv1alpha1.DriftReportList
 	readJSON(t, "drift-changes", &reports)
 	type item struct {
 		Resource, Key, Change, StreamedRV, VerifiedRV, Kind string
@@ -79,27 +79,27 @@ func TestDriftItems(t *testing.T) {
 		return out
 	}
 	lastList := []item{
-		{"deployments", "shop/web", api.ChangeModified, "5003", "4990", "apps.v1.Deployment", "4990", "5003"},
-		{"nodes", "node-1", api.ChangeModified, "5095", "5001", "v1.Node", "5001", "5095"},
-		{"pods", "shop/gone", api.ChangeDeleted, "5104", "5000", "v1.Pod", "5000", ""},
-		{"pods", "shop/new-pod", api.ChangeAdded, "5105", "", "v1.Pod", "", "5105"},
-		{"pods", "shop/cache-0", api.MissedAdded, "", "5090", "v1.Pod", "", "5090"},
-		{"pods", "shop/old-1", api.MissedDeleted, "4800", "", "v1.Pod", "4800", ""},
-		{"pods", "shop/web-1", api.MissedModified, "5010", "5050", "v1.Pod", "", "5050"},
+		{"deployments", "shop/web", krmv1alpha1.ChangeModified, "5003", "4990", "apps.v1.Deployment", "4990", "5003"},
+		{"nodes", "node-1", krmv1alpha1.ChangeModified, "5095", "5001", "v1.Node", "5001", "5095"},
+		{"pods", "shop/gone", krmv1alpha1.ChangeDeleted, "5104", "5000", "v1.Pod", "5000", ""},
+		{"pods", "shop/new-pod", krmv1alpha1.ChangeAdded, "5105", "", "v1.Pod", "", "5105"},
+		{"pods", "shop/cache-0", krmv1alpha1.MissedAdded, "", "5090", "v1.Pod", "", "5090"},
+		{"pods", "shop/old-1", krmv1alpha1.MissedDeleted, "4800", "", "v1.Pod", "4800", ""},
+		{"pods", "shop/web-1", krmv1alpha1.MissedModified, "5010", "5050", "v1.Pod", "", "5050"},
 	}
-	if diff := cmp.Diff(lastList, summarize((&DriftPrinter{}).Items(reports))); diff != "" {
+	if diff := cmp.Diff(lastList, summarize((&DriftPrinter{}).Items(&reports))); diff != "" {
 		t.Errorf("items of the last LIST (-want +got):\n%s", diff)
 	}
 	// The history adds the findings of earlier LISTs, where the ledger has
 	// them.
 	history := []item{
 		lastList[0],
-		{"deployments", "shop/api", api.MissedModified, "3900", "3950", "apps.v1.Deployment", "", "3950"},
+		{"deployments", "shop/api", krmv1alpha1.MissedModified, "3900", "3950", "apps.v1.Deployment", "", "3950"},
 		lastList[1], lastList[2], lastList[3],
-		{"pods", "shop/ancient", api.MissedAdded, "", "2990", "v1.Pod", "", "2990"},
+		{"pods", "shop/ancient", krmv1alpha1.MissedAdded, "", "2990", "v1.Pod", "", "2990"},
 		lastList[4], lastList[5], lastList[6],
 	}
-	if diff := cmp.Diff(history, summarize((&DriftPrinter{History: true}).Items(reports))); diff != "" {
+	if diff := cmp.Diff(history, summarize((&DriftPrinter{History: true}).Items(&reports))); diff != "" {
 		t.Errorf("items of the history (-want +got):\n%s", diff)
 	}
 }
@@ -107,12 +107,14 @@ func TestDriftItems(t *testing.T) {
 // No differences print nothing at all, not even a header: `diff verified`
 // then exits 0 with empty output, as kubectl diff does.
 func TestDriftNoDifferences(t *testing.T) {
-	var none []api.DriftReport
+	var none krmv1alpha1.DriftReportList
 	readJSON(t, "drift-none", &none)
-	for name, reports := range map[string][]api.DriftReport{
-		"no reports":                   nil,
-		"earlier LISTs' findings only": none,
-		"a report with nothing":        {{Resource: "pods", Ledger: []api.DriftEntry{}, Unverified: []api.UnverifiedChange{}}},
+	for name, reports := range map[string]*krmv1alpha1.DriftReportList{
+		"no reports":                   {},
+		"earlier LISTs' findings only": &none,
+		"a report with nothing": {Items: []krmv1alpha1.DriftReport{{Status: krmv1alpha1.DriftState{
+			Resource: "pods", Ledger: []krmv1alpha1.DriftEntry{}, Unverified: []krmv1alpha1.UnverifiedChange{},
+		}}}},
 	} {
 		for _, p := range []DriftPrinter{{}, {Diff: true}, {NoHeaders: true}} {
 			if items := p.Items(reports); len(items) != 0 {
@@ -123,7 +125,7 @@ func TestDriftNoDifferences(t *testing.T) {
 			}
 		}
 	}
-	if got := printDrift(t, DriftPrinter{History: true}, none); !strings.Contains(got, "old-1") {
+	if got := printDrift(t, DriftPrinter{History: true}, &none); !strings.Contains(got, "old-1") {
 		t.Errorf("--history on drift-none: %q, want the earlier LIST's finding", got)
 	}
 }
@@ -131,13 +133,13 @@ func TestDriftNoDifferences(t *testing.T) {
 // An added-and-deleted object or one without a kind still gets a diff whose
 // file names say what they can.
 func TestDriftDiffWithoutKind(t *testing.T) {
-	reports := []api.DriftReport{{
+	reports := &krmv1alpha1.DriftReportList{Items: []krmv1alpha1.DriftReport{{Status: krmv1alpha1.DriftState{
 		Resource: "widgets.example.com",
-		Unverified: []api.UnverifiedChange{{
-			Type: api.ChangeAdded, Name: "w", ResourceVersion: "9",
+		Unverified: []krmv1alpha1.UnverifiedChange{{
+			Type: krmv1alpha1.ChangeAdded, Name: "w", ResourceVersion: "9",
 			Object: []byte(`{"metadata":{"name":"w"}}`),
 		}},
-	}}
+	}}}}
 	want := "" +
 		"diff -u -N verified/unknown.w streamed/unknown.w\n" +
 		"# widgets.example.com Added: w (streamed resourceVersion 9, verified <none>)\n" +

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // Relative is a cell whose text depends on when it is read, e.g. an AGE.
@@ -65,7 +65,7 @@ var kinds = map[schema.GroupKind]Converter{
 // them (NAME, then the columns as the CRD lists them); else NAME and AGE,
 // what kube-apiserver serves for a CRD without printer columns. The only
 // error is a printer column whose JSONPath does not parse.
-func NewConverter(gk schema.GroupKind, printerColumns []api.PrinterColumn) (*Converter, error) {
+func NewConverter(gk schema.GroupKind, printerColumns []krmv1alpha1.PrinterColumn) (*Converter, error) {
 	k, builtIn := kinds[gk]
 	switch {
 	case builtIn:

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // kindFixtures are the fixtures of each kind with a printer of its own, and
@@ -165,14 +165,14 @@ func TestResolveLeavesCellsAlone(t *testing.T) {
 
 func TestConverterColumns(t *testing.T) {
 	metaDocs := metav1.ObjectMeta{}.SwaggerDoc()
-	crd := []api.PrinterColumn{{Name: "Size", Type: "integer", JSONPath: ".spec.size"}}
+	crd := []krmv1alpha1.PrinterColumn{{Name: "Size", Type: "integer", JSONPath: ".spec.size"}}
 	var gks []schema.GroupKind
 	for gk := range kinds {
 		gks = append(gks, gk)
 	}
 	gks = append(gks, schema.GroupKind{Group: "example.com", Kind: "Widget"})
 	for _, gk := range gks {
-		for _, cols := range [][]api.PrinterColumn{nil, crd} {
+		for _, cols := range [][]krmv1alpha1.PrinterColumn{nil, crd} {
 			c, err := NewConverter(gk, cols)
 			if err != nil {
 				t.Fatal(err)
@@ -210,7 +210,7 @@ func TestConverterColumns(t *testing.T) {
 
 func TestCustomResourceConverter(t *testing.T) {
 	gk := schema.GroupKind{Group: "example.com", Kind: "Widget"}
-	cols := []api.PrinterColumn{
+	cols := []krmv1alpha1.PrinterColumn{
 		{Name: "Size", Type: "integer", JSONPath: ".spec.size"},
 		{Name: "Due", Type: "date", JSONPath: ".spec.due", Priority: 1},
 		{Name: "Checked", Type: "date", JSONPath: ".status.checked"},
@@ -252,7 +252,7 @@ func TestCustomResourceConverter(t *testing.T) {
 		t.Errorf("resolved (-want +got):\n%s", diff)
 	}
 
-	if _, err := NewConverter(gk, []api.PrinterColumn{{Name: "Bad", Type: "string", JSONPath: ".spec[x"}}); err == nil {
+	if _, err := NewConverter(gk, []krmv1alpha1.PrinterColumn{{Name: "Bad", Type: "string", JSONPath: ".spec[x"}}); err == nil {
 		t.Error("a printer column with a broken JSONPath made a converter")
 	}
 }

@@ -6,18 +6,21 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // StatusPrinter prints the agent's per-resource status as a table.
 type StatusPrinter struct {
 	NoHeaders bool
 	Wide      bool
-	Now       func() time.Time
+	// Agent is the answering agent's own status: its store's health is
+	// shown on every row, its replica role under the table.
+	Agent krmv1alpha1.AgentState
+	Now   func() time.Time
 }
 
 // PrintObj prints one row per watched resource.
-func (p *StatusPrinter) PrintObj(list *api.ResourceList, w io.Writer) error {
+func (p *StatusPrinter) PrintObj(list *krmv1alpha1.ResourceStatusList, w io.Writer) error {
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
@@ -27,7 +30,8 @@ func (p *StatusPrinter) PrintObj(list *api.ResourceList, w io.Writer) error {
 		headers = append(headers, "EVENTS", "LISTS", "TOTAL-DRIFT", "LAST-ERROR")
 	}
 	var rows [][]any
-	for _, r := range list.Resources {
+	for _, item := range list.Items {
+		r := item.Status
 		verified := since(r.VerifiedAt, now, "<never>")
 		if r.Stale {
 			verified += " (stale)"
@@ -36,8 +40,8 @@ func (p *StatusPrinter) PrintObj(list *api.ResourceList, w io.Writer) error {
 		if r.StreamConnected {
 			stream = "connected"
 		}
-		store := list.Store.Kind
-		if list.Store.Kind != "" && !list.Store.Healthy {
+		store := p.Agent.Store.Kind
+		if p.Agent.Store.Kind != "" && !p.Agent.Store.Healthy {
 			store += " (degraded)"
 		}
 		row := []any{
@@ -52,29 +56,30 @@ func (p *StatusPrinter) PrintObj(list *api.ResourceList, w io.Writer) error {
 	if err := printRows(w, headers, rows, p.NoHeaders); err != nil {
 		return err
 	}
-	return p.printRole(list, w)
+	return p.printRole(w)
 }
 
 // printRole says, under the table, which role the answering replica has
 // when replicas elect a leader: the plugin reaches one of them.
-func (p *StatusPrinter) printRole(list *api.ResourceList, w io.Writer) error {
-	if list.Role == "" || p.NoHeaders {
+func (p *StatusPrinter) printRole(w io.Writer) error {
+	role, leader := p.Agent.Role, p.Agent.Leader
+	if role == "" || p.NoHeaders {
 		return nil
 	}
 	var err error
-	switch list.Role {
+	switch role {
 	case "leader":
-		_, err = fmt.Fprintf(w, "\nReplica: the leader (%s); it watches, verifies and writes the store.\n", orNone(list.Leader))
+		_, err = fmt.Fprintf(w, "\nReplica: the leader (%s); it watches, verifies and writes the store.\n", orNone(leader))
 	case "follower":
-		_, err = fmt.Fprintf(w, "\nReplica: a follower, serving what the leader %s wrote to the store.\n", orNone(list.Leader))
+		_, err = fmt.Fprintf(w, "\nReplica: a follower, serving what the leader %s wrote to the store.\n", orNone(leader))
 	default:
-		_, err = fmt.Fprintf(w, "\nReplica: %s; leader %s.\n", list.Role, orNone(list.Leader))
+		_, err = fmt.Fprintf(w, "\nReplica: %s; leader %s.\n", role, orNone(leader))
 	}
 	return err
 }
 
 // driftCell shows missed ADDED, DELETED and MODIFIED events, or 0.
-func driftCell(d api.DriftCounts) string {
+func driftCell(d krmv1alpha1.DriftCounts) string {
 	if d.Total() == 0 {
 		return "0"
 	}

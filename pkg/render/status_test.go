@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // readJSON decodes testdata/<name>.json into v.
@@ -50,8 +50,16 @@ func checkGolden(t *testing.T, name, got string) {
 
 func fixtureClock() time.Time { return fixtureNow }
 
-// TestStatusGolden prints each testdata/status-*.json, the body of GET
-// /api/v1/resources, as `kubectl krm status` does with each flag set.
+// statusFixture is what `kubectl krm status` reads: the agent's
+// AgentStatus and its ResourceStatusList.
+type statusFixture struct {
+	AgentStatus      krmv1alpha1.AgentStatus        `json:"agentStatus"`
+	ResourceStatuses krmv1alpha1.ResourceStatusList `json:"resourceStatuses"`
+}
+
+// TestStatusGolden prints each testdata/status-*.json, the answers of GET
+// /apis/krm.io/v1alpha1/agentstatuses/agent and …/resourcestatuses, as
+// `kubectl krm status` does with each flag set.
 func TestStatusGolden(t *testing.T) {
 	variants := []struct {
 		suffix string
@@ -62,14 +70,15 @@ func TestStatusGolden(t *testing.T) {
 		{"-no-headers", StatusPrinter{NoHeaders: true}},
 	}
 	for _, fixture := range []string{"status-normal", "status-stale", "status-degraded"} {
-		var list api.ResourceList
-		readJSON(t, fixture, &list)
+		var f statusFixture
+		readJSON(t, fixture, &f)
 		for _, v := range variants {
 			t.Run(fixture+v.suffix, func(t *testing.T) {
 				p := v.p
 				p.Now = fixtureClock
+				p.Agent = f.AgentStatus.Status
 				var buf bytes.Buffer
-				if err := p.PrintObj(&list, &buf); err != nil {
+				if err := p.PrintObj(&f.ResourceStatuses, &buf); err != nil {
 					t.Fatal(err)
 				}
 				checkGolden(t, fixture+v.suffix, buf.String())
@@ -81,10 +90,10 @@ func TestStatusGolden(t *testing.T) {
 // statusCells prints fixture and returns each resource's cells by column.
 func statusCells(t *testing.T, fixture string, wide bool) map[string]map[string]string {
 	t.Helper()
-	var list api.ResourceList
-	readJSON(t, fixture, &list)
+	var f statusFixture
+	readJSON(t, fixture, &f)
 	var buf bytes.Buffer
-	if err := (&StatusPrinter{Wide: wide, Now: fixtureClock}).PrintObj(&list, &buf); err != nil {
+	if err := (&StatusPrinter{Wide: wide, Agent: f.AgentStatus.Status, Now: fixtureClock}).PrintObj(&f.ResourceStatuses, &buf); err != nil {
 		t.Fatal(err)
 	}
 	table, _, _ := strings.Cut(buf.String(), "\n\n") // without the replica line
@@ -159,9 +168,9 @@ func TestStatusCells(t *testing.T) {
 }
 
 func TestStatusWithoutStoreKind(t *testing.T) {
-	list := &api.ResourceList{Resources: []api.ResourceStatus{{
-		ResourceInfo: api.ResourceInfo{Name: "pods"}, StreamConnected: true,
-	}}}
+	list := &krmv1alpha1.ResourceStatusList{Items: []krmv1alpha1.ResourceStatus{{Status: krmv1alpha1.ResourceState{
+		ResourceInfo: krmv1alpha1.ResourceInfo{Name: "pods"}, StreamConnected: true,
+	}}}}
 	var buf bytes.Buffer
 	if err := (&StatusPrinter{NoHeaders: true, Now: fixtureClock}).PrintObj(list, &buf); err != nil {
 		t.Fatal(err)
@@ -186,9 +195,10 @@ func TestStatusRole(t *testing.T) {
 		{"follower", "krm-agent-5d8f_a1b2c3", true, ""},
 		{"", "", false, ""},
 	} {
-		list := &api.ResourceList{Role: tt.role, Leader: tt.leader, Resources: []api.ResourceStatus{{ResourceInfo: api.ResourceInfo{Name: "pods"}}}}
+		list := &krmv1alpha1.ResourceStatusList{Items: []krmv1alpha1.ResourceStatus{{Status: krmv1alpha1.ResourceState{ResourceInfo: krmv1alpha1.ResourceInfo{Name: "pods"}}}}}
+		agent := krmv1alpha1.AgentState{Role: tt.role, Leader: tt.leader}
 		var buf bytes.Buffer
-		if err := (&StatusPrinter{NoHeaders: tt.noHeaders, Now: fixtureClock}).PrintObj(list, &buf); err != nil {
+		if err := (&StatusPrinter{NoHeaders: tt.noHeaders, Agent: agent, Now: fixtureClock}).PrintObj(list, &buf); err != nil {
 			t.Fatal(err)
 		}
 		_, got, _ := strings.Cut(buf.String(), "<none>\n")

@@ -28,7 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/printers"
 
-	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // TableOptions shape a table the way kubectl get's flags do.
@@ -49,7 +49,7 @@ type TableOptions struct {
 	// PrinterColumns are custom resources' additionalPrinterColumns, by
 	// group and kind; a kind without its own printer and without columns
 	// here gets NAME and AGE.
-	PrinterColumns map[schema.GroupKind][]api.PrinterColumn
+	PrinterColumns map[schema.GroupKind][]krmv1alpha1.PrinterColumn
 	// KeepOrder prints rows in the order given, as after kubectl's
 	// --sort-by, instead of kube-apiserver's listing order.
 	KeepOrder bool

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -9,7 +8,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
-	"sigs.k8s.io/yaml"
 )
 
 // PrintNoResources says a list came back empty, worded as kubectl get says
@@ -84,25 +82,4 @@ func orNone(s string) string {
 		return "<none>"
 	}
 	return s
-}
-
-// PrintJSON prints v as kubectl -o json prints objects: indented by four
-// spaces.
-func PrintJSON(w io.Writer, v any) error {
-	data, err := json.MarshalIndent(v, "", "    ")
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(data, '\n'))
-	return err
-}
-
-// PrintYAML prints v as kubectl -o yaml does.
-func PrintYAML(w io.Writer, v any) error {
-	data, err := yaml.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(data)
-	return err
 }
