@@ -39,7 +39,7 @@ image: ## Build the krm-agent image without Docker into bin/krm-agent-image.tar 
 	@echo "          or: kind load image-archive bin/krm-agent-image.tar"
 
 .PHONY: verify
-verify: verify-krew ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, and .krew.yaml a valid krew manifest.
+verify: verify-krew verify-plugin-deps ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, .krew.yaml a valid krew manifest, and the plugin free of the agent's dependencies.
 	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
@@ -49,6 +49,23 @@ verify: verify-krew ## gofmt, go vet and go mod tidy must be clean, manifests/in
 	cd test/tools/kube && $(GO) mod tidy -diff
 	cd test/kind && $(GO) mod tidy -diff
 	cd test/kind && $(GO) vet ./...
+
+# The plugin reads the agent through pkg/client; linking the agent's store
+# (go-redis) or its metrics server (Prometheus) would mean it imports a
+# package of the agent's.
+PLUGIN_FORBIDDEN_DEPS := ^github\.com/redis/go-redis(/|$$)|^github\.com/prometheus/client_golang/prometheus(/promhttp)?$$
+
+.PHONY: verify-plugin-deps
+verify-plugin-deps: ## kubectl-krm must link neither go-redis nor the Prometheus client.
+	@set -e; deps=$$($(GO) list -deps ./cmd/kubectl-krm); \
+	bad=$$(grep -E '$(PLUGIN_FORBIDDEN_DEPS)' <<<"$$deps" || true); \
+	if [ -n "$$bad" ]; then \
+		echo "kubectl-krm links packages of the agent's store or metrics server, which the plugin must not:"; \
+		sed -E 's#^(github\.com/redis/go-redis/v[0-9]+)/.*#\1#' <<<"$$bad" | sort -u | sed 's/^/  /'; \
+		echo "krm packages it links: $$(grep '^github.com/krm-project/' <<<"$$deps" | tr '\n' ' ')"; \
+		echo "find the importer with: go list -deps -f '{{.ImportPath}}: {{.Imports}}' ./cmd/kubectl-krm | grep <package>"; \
+		exit 1; \
+	fi
 
 CODE_GENERATOR_VERSION := v0.37.2
 
