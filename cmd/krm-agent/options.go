@@ -19,7 +19,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/krm-project/krm/pkg/agent"
-	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/version"
@@ -283,10 +282,9 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	legacy := api.NewServer(a, api.ServerOptions{AgentVersion: version.Version, Registry: reg, Gatherer: reg, Logger: log, Delay: delaySource})
 	srv := server.New(a, server.Options{
 		ClusterVersion: a.ClusterVersion(), APIServer: cfg.Host, AgentVersion: version.Version, Delay: delaySource,
-		Legacy: legacy.Handler(), Logger: log, Registry: reg, Gatherer: reg,
+		Logger: log, Registry: reg, Gatherer: reg,
 	})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -76,6 +76,14 @@ type Change struct {
 	ResourceVersion uint64
 }
 
+// Change types.
+const (
+	EventAdded    = "ADDED"
+	EventModified = "MODIFIED"
+	EventDeleted  = "DELETED"
+	EventBookmark = "BOOKMARK"
+)
+
 // TooOldError says a watch asked for changes after a resourceVersion older
 // than the oldest the agent still holds: kube-apiserver's 410 Gone.
 type TooOldError struct {

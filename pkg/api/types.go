@@ -1,21 +1,10 @@
-// Package api is krm's versioned HTTP API: the wire types, the server
-// handlers and a Go client, so the plugin and any Go program share them.
-//
-// Everything lives under /api/v1/. A list answers with a body shaped like a
-// Kubernetes List (apiVersion, kind, metadata.resourceVersion, items) so any
-// Kubernetes decoder reads it; krm's own metadata travels beside it in the
-// top-level "krm" field.
+// Package api is the contract between the agent's cache and its HTTP
+// server: the interfaces the server reads the cache through (Backend,
+// Resource, Snapshot, Change) and the agent-side names of krm.io's types.
+// The server is pkg/server, the Go client pkg/client.
 package api
 
-import (
-	"encoding/json"
-	"time"
-
-	"github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
-)
-
-// Version is the API version in every path.
-const Version = "v1"
+import "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 
 // DefaultResources are the resources an agent watches unless told otherwise.
 var DefaultResources = []string{"pods", "deployments", "persistentvolumeclaims", "services", "ingresses", "nodes"}
@@ -58,7 +47,8 @@ const (
 	ChangeDeleted  = v1alpha1.ChangeDeleted
 )
 
-// ResourceList is the body of GET /api/v1/resources.
+// ResourceList is the agent's status with every resource's, as the server
+// turns it into krm.io's AgentStatus and ResourceStatuses.
 type ResourceList struct {
 	AgentVersion string           `json:"agentVersion,omitempty"`
 	Cluster      string           `json:"cluster,omitempty"`
@@ -70,62 +60,3 @@ type ResourceList struct {
 	Role   string `json:"role,omitempty"`
 	Leader string `json:"leader,omitempty"`
 }
-
-// FrameHeader is the served frame's header.
-type FrameHeader struct {
-	Cluster         string    `json:"cluster,omitempty"`
-	Resource        string    `json:"resource"`
-	View            string    `json:"view"` // aggregated, verified or streamed
-	ResourceVersion string    `json:"resourceVersion,omitempty"`
-	VerifiedAt      time.Time `json:"verifiedAt,omitzero"`
-	// VerifiedResourceVersion is the last LIST's resourceVersion.
-	VerifiedResourceVersion string `json:"verifiedResourceVersion,omitempty"`
-	// Rows counts the view's live objects before filtering; Returned
-	// counts the items of this response.
-	Rows     int `json:"rows"`
-	Returned int `json:"returned"`
-}
-
-// RowMeta is krm's provenance for one item, in the items' order.
-type RowMeta struct {
-	UID             string    `json:"uid"`
-	Namespace       string    `json:"namespace,omitempty"`
-	Name            string    `json:"name"`
-	ResourceVersion string    `json:"resourceVersion"`
-	Source          string    `json:"source"` // verified or streamed
-	ObservedAt      time.Time `json:"observedAt,omitzero"`
-}
-
-// ListMeta is the "krm" field of a list.
-type ListMeta struct {
-	Header FrameHeader `json:"header"`
-	Rows   []RowMeta   `json:"rows"`
-}
-
-// ObjectMeta is the "krm" field of a single-object answer.
-type ObjectMeta struct {
-	Header FrameHeader `json:"header"`
-	Row    RowMeta     `json:"row"`
-}
-
-// Object is the body of GET .../{name}: the object's fields at the top level
-// (it decodes as the Kubernetes object), plus "krm".
-// The server writes it by splicing; clients decode it with DecodeObject.
-
-// Event is one line of a ?watch=true stream (newline-delimited JSON).
-type Event struct {
-	// Type is ADDED, MODIFIED, DELETED, or ERROR.
-	Type   string          `json:"type"`
-	Object json.RawMessage `json:"object,omitempty"`
-	Row    *RowMeta        `json:"krm,omitempty"`
-	// Message explains an ERROR event.
-	Message string `json:"message,omitempty"`
-}
-
-// Error is the body of every error answer.
-type Error struct {
-	Status  int    `json:"status"`
-	Message string `json:"message"`
-}
-
-func (e *Error) Error() string { return e.Message }

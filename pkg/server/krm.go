@@ -192,10 +192,6 @@ func (s *Server) delayReports(r *http.Request, name string) (any, error) {
 		q.Resource = n
 		rep, err := s.opts.Delay.Delay(r.Context(), q)
 		if err != nil {
-			var apiErr *api.Error
-			if errors.As(err, &apiErr) {
-				return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(apiErr.Status), Message: apiErr.Message, Reason: metav1.StatusReasonBadRequest}}
-			}
 			return nil, apierrors.NewServiceUnavailable("reading delay statistics: " + err.Error())
 		}
 		item := krmv1alpha1.DelayReport{ObjectMeta: metav1.ObjectMeta{Name: n}, Status: *rep}

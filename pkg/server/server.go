@@ -27,9 +27,6 @@ type Options struct {
 	// APIServer is the URL of the cluster's API server, named in the
 	// answer to writes.
 	APIServer string
-	// Legacy serves the old /api/v1/resources and /api/v1/delay paths
-	// until the plugin reads krm.io; nil answers 404 there.
-	Legacy http.Handler
 	// Registry receives the request metrics; nil registers none.
 	Registry prometheus.Registerer
 	// Gatherer is served on /metrics; nil serves prometheus.DefaultGatherer.
@@ -120,12 +117,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case s.legacyPath(p):
-		if s.opts.Legacy == nil {
-			s.writeStatus(w, notFound(p))
-			return
-		}
-		s.opts.Legacy.ServeHTTP(w, r)
 	case p == "/version" || p == "/version/":
 		label(w, "discovery", "")
 		if !s.readOnly(w, r, "") {
@@ -149,15 +140,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.writeStatus(w, notFound(p))
 	}
-}
-
-// legacyPath reports whether p is one of krm's own paths.
-func (s *Server) legacyPath(p string) bool {
-	switch p {
-	case "/api/v1/resources", "/api/v1/delay":
-		return true
-	}
-	return strings.HasPrefix(p, "/api/v1/resources/")
 }
 
 // readOnly answers 405 to anything but a read; resource names what was

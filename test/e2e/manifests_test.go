@@ -22,6 +22,8 @@ import (
 
 	"github.com/krm-project/krm/internal/manifests"
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 	"github.com/krm-project/krm/test/deploy"
@@ -115,12 +117,13 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 	if status.code != 0 {
 		t.Fatalf("kubectl krm status: %s", status)
 	}
-	var list api.ResourceList
+	var list krmv1alpha1.ResourceStatusList
 	if err := json.Unmarshal([]byte(status.stdout), &list); err != nil {
 		t.Fatalf("kubectl krm status -o json: %v\n%s", err, status.stdout)
 	}
 	var names []string
-	for _, r := range list.Resources {
+	for _, item := range list.Items {
+		r := item.Status
 		names = append(names, r.Name)
 		if r.LastError != "" || !r.StreamConnected || r.Verifications == 0 {
 			t.Errorf("resource %s: connected=%t verifications=%d error=%q", r.Name, r.StreamConnected, r.Verifications, r.LastError)
@@ -139,12 +142,12 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 		if r.code != 0 {
 			return fmt.Errorf("kubectl krm delay %s: %s", api.ProbeResource, r)
 		}
-		var reps []api.DelayReport
+		var reps krmv1alpha1.DelayReportList
 		if err := json.Unmarshal([]byte(r.stdout), &reps); err != nil {
 			return fmt.Errorf("kubectl krm delay -o json: %v\n%s", err, r.stdout)
 		}
-		for _, rep := range reps {
-			for _, st := range rep.Stats {
+		for _, rep := range reps.Items {
+			for _, st := range rep.Status.Stats {
 				if st.Resource == api.ProbeResource && st.Count > 0 {
 					return nil
 				}
@@ -187,12 +190,15 @@ func testHAInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin 
 	waitFor(t, 30*time.Second, "one leader and one follower naming the Lease's holder", func() error {
 		roles := map[string]string{} // role -> the leader it names
 		for _, a := range inst.Agents {
-			r := p.krm(t, "status", "--agent-url", a.URL, "-o", "json")
-			var list api.ResourceList
-			if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil {
-				return fmt.Errorf("kubectl krm status of %s: %v\n%s", a.Pod, err, r)
+			c, err := client.New(a.URL, nil)
+			if err != nil {
+				return err
 			}
-			roles[list.Role] = list.Leader
+			st, err := c.AgentStatus(t.Context())
+			if err != nil {
+				return fmt.Errorf("the AgentStatus of %s: %w", a.Pod, err)
+			}
+			roles[st.Status.Role] = st.Status.Leader
 		}
 		if diff := cmp.Diff(want, roles); diff != "" {
 			return fmt.Errorf("the replicas' roles and leaders (-want +got):\n%s", diff)

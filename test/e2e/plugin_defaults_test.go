@@ -78,7 +78,7 @@ func testDefaultAgentFlags(t *testing.T, c *cluster.State, cs kubernetes.Interfa
 
 	sameAsKubectl(t, p, []string{"get", "services", "-n", work}, nil)
 	r := p.krm(t, "version")
-	if want := "Plugin Version: dev\nAgent Version: dev\nAPI Version: v1\n"; r.code != 0 || r.stdout != want {
+	if want := "Plugin Version: dev\nAgent Version: dev\nAPI Version: krm.io/v1alpha1\n"; r.code != 0 || r.stdout != want {
 		t.Errorf("kubectl krm version:\n%s\nwant exit 0 and %q", r, want)
 	}
 }

@@ -115,16 +115,16 @@ func testPluginErrors(t *testing.T, c *cluster.State, cs kubernetes.Interface, b
 	})
 
 	t.Run("version skew", func(t *testing.T) {
-		// An agent of another API version: alive, but without /api/v1/.
+		// An agent of another API version: alive, but without krm.io/v1alpha1.
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 		srv := httptest.NewServer(mux)
 		defer srv.Close()
 		r := p.krm(t, "get", "pods", "--agent-url", srv.URL)
-		check(t, r, 1, "error: version skew: the agent at "+srv.URL+" does not serve krm's API v1", "kubectl krm version")
+		check(t, r, 1, "error: version skew: the agent at "+srv.URL+" does not serve krm's API krm.io/v1alpha1", "kubectl krm version")
 		r = p.krm(t, "version", "--agent-url", srv.URL)
 		check(t, r, 1, "version skew")
-		if want := "Plugin Version: dev\nAgent Version: unknown (see the error below)\nAPI Version: v1\n"; r.stdout != want {
+		if want := "Plugin Version: dev\nAgent Version: unknown (see the error below)\nAPI Version: krm.io/v1alpha1\n"; r.stdout != want {
 			t.Errorf("kubectl krm version: stdout %q, want %q", r.stdout, want)
 		}
 	})
@@ -154,9 +154,9 @@ func testPluginErrors(t *testing.T, c *cluster.State, cs kubernetes.Interface, b
 		r = p.krm(t, "get", "pods", "--show-source", "-o", "json")
 		check(t, r, 1, "--show-source adds table columns; it cannot be used with -o json")
 		r = p.krm(t, "status", "-o", "yml")
-		check(t, r, 1, `unable to match a printer suitable for the output format "yml", allowed formats are: json,wide,yaml`)
+		check(t, r, 1, `unable to match a printer suitable for the output format "yml", allowed formats are: custom-columns,custom-columns-file,go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,kyaml,name,template,templatefile,wide,yaml`)
 		r = p.krm(t, "diff", "verified", "-o", "wide")
-		check(t, r, 2, `unable to match a printer suitable for the output format "wide", allowed formats are: diff,json,yaml`)
+		check(t, r, 2, `unable to match a printer suitable for the output format "wide", allowed formats are: custom-columns,custom-columns-file,diff,go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,kyaml,name,template,templatefile,yaml`)
 		r = p.krm(t, "get", "pods", "solo", "-A")
 		check(t, r, 1, "a resource cannot be retrieved by name across all namespaces")
 		r = p.krm(t, "get")

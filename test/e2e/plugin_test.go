@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -242,7 +243,7 @@ func testPluginGet(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin 
 		}
 		r := p.krm(t, append([]string{"version"}, agentFlags...)...)
 		// Neither binary was stamped: both are "dev".
-		want := fmt.Sprintf("Plugin Version: dev\nAgent Version: %s\nAPI Version: %s\n", list.Agent.AgentVersion, api.Version)
+		want := fmt.Sprintf("Plugin Version: dev\nAgent Version: %s\nAPI Version: %s\n", list.Agent.AgentVersion, krmv1alpha1.SchemeGroupVersion)
 		if r.code != 0 || r.stdout != want {
 			t.Errorf("kubectl krm version:\n%s\nwant exit 0 and\n%s", r, want)
 		}
@@ -472,12 +473,19 @@ func driftRows(t *testing.T, out string) []string {
 	return rows
 }
 
-// decodeReports decodes `diff verified -o json`.
+// decodeReports decodes `diff verified -o json`: a krm.io DriftReportList.
 func decodeReports(t *testing.T, out string) []api.DriftReport {
 	t.Helper()
-	var reports []api.DriftReport
-	if err := json.Unmarshal([]byte(out), &reports); err != nil {
+	var list krmv1alpha1.DriftReportList
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("kubectl krm diff verified -o json printed something that is not a list of drift reports: %v\n%s", err, out)
+	}
+	if list.Kind != "DriftReportList" || list.APIVersion != "krm.io/v1alpha1" {
+		t.Errorf("kubectl krm diff verified -o json printed a %s %s, want a krm.io/v1alpha1 DriftReportList", list.APIVersion, list.Kind)
+	}
+	var reports []api.DriftReport
+	for _, item := range list.Items {
+		reports = append(reports, item.Status)
 	}
 	return reports
 }
