@@ -6,6 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/printers"
+
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
@@ -21,17 +25,46 @@ type StatusPrinter struct {
 
 // PrintObj prints one row per watched resource.
 func (p *StatusPrinter) PrintObj(list *krmv1alpha1.ResourceStatusList, w io.Writer) error {
+	tw := printers.GetNewTabWriter(w)
+	if err := printers.NewTablePrinter(printers.PrintOptions{NoHeaders: p.NoHeaders, Wide: p.Wide}).PrintObj(p.Table(list), tw); err != nil {
+		return err
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return p.printRole(w)
+}
+
+// statusColumns are the status table's; priority 1 is -o wide's.
+var statusColumns = []metav1.TableColumnDefinition{
+	{Name: "Resource", Type: "string", Format: "name", Description: "The cached resource."},
+	{Name: "Verified", Type: "string", Description: "How long ago the last verifying LIST landed."},
+	{Name: "ResourceVersion", Type: "string", Description: "The last LIST's resourceVersion."},
+	{Name: "Objects", Type: "string", Description: "Objects in the aggregated view."},
+	{Name: "Stream", Type: "string", Description: "Whether the watch is connected."},
+	{Name: "Events/Min", Type: "string", Description: "Watch events of the last minute."},
+	{Name: "Drift", Type: "string", Description: "What the last LIST found the stream had missed: +added -deleted ~modified."},
+	{Name: "Store", Type: "string", Description: "Where frames are kept, and whether that works."},
+	{Name: "Events", Type: "string", Priority: 1, Description: "Watch events since the agent started."},
+	{Name: "Lists", Type: "string", Priority: 1, Description: "Verifying LISTs since the agent started."},
+	{Name: "Total-Drift", Type: "string", Priority: 1, Description: "Drift found by every LIST since the agent started."},
+	{Name: "Last-Error", Type: "string", Priority: 1, Description: "The last error of the watch or the LIST."},
+}
+
+// Table is the status as a meta.k8s.io/v1 Table: what the plugin prints,
+// and what the agent answers `kubectl get resourcestatuses` with.
+func (p *StatusPrinter) Table(list *krmv1alpha1.ResourceStatusList) *metav1.Table {
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
 	}
-	headers := []string{"RESOURCE", "VERIFIED", "RESOURCEVERSION", "OBJECTS", "STREAM", "EVENTS/MIN", "DRIFT", "STORE"}
-	if p.Wide {
-		headers = append(headers, "EVENTS", "LISTS", "TOTAL-DRIFT", "LAST-ERROR")
+	t := &metav1.Table{ColumnDefinitions: append([]metav1.TableColumnDefinition(nil), statusColumns...)}
+	store := p.Agent.Store.Kind
+	if p.Agent.Store.Kind != "" && !p.Agent.Store.Healthy {
+		store += " (degraded)"
 	}
-	var rows [][]any
-	for _, item := range list.Items {
-		r := item.Status
+	for i := range list.Items {
+		r := list.Items[i].Status
 		verified := since(r.VerifiedAt, now, "<never>")
 		if r.Stale {
 			verified += " (stale)"
@@ -40,23 +73,16 @@ func (p *StatusPrinter) PrintObj(list *krmv1alpha1.ResourceStatusList, w io.Writ
 		if r.StreamConnected {
 			stream = "connected"
 		}
-		store := p.Agent.Store.Kind
-		if p.Agent.Store.Kind != "" && !p.Agent.Store.Healthy {
-			store += " (degraded)"
-		}
-		row := []any{
-			r.Name, verified, orNone(r.VerifiedResourceVersion), strconv.Itoa(r.Objects.Aggregated), stream,
-			strconv.FormatFloat(r.EventsPerMinute, 'f', 1, 64), driftCell(r.LastDrift), orNone(store),
-		}
-		if p.Wide {
-			row = append(row, strconv.FormatInt(r.Events, 10), strconv.FormatInt(r.Verifications, 10), driftCell(r.TotalDrift), orNone(r.LastError))
-		}
-		rows = append(rows, row)
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Cells: []any{
+				r.Name, verified, orNone(r.VerifiedResourceVersion), strconv.Itoa(r.Objects.Aggregated), stream,
+				strconv.FormatFloat(r.EventsPerMinute, 'f', 1, 64), driftCell(r.LastDrift), orNone(store),
+				strconv.FormatInt(r.Events, 10), strconv.FormatInt(r.Verifications, 10), driftCell(r.TotalDrift), orNone(r.LastError),
+			},
+			Object: runtime.RawExtension{Object: &list.Items[i]},
+		})
 	}
-	if err := printRows(w, headers, rows, p.NoHeaders); err != nil {
-		return err
-	}
-	return p.printRole(w)
+	return t
 }
 
 // printRole says, under the table, which role the answering replica has

@@ -1,17 +1,24 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/render"
 )
 
 // krmKinds are krm.io/v1alpha1's resources, as discovery lists them: all
@@ -76,7 +83,114 @@ func (s *Server) krmPath(w http.ResponseWriter, r *http.Request, ver string, res
 		s.writeStatus(w, err)
 		return
 	}
+	if negotiate(r.Header.Values("Accept")) == formatTable {
+		table, err := s.krmTable(obj, r.URL.Query().Get("includeObject"))
+		if err != nil {
+			s.writeStatus(w, err)
+			return
+		}
+		s.writeJSON(w, table)
+		return
+	}
 	s.writeJSON(w, obj)
+}
+
+// krmTable renders krm.io objects as kubectl get shows them: resource
+// statuses with `kubectl krm status`'s columns, the others with a few of
+// their own.
+func (s *Server) krmTable(obj any, includeObject string) (*metav1.Table, error) {
+	now := s.now()
+	var t *metav1.Table
+	var objects []runtime.Object
+	name := metav1.TableColumnDefinition{Name: "Name", Type: "string", Format: "name", Description: "The object's name."}
+	col := func(n, desc string) metav1.TableColumnDefinition {
+		return metav1.TableColumnDefinition{Name: n, Type: "string", Description: desc}
+	}
+	switch o := obj.(type) {
+	case *krmv1alpha1.ResourceStatus:
+		return s.krmTable(&krmv1alpha1.ResourceStatusList{Items: []krmv1alpha1.ResourceStatus{*o}}, includeObject)
+	case *krmv1alpha1.ResourceStatusList:
+		t = (&render.StatusPrinter{Agent: s.agentStatus().Status, Now: s.now}).Table(o)
+		for i := range o.Items {
+			objects = append(objects, &o.Items[i])
+		}
+	case *krmv1alpha1.AgentStatus:
+		return s.krmTable(&krmv1alpha1.AgentStatusList{Items: []krmv1alpha1.AgentStatus{*o}}, includeObject)
+	case *krmv1alpha1.AgentStatusList:
+		t = &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{name, col("Version", "The agent's version."),
+			col("Cluster", "The cluster it caches."), col("Store", "Where frames are kept."), col("Role", "leader or follower, with leader election."), col("Ready", "Whether it serves every resource.")}}
+		for i, a := range o.Items {
+			store := a.Status.Store.Kind
+			if store != "" && !a.Status.Store.Healthy {
+				store += " (degraded)"
+			}
+			t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{a.Name, a.Status.AgentVersion, a.Status.Cluster, store, orNone(a.Status.Role), strconv.FormatBool(a.Status.Ready)}})
+			objects = append(objects, &o.Items[i])
+		}
+	case *krmv1alpha1.DriftReport:
+		return s.krmTable(&krmv1alpha1.DriftReportList{Items: []krmv1alpha1.DriftReport{*o}}, includeObject)
+	case *krmv1alpha1.DriftReportList:
+		t = &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{name, col("Verified", "How long ago the last LIST landed."),
+			col("Ledger", "Missed events the LISTs found, kept."), col("Unverified", "Objects changed since the last LIST.")}}
+		for i, d := range o.Items {
+			verified := "<never>"
+			if !d.Status.VerifiedAt.IsZero() {
+				verified = duration.HumanDuration(now.Sub(d.Status.VerifiedAt))
+			}
+			t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{d.Name, verified, strconv.Itoa(len(d.Status.Ledger)), strconv.Itoa(len(d.Status.Unverified))}})
+			objects = append(objects, &o.Items[i])
+		}
+	case *krmv1alpha1.DelayReport:
+		return s.krmTable(&krmv1alpha1.DelayReportList{Items: []krmv1alpha1.DelayReport{*o}}, includeObject)
+	case *krmv1alpha1.DelayReportList:
+		t = &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{name, col("Source", "memory or influxdb."),
+			col("Samples", "Delay samples in the range."), col("Since", "Start of the range.")}}
+		for i, d := range o.Items {
+			var n int64
+			for _, st := range d.Status.Stats {
+				n += st.Count
+			}
+			t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{d.Name, d.Status.Source, strconv.FormatInt(n, 10), d.Status.Since.UTC().Format(time.RFC3339)}})
+			objects = append(objects, &o.Items[i])
+		}
+	default:
+		return nil, fmt.Errorf("no table for %T", obj)
+	}
+	t.TypeMeta = metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"}
+	for i := range t.Rows {
+		// RawExtension encodes only its Raw bytes.
+		var obj any
+		switch metav1.IncludeObjectPolicy(includeObject) {
+		case metav1.IncludeNone:
+		case metav1.IncludeObject:
+			obj = objects[i]
+		default:
+			acc, err := meta.Accessor(objects[i])
+			if err != nil {
+				return nil, err
+			}
+			obj = &metav1.PartialObjectMetadata{
+				TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
+				ObjectMeta: metav1.ObjectMeta{Name: acc.GetName()},
+			}
+		}
+		t.Rows[i].Object = runtime.RawExtension{}
+		if obj != nil {
+			raw, err := json.Marshal(obj)
+			if err != nil {
+				return nil, err
+			}
+			t.Rows[i].Object.Raw = raw
+		}
+	}
+	return t, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
 }
 
 var errNoSuchObject = errors.New("no such object")

@@ -455,3 +455,41 @@ func TestKubectlNamespaceCheck(t *testing.T) {
 		t.Errorf("list namespaces = %v, want 404: they are not cached", err)
 	}
 }
+
+// kubectl get resourcestatuses asks for a Table and gets status's columns.
+func TestKrmTables(t *testing.T) {
+	ts, _, _ := startServer(t)
+	for path, want := range map[string][]string{
+		"/apis/krm.io/v1alpha1/resourcestatuses":      {"Resource", "Verified", "Drift", "Last-Error"},
+		"/apis/krm.io/v1alpha1/resourcestatuses/pods": {"Resource"},
+		"/apis/krm.io/v1alpha1/agentstatuses":         {"Name", "Version", "Ready"},
+		"/apis/krm.io/v1alpha1/driftreports":          {"Name", "Ledger", "Unverified"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+		req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var table metav1.Table
+		err = json.NewDecoder(resp.Body).Decode(&table)
+		resp.Body.Close()
+		if err != nil || table.Kind != "Table" || len(table.Rows) == 0 {
+			t.Errorf("GET %s as Table = %+v, %v", path, table, err)
+			continue
+		}
+		var cols []string
+		for _, c := range table.ColumnDefinitions {
+			cols = append(cols, c.Name)
+		}
+		for _, w := range want {
+			if !slices.Contains(cols, w) {
+				t.Errorf("GET %s as Table: columns %v lack %s", path, cols, w)
+			}
+		}
+		var meta metav1.PartialObjectMetadata
+		if err := json.Unmarshal(table.Rows[0].Object.Raw, &meta); err != nil || meta.Name == "" {
+			t.Errorf("GET %s as Table: row object %s is not the object's metadata", path, table.Rows[0].Object.Raw)
+		}
+	}
+}
