@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
@@ -146,6 +147,10 @@ func run(ctx context.Context, bin, manifestsDir string) error {
 		}
 	}
 
+	if err := d.throughProxy(ctx); err != nil {
+		return err
+	}
+
 	fmt.Printf(`
 The cluster and the agent keep running. To use them:
 
@@ -155,10 +160,59 @@ The cluster and the agent keep running. To use them:
   kubectl krm get deployments -n shop -w     # then: kubectl scale -n shop deployment/cart --replicas=5
   kubectl krm delay --chart
   kubectl krm status -o wide
+  kubectl krm proxy &  kubectl --server http://127.0.0.1:8001 get pods -A
 
 The agent's ServiceAccount token lasts 24h; run make demo again to renew it.
 Tear everything down with: make cluster-down
 `, s.EnvFile, bin)
+	return nil
+}
+
+// throughProxy shows plain kubectl reading the cache through `kubectl krm
+// proxy`, and a write refused.
+func (d *demo) throughProxy(ctx context.Context) error {
+	step("kubectl krm proxy: plain kubectl reads the cache")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	proxy := exec.CommandContext(ctx, d.cluster.Kubectl, "krm", "proxy", "--port", "0")
+	proxy.Env = d.env
+	proxy.Stderr = os.Stderr
+	out, err := proxy.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := proxy.Start(); err != nil {
+		return fmt.Errorf("starting kubectl krm proxy: %w", err)
+	}
+	defer func() { cancel(); _ = proxy.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("kubectl krm proxy printed no address: %w", err)
+	}
+	fmt.Print(line)
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "Starting to serve on ")
+	if !ok {
+		return fmt.Errorf("kubectl krm proxy printed %q, not where it serves", line)
+	}
+	server := "--server=http://" + addr
+	for _, args := range [][]string{
+		{server, "get", "deployments", "-n", "shop"},
+		{server, "get", "resourcestatuses"},
+		{server, "delete", "deployment", "-n", "shop", "frontend"},
+	} {
+		fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
+		err := d.kubectl(ctx, nil, args...)
+		if args[1] == "delete" {
+			// krm is read-only: the delete must fail, and nothing changes.
+			if err == nil {
+				return errors.New("a delete through krm succeeded; it must be refused")
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
