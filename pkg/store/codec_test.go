@@ -29,6 +29,9 @@ func testFrame(n int) *Frame {
 		if i%3 == 2 {
 			r.Source, r.Deleted = Streamed, true
 		}
+		if i%2 == 1 {
+			r.Cells = fmt.Appendf(nil, `["pod-%d",1,"5m"]`, i)
+		}
 		f.Rows = append(f.Rows, r)
 	}
 	return f
@@ -55,6 +58,39 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("round trip (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestDecodeFrameWithoutCells: a frame written before rows had Cells
+// decodes, with nil Cells.
+func TestDecodeFrameWithoutCells(t *testing.T) {
+	// oldRow is Row as it was before Cells.
+	type oldRow struct {
+		UID, Namespace, Name string
+		ResourceVersion      uint64
+		Source               Source
+		ObservedAt           time.Time
+		Deleted              bool
+		Object               []byte
+		Labels, Fields       map[string]string
+	}
+	h := Header{Version: FrameVersion, Cluster: "prod", Resource: "configmaps", Source: Verified, ResourceVersion: 7, Rows: 1}
+	old := oldRow{UID: "u", Namespace: "default", Name: "a", ResourceVersion: 7, Source: Verified, Object: []byte(`{"kind":"ConfigMap"}`)}
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	if err := enc.Encode(&h); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Encode(&old); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Decode(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Row{UID: "u", Namespace: "default", Name: "a", ResourceVersion: 7, Source: Verified, Object: []byte(`{"kind":"ConfigMap"}`)}
+	if d := cmp.Diff([]*Row{want}, f.Rows); d != "" {
+		t.Errorf("rows (-want +got):\n%s", d)
 	}
 }
 

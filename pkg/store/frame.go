@@ -67,6 +67,10 @@ type Row struct {
 	// the row is built.
 	Labels map[string]string
 	Fields map[string]string
+	// Cells are the object's Table row cells as kube-apiserver sent them
+	// (a JSON array), for kinds whose Table the agent asks kube-apiserver
+	// for; nil otherwise, and in frames written before the field existed.
+	Cells []byte
 }
 
 // Key is the row's sort key, namespace/name, the order kube-apiserver lists in.
