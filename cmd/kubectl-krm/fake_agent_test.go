@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -181,6 +182,8 @@ func (r *fakeResource) Status() api.ResourceStatus {
 }
 
 func (r *fakeResource) Drift() api.DriftReport { return r.agent.drift[r.info.Name] }
+
+func (r *fakeResource) TableColumns() []metav1.TableColumnDefinition { return nil }
 
 func (r *fakeResource) Snapshot(store.Source) *api.Snapshot {
 	r.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/render"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -168,10 +170,23 @@ func (c Config) Complete() (*Agent, error) {
 		}
 		a.probe = newProbe(c, dyn, pm)
 	}
+	var tables rest.Interface
 	for _, r := range res {
-		client := dynamic.ResourceInterface(dyn.Resource(r.gvr))
-		if r.info.Namespaced && c.Namespace != "" {
-			client = dyn.Resource(r.gvr).Namespace(c.Namespace)
+		namespace := ""
+		if r.info.Namespaced {
+			namespace = c.Namespace
+		}
+		var client source = dyn.Resource(r.gvr).Namespace(namespace)
+		// A kind krm prints neither with a ported printer nor with a CRD's
+		// printer columns is listed as kube-apiserver's Tables, whose cells
+		// krm serves.
+		if !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0 {
+			if tables == nil {
+				if tables, err = newTableClient(c.RESTConfig); err != nil {
+					return nil, err
+				}
+			}
+			client = newTableSource(tables, r.gvr, namespace)
 		}
 		run := &runner{
 			info:     r.info,

@@ -33,10 +33,11 @@ func newRowBuilder(kind string, now func() time.Time) *rowBuilder {
 	return &rowBuilder{kind: kind, fields: selectableFields[kind], now: now}
 }
 
-// build makes a row from obj without modifying it: the object may be shared
-// with other consumers of the watch, so managedFields are left out of a
-// shallow copy instead of being deleted in place.
-func (b *rowBuilder) build(obj *unstructured.Unstructured, source store.Source) (*store.Row, error) {
+// build makes a row from obj and its Table cells (nil when krm renders the
+// kind itself) without modifying obj: the object may be shared with other
+// consumers of the watch, so managedFields are left out of a shallow copy
+// instead of being deleted in place.
+func (b *rowBuilder) build(obj *unstructured.Unstructured, cells []byte, source store.Source) (*store.Row, error) {
 	rv, err := store.ParseResourceVersion(obj.GetResourceVersion())
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", b.kind, key(obj.GetNamespace(), obj.GetName()), err)
@@ -54,6 +55,7 @@ func (b *rowBuilder) build(obj *unstructured.Unstructured, source store.Source) 
 		ObservedAt:      b.now(),
 		Object:          data,
 		Labels:          obj.GetLabels(),
+		Cells:           cells,
 	}
 	if len(b.fields) > 0 {
 		r.Fields = make(map[string]string, len(b.fields))

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
@@ -31,11 +30,19 @@ const (
 	backoffMax   = 30 * time.Second
 )
 
+// source is what a runner needs of kube-apiserver for its resource: a
+// dynamic.ResourceInterface, or a tableSource for a kind whose Table cells
+// krm takes from kube-apiserver.
+type source interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
 // runner runs one resource: a streamer (the watch), a verifier (the periodic
 // LIST) and the aggregator they feed. It implements api.Resource.
 type runner struct {
 	info     api.ResourceInfo
-	client   dynamic.ResourceInterface
+	client   source
 	selector metav1.ListOptions // namespace is in client; label selector here
 	interval time.Duration
 	agg      *aggregator
@@ -201,13 +208,16 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		}
 		for i := range page.Items {
 			item := &page.Items[i]
+			cells := pageCells(page, i)
 			// An object the views already hold at this resourceVersion is
 			// not encoded again: the LIST would only throw the copy away.
-			if row := r.agg.rowAt(string(item.GetUID()), item.GetResourceVersion()); row != nil {
+			// A row without the cells the LIST brings (from a frame
+			// written before) is rebuilt.
+			if row := r.agg.rowAt(string(item.GetUID()), item.GetResourceVersion()); row != nil && (cells == nil || row.Cells != nil) {
 				rows = append(rows, row)
 				continue
 			}
-			row, err := r.rows.build(item, store.Verified)
+			row, err := r.rows.build(item, cells, store.Verified)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -363,11 +373,11 @@ func (r *runner) handle(ev watch.Event) error {
 		}
 		return nil
 	case watch.Added, watch.Modified, watch.Deleted:
-		obj, ok := ev.Object.(*unstructured.Unstructured)
+		obj, cells, ok := eventObject(ev.Object)
 		if !ok {
 			return fmt.Errorf("watch of %s delivered %T, not an object", r.info.Name, ev.Object)
 		}
-		row, err := r.rows.build(obj, store.Streamed)
+		row, err := r.rows.build(obj, cells, store.Streamed)
 		if err != nil {
 			// One bad object must not stop the stream; the next LIST
 			// brings it in.
@@ -407,3 +417,12 @@ func (r *runner) Subscribe(ctx context.Context, view store.Source, from uint64) 
 	return r.agg.subscribe(ctx, view, from)
 }
 func (r *runner) Drift() api.DriftReport { return r.agg.drift() }
+
+// TableColumns are the column definitions of the rows' Cells, from the
+// latest Table kube-apiserver sent; nil for a kind the server prints itself.
+func (r *runner) TableColumns() []metav1.TableColumnDefinition {
+	if t, ok := r.client.(*tableSource); ok {
+		return t.Columns()
+	}
+	return nil
+}

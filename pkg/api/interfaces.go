@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -41,6 +43,11 @@ type Resource interface {
 	Subscribe(ctx context.Context, view store.Source, from uint64) (*Snapshot, []Change, <-chan Change, error)
 	// Drift returns the drift ledger and the changes not yet verified.
 	Drift() DriftReport
+	// TableColumns are the Table columns kube-apiserver sent with the rows'
+	// Cells, for a kind whose Table the agent asks kube-apiserver for; nil
+	// when the server's own converter prints the kind, or before the first
+	// Table arrived.
+	TableColumns() []metav1.TableColumnDefinition
 }
 
 // Snapshot is an immutable, consistent view of one resource. Readers must

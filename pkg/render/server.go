@@ -59,6 +59,14 @@ var kinds = map[schema.GroupKind]Converter{
 	{Group: "", Kind: "Node"}:                     {nodeColumns, nodeRow},
 }
 
+// HasPrinter reports whether gk has one of kube-apiserver's own printers
+// here. A kind without one, and without printer columns, prints NAME and AGE
+// unless its cells come from kube-apiserver.
+func HasPrinter(gk schema.GroupKind) bool {
+	_, ok := kinds[gk]
+	return ok
+}
+
 // NewConverter returns the converter for gk: a built-in kind's own printer;
 // else, when printerColumns is not empty, the custom resource's
 // additionalPrinterColumns as kube-apiserver's CRD table convertor serves

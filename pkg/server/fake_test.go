@@ -58,6 +58,8 @@ func (b *fakeBackend) Ready() (bool, string) { return true, "" }
 
 type fakeResource struct {
 	info api.ResourceInfo
+	// columns are kube-apiserver's Table columns, for rows with Cells.
+	columns []metav1.TableColumnDefinition
 
 	mu      sync.Mutex
 	rows    map[string]*store.Row // by key
@@ -80,6 +82,8 @@ func (r *fakeResource) Info() api.ResourceInfo { return r.info }
 func (r *fakeResource) Status() api.ResourceStatus { return api.ResourceStatus{ResourceInfo: r.info} }
 
 func (r *fakeResource) Drift() api.DriftReport { return api.DriftReport{} }
+
+func (r *fakeResource) TableColumns() []metav1.TableColumnDefinition { return r.columns }
 
 func (r *fakeResource) Snapshot(view store.Source) *api.Snapshot {
 	r.mu.Lock()

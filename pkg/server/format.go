@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -122,8 +125,31 @@ type tableCache struct {
 type rendered struct {
 	rv    uint64
 	cells []any // time-relative cells as render.Relative
-	meta  json.RawMessage
-	err   error
+	// server and age say which columns cells were made for (see
+	// tableColumns).
+	server bool
+	age    int
+	meta   json.RawMessage
+	err    error
+}
+
+// tableColumns are the columns of one Table answer: the converter's, or,
+// for a resource whose rows carry kube-apiserver's cells, the columns
+// kube-apiserver sent with them, whose "Age" column (index age, -1 if none)
+// is worked out again at each read.
+type tableColumns struct {
+	defs   []metav1.TableColumnDefinition
+	server bool
+	age    int
+}
+
+// columns picks the columns for a Table of res.
+func (c *tableCache) columns(res api.Resource) tableColumns {
+	if defs := res.TableColumns(); defs != nil {
+		age := slices.IndexFunc(defs, func(d metav1.TableColumnDefinition) bool { return d.Name == "Age" })
+		return tableColumns{defs: defs, server: true, age: age}
+	}
+	return tableColumns{defs: c.conv.Columns, age: -1}
 }
 
 func (t *tableCaches) forResource(info api.ResourceInfo) (*tableCache, error) {
@@ -141,18 +167,25 @@ func (t *tableCaches) forResource(info api.ResourceInfo) (*tableCache, error) {
 	return c, nil
 }
 
-// render returns row's cells and metadata, from the cache when its version
-// was rendered before. table says whether cells are needed.
-func (c *tableCache) render(row *store.Row, table bool) *rendered {
+// render returns row's metadata and, when cols is not nil, its cells for
+// those columns, from the cache when its version was rendered before for
+// the same columns.
+func (c *tableCache) render(row *store.Row, cols *tableColumns) *rendered {
 	c.mu.Lock()
 	r := c.rows[row.UID]
 	c.mu.Unlock()
-	if r != nil && r.rv == row.ResourceVersion && (!table || r.cells != nil || r.err != nil) {
+	if r != nil && r.rv == row.ResourceVersion && (cols == nil || r.err != nil ||
+		r.cells != nil && r.server == cols.server && r.age == cols.age) {
 		return r
 	}
-	r = &rendered{rv: row.ResourceVersion}
+	r = &rendered{rv: row.ResourceVersion, age: -1}
 	r.meta, r.err = topLevel(row.Object, "metadata")
-	if r.err == nil && table {
+	switch {
+	case r.err != nil || cols == nil:
+	case cols.server:
+		r.server, r.age = true, cols.age
+		r.cells, r.err = serverCells(row, r.meta, cols)
+	default:
 		var obj unstructured.Unstructured
 		if r.err = obj.UnmarshalJSON(row.Object); r.err == nil {
 			r.cells, r.err = c.conv.Cells(&obj)
@@ -162,6 +195,44 @@ func (c *tableCache) render(row *store.Row, table bool) *rendered {
 	c.rows[row.UID] = r
 	c.mu.Unlock()
 	return r
+}
+
+// serverCells returns the cells kube-apiserver sent for row, as they were
+// sent, but for the Age column: kube-apiserver wrote it when the object last
+// changed, so it is made again from creationTimestamp at each read, as
+// kube-apiserver's printers make it. A row without cells (from a frame
+// written before the agent kept them) gets its name and age, and empty
+// cells elsewhere, until the next LIST brings its cells.
+func serverCells(row *store.Row, meta json.RawMessage, cols *tableColumns) ([]any, error) {
+	var raw []json.RawMessage
+	if len(row.Cells) > 0 {
+		if err := json.Unmarshal(row.Cells, &raw); err != nil {
+			return nil, fmt.Errorf("the stored cells of %s: %w", row.Key(), err)
+		}
+	}
+	cells := make([]any, max(len(raw), len(cols.defs)))
+	for i := range cells {
+		switch {
+		case i < len(raw):
+			cells[i] = raw[i]
+		case len(raw) == 0 && cols.defs[i].Name == "Name":
+			cells[i] = row.Name
+		default:
+			cells[i] = ""
+		}
+	}
+	if cols.age >= 0 && cols.age < len(cells) {
+		var m struct {
+			CreationTimestamp metav1.Time `json:"creationTimestamp"`
+		}
+		if len(meta) > 0 {
+			if err := json.Unmarshal(meta, &m); err != nil {
+				return nil, fmt.Errorf("the metadata of %s: %w", row.Key(), err)
+			}
+		}
+		cells[cols.age] = render.Relative{Time: m.CreationTimestamp.Time}
+	}
+	return cells, nil
 }
 
 // sweep drops the entries of objects that are not in live at the version

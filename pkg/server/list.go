@@ -221,7 +221,7 @@ func (s *Server) writeMetadataList(w http.ResponseWriter, req *request, page []*
 		if i > 0 {
 			_ = bw.WriteByte(',')
 		}
-		_, _ = bw.Write(appendMetadata(bw.AvailableBuffer(), cache.render(row, false).meta))
+		_, _ = bw.Write(appendMetadata(bw.AvailableBuffer(), cache.render(row, nil).meta))
 	}
 	_, _ = bw.WriteString("]}\n")
 	if err := bw.Flush(); err != nil {
@@ -247,7 +247,8 @@ func (s *Server) writeTable(w http.ResponseWriter, req *request, snap *api.Snaps
 		s.writeStatus(w, err)
 		return
 	}
-	cols, err := json.Marshal(cache.conv.Columns)
+	tc := cache.columns(req.res)
+	cols, err := json.Marshal(tc.defs)
 	if err != nil {
 		s.writeStatus(w, err)
 		return
@@ -267,7 +268,7 @@ func (s *Server) writeTable(w http.ResponseWriter, req *request, snap *api.Snaps
 		if i > 0 {
 			_ = bw.WriteByte(',')
 		}
-		b, err := s.tableRow(bw.AvailableBuffer(), cache, req, row, now)
+		b, err := s.tableRow(bw.AvailableBuffer(), cache, &tc, req, row, now)
 		if err != nil {
 			// The status line is sent; the broken body tells the client.
 			s.log.Error("rendering a table row", "resource", req.info.Name, "object", row.Key(), "err", err)
@@ -283,8 +284,8 @@ func (s *Server) writeTable(w http.ResponseWriter, req *request, snap *api.Snaps
 }
 
 // tableRow appends one TableRow for row.
-func (s *Server) tableRow(buf []byte, cache *tableCache, req *request, row *store.Row, now time.Time) ([]byte, error) {
-	rnd := cache.render(row, true)
+func (s *Server) tableRow(buf []byte, cache *tableCache, cols *tableColumns, req *request, row *store.Row, now time.Time) ([]byte, error) {
+	rnd := cache.render(row, cols)
 	if rnd.err != nil {
 		return nil, rnd.err
 	}
@@ -331,7 +332,7 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, req *request) 
 			s.writeStatus(w, err)
 			return
 		}
-		_, _ = w.Write(append(appendMetadata(nil, cache.render(row, false).meta), '\n'))
+		_, _ = w.Write(append(appendMetadata(nil, cache.render(row, nil).meta), '\n'))
 	default:
 		_, _ = w.Write(append(objectBytes(row), '\n'))
 	}

@@ -250,6 +250,9 @@ type encoder struct {
 	s     *Server
 	req   *request
 	cache *tableCache
+	// cols are the Table's columns, chosen once: every event of a watch
+	// has the same.
+	cols tableColumns
 	// columnsSent: a Table watch sends its column definitions with the
 	// first event only, as kube-apiserver does.
 	columnsSent bool
@@ -259,6 +262,9 @@ func (s *Server) newEncoder(req *request) *encoder {
 	e := &encoder{s: s, req: req}
 	if req.format != formatObject {
 		e.cache, _ = s.tables.forResource(req.info)
+		if e.cache != nil {
+			e.cols = e.cache.columns(req.res)
+		}
 	}
 	return e
 }
@@ -276,7 +282,7 @@ func (e *encoder) event(bw *bufio.Writer, typ string, row *store.Row) error {
 		if e.columnsSent {
 			buf = append(buf, "[]"...)
 		} else {
-			cols, err := json.Marshal(e.cache.conv.Columns)
+			cols, err := json.Marshal(e.cols.defs)
 			if err != nil {
 				return err
 			}
@@ -285,12 +291,12 @@ func (e *encoder) event(bw *bufio.Writer, typ string, row *store.Row) error {
 		}
 		buf = append(buf, `,"rows":[`...)
 		var err error
-		if buf, err = e.s.tableRow(buf, e.cache, e.req, row, e.s.now()); err != nil {
+		if buf, err = e.s.tableRow(buf, e.cache, &e.cols, e.req, row, e.s.now()); err != nil {
 			return err
 		}
 		buf = append(buf, "]}"...)
 	case e.req.format == formatMetadata && e.cache != nil:
-		buf = appendMetadata(buf, e.cache.render(row, false).meta)
+		buf = appendMetadata(buf, e.cache.render(row, nil).meta)
 	default:
 		buf = append(buf, objectBytes(row)...)
 	}

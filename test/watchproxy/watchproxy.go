@@ -208,19 +208,13 @@ func (p *Proxy) relay(ctx, client context.Context, fw *forwarded, w http.Respons
 			}
 			return
 		}
-		var ev struct {
-			Type   string `json:"type"`
-			Object struct {
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-			} `json:"object"`
-		}
-		if p.drop != nil && json.Unmarshal(line, &ev) == nil && p.drop(ev.Type, ev.Object.Metadata.Name) {
-			p.mu.Lock()
-			p.dropped = append(p.dropped, Event{Type: ev.Type, Name: ev.Object.Metadata.Name})
-			p.mu.Unlock()
-			continue
+		if p.drop != nil {
+			if typ, name, ok := eventName(line); ok && p.drop(typ, name) {
+				p.mu.Lock()
+				p.dropped = append(p.dropped, Event{Type: typ, Name: name})
+				p.mu.Unlock()
+				continue
+			}
 		}
 		if _, err := w.Write(line); err != nil {
 			return
@@ -229,6 +223,34 @@ func (p *Proxy) relay(ctx, client context.Context, fw *forwarded, w http.Respons
 			return
 		}
 	}
+}
+
+// eventName reads a watch event's type and its object's name. A Table watch
+// (the agent's, for kinds whose cells it takes from kube-apiserver) carries
+// the object in its one row.
+func eventName(line []byte) (typ, name string, ok bool) {
+	type meta struct {
+		Name string `json:"name"`
+	}
+	var ev struct {
+		Type   string `json:"type"`
+		Object struct {
+			Metadata meta `json:"metadata"`
+			Rows     []struct {
+				Object struct {
+					Metadata meta `json:"metadata"`
+				} `json:"object"`
+			} `json:"rows"`
+		} `json:"object"`
+	}
+	if json.Unmarshal(line, &ev) != nil {
+		return "", "", false
+	}
+	name = ev.Object.Metadata.Name
+	if name == "" && len(ev.Object.Rows) > 0 {
+		name = ev.Object.Rows[0].Object.Metadata.Name
+	}
+	return ev.Type, name, true
 }
 
 // Cut ends every watch being forwarded and returns how many it ended.

@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// configMapColumns are kube-apiserver v1.37's columns for configmaps
+// (descriptions shortened).
+const configMapColumns = `[{"name":"Name","type":"string","format":"name","description":"Name must be unique within a namespace.","priority":0},` +
+	`{"name":"Data","type":"string","format":"","description":"Data contains the configuration data.","priority":0},` +
+	`{"name":"Age","type":"string","format":"","description":"CreationTimestamp is a timestamp.","priority":0}]`
+
+// configMapRow is a Table row as kube-apiserver sends it with
+// includeObject=Object, managedFields and all.
+func configMapRow(name, rv string, data int) string {
+	return fmt.Sprintf(`{"cells":[%q,%d,"43m"],"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":%q,"namespace":"default",`+
+		`"uid":"uid-%s","resourceVersion":%q,"creationTimestamp":"2026-12-06T06:29:36Z",`+
+		`"managedFields":[{"manager":"kubectl-create","operation":"Update","apiVersion":"v1","time":"2026-12-06T06:29:36Z"}]},"data":{"a":"b"}}}`,
+		name, data, name, name, rv)
+}
+
+// tableServer serves a recorded Table LIST of configmaps in two pages, and
+// a watch that sends events, then stays open until the client goes.
+type tableServer struct {
+	t     *testing.T
+	watch []string // event lines
+	mu    sync.Mutex
+	reqs  []*http.Request
+}
+
+func (s *tableServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, r)
+	s.mu.Unlock()
+	if r.URL.Path != "/api/v1/namespaces/default/configmaps" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	q := r.URL.Query()
+	if q.Get("watch") == "true" {
+		for _, line := range s.watch {
+			_, _ = fmt.Fprintln(w, line)
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return
+	}
+	switch q.Get("continue") {
+	case "":
+		_, _ = fmt.Fprintf(w, `{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"500","continue":"page2","remainingItemCount":1},`+
+			`"columnDefinitions":%s,"rows":[%s,%s]}`, configMapColumns, configMapRow("a", "101", 1), configMapRow("b", "102", 2))
+	case "page2":
+		_, _ = fmt.Fprintf(w, `{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"500"},`+
+			`"columnDefinitions":%s,"rows":[%s]}`, configMapColumns, configMapRow("c", "103", 3))
+	case "expired":
+		w.WriteHeader(http.StatusGone)
+		_, _ = fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"The provided continue parameter is too old.","reason":"Expired","code":410}`)
+	}
+}
+
+func (s *tableServer) requests() []*http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*http.Request(nil), s.reqs...)
+}
+
+func newTestTableSource(t *testing.T, s *tableServer) *tableSource {
+	t.Helper()
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	client, err := newTableClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTableSource(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default")
+}
+
+// mustObject decodes the object of a Table row.
+func mustObject(t *testing.T, row string) *unstructured.Unstructured {
+	t.Helper()
+	var r wireRow
+	if err := json.Unmarshal([]byte(row), &r); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := rowObject(r.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
+func testTableRunner(src source) *runner {
+	return &runner{
+		info:   api.ResourceInfo{Name: "configmaps", Version: "v1", Resource: "configmaps", Kind: "ConfigMap", Namespaced: true},
+		client: src,
+		agg:    newAggregator("test", "configmaps", time.Now),
+		rows:   newRowBuilder("ConfigMap", time.Now),
+		log:    slog.New(slog.DiscardHandler),
+	}
+}
+
+// TestTableSourceList: a paginated LIST of Tables becomes rows whose object
+// is what the JSON LIST would give (managedFields stripped, no cells in
+// it) and whose Cells are the row's cells as sent; the columns are kept.
+func TestTableSourceList(t *testing.T) {
+	s := &tableServer{t: t}
+	src := newTestTableSource(t, s)
+	r := testTableRunner(src)
+	if cols := r.TableColumns(); cols != nil {
+		t.Errorf("columns before any Table: %v", cols)
+	}
+	// A row held from a frame written before cells were kept is rebuilt,
+	// not reused, though its resourceVersion is the LIST's.
+	old, err := r.rows.build(mustObject(t, configMapRow("a", "101", 1)), nil, store.Verified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.agg.verify(verification{rows: []*store.Row{old}, rv: 101, at: time.Now()})
+	rows, rv, err := r.list(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv != 500 {
+		t.Errorf("resourceVersion %d, want 500", rv)
+	}
+	var got []string
+	for _, row := range rows {
+		got = append(got, fmt.Sprintf("%s rv=%d cells=%s", row.Key(), row.ResourceVersion, row.Cells))
+		if strings.Contains(string(row.Object), "managedFields") || strings.Contains(string(row.Object), "cells") {
+			t.Errorf("%s: the stored object has more than the object: %s", row.Key(), row.Object)
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(row.Object, &obj); err != nil || obj["kind"] != "ConfigMap" || obj["apiVersion"] != "v1" {
+			t.Errorf("%s: stored object %s is not the ConfigMap (err %v)", row.Key(), row.Object, err)
+		}
+	}
+	want := []string{
+		`default/a rv=101 cells=["a",1,"43m"]`,
+		`default/b rv=102 cells=["b",2,"43m"]`,
+		`default/c rv=103 cells=["c",3,"43m"]`,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("rows (-want +got):\n%s", d)
+	}
+	var wantCols []metav1.TableColumnDefinition
+	if err := json.Unmarshal([]byte(configMapColumns), &wantCols); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(wantCols, r.TableColumns()); d != "" {
+		t.Errorf("columns (-want +got):\n%s", d)
+	}
+	reqs := s.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2 pages", len(reqs))
+	}
+	for _, req := range reqs {
+		q := req.URL.Query()
+		if a := req.Header.Get("Accept"); !strings.HasPrefix(a, "application/json;as=Table;v=v1;g=meta.k8s.io") {
+			t.Errorf("Accept %q does not ask for a Table", a)
+		}
+		if q.Get("includeObject") != "Object" || q.Get("limit") != "500" {
+			t.Errorf("query %s: want includeObject=Object and limit=500", req.URL.RawQuery)
+		}
+	}
+	if c := reqs[1].URL.Query().Get("continue"); c != "page2" {
+		t.Errorf("second page asked with continue %q", c)
+	}
+}
+
+// TestTableSourceListError: a failed LIST is kube-apiserver's Status, so
+// the runner can tell 410 Expired.
+func TestTableSourceListError(t *testing.T) {
+	src := newTestTableSource(t, &tableServer{t: t})
+	_, err := src.List(t.Context(), metav1.ListOptions{Continue: "expired"})
+	if !apierrors.IsResourceExpired(err) {
+		t.Errorf("err = %v, want 410 Expired", err)
+	}
+}
+
+// TestTableSourceWatch: a watch stream of Tables (recorded from
+// kube-apiserver v1.37) gives the runner objects with their cells,
+// bookmarks with their resourceVersion, and ERROR's Status.
+func TestTableSourceWatch(t *testing.T) {
+	table := func(rv, cols, row string) string {
+		return fmt.Sprintf(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":%q},"columnDefinitions":%s,"rows":[%s]}`, rv, cols, row)
+	}
+	s := &tableServer{t: t, watch: []string{
+		`{"type":"ADDED","object":` + table("601", configMapColumns, configMapRow("d", "601", 1)) + `}`,
+		`{"type":"MODIFIED","object":` + table("602", "null", configMapRow("d", "602", 2)) + `}`,
+		`{"type":"BOOKMARK","object":` + table("650", "null",
+			`{"cells":["",0,"\u003cunknown\u003e"],"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"650"}}}`) + `}`,
+		`{"type":"DELETED","object":` + table("651", "null", configMapRow("d", "651", 2)) + `}`,
+		`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"The resourceVersion for the provided watch is too old.","reason":"Expired","code":410}}`,
+	}}
+	src := newTestTableSource(t, s)
+	w, err := src.Watch(t.Context(), metav1.ListOptions{ResourceVersion: "600", AllowWatchBookmarks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var got []string
+	for range 5 {
+		var ev watch.Event
+		select {
+		case ev = <-w.ResultChan():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event after %v", got)
+		}
+		switch ev.Type {
+		case watch.Error:
+			err := apierrors.FromObject(ev.Object)
+			got = append(got, fmt.Sprintf("ERROR expired=%t", apierrors.IsResourceExpired(err)))
+		default:
+			obj, cells, ok := eventObject(ev.Object)
+			if !ok {
+				t.Fatalf("%s event carries %T", ev.Type, ev.Object)
+			}
+			got = append(got, fmt.Sprintf("%s %s rv=%s cells=%s", ev.Type, obj.GetName(), obj.GetResourceVersion(), cells))
+		}
+	}
+	want := []string{
+		`ADDED d rv=601 cells=["d",1,"43m"]`,
+		`MODIFIED d rv=602 cells=["d",2,"43m"]`,
+		`BOOKMARK  rv=650 cells=`,
+		`DELETED d rv=651 cells=["d",2,"43m"]`,
+		`ERROR expired=true`,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+	if len(src.Columns()) != 3 {
+		t.Errorf("columns after the watch's first event: %v", src.Columns())
+	}
+	reqs := s.requests()
+	q := reqs[len(reqs)-1].URL.Query()
+	if q.Get("watch") != "true" || q.Get("includeObject") != "Object" || q.Get("resourceVersion") != "600" || q.Get("allowWatchBookmarks") != "true" {
+		t.Errorf("watch query %s", reqs[len(reqs)-1].URL.RawQuery)
+	}
+	w.Stop()
+	select {
+	case _, ok := <-w.ResultChan():
+		if ok {
+			t.Error("an event after Stop")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the result channel stays open after Stop")
+	}
+}
+
+// TestHandleTableEvents: the runner applies a Table watch's events as it
+// applies the dynamic client's: objects with their cells into the views, a
+// bookmark as progress, an ERROR as the watch's end with its Status.
+func TestHandleTableEvents(t *testing.T) {
+	s := &tableServer{t: t}
+	r := testTableRunner(newTestTableSource(t, s))
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := newStoreMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.metrics = m
+	r.writer = newStoreWriter(store.NewMemory(), "memory", "test", r.log, sm)
+	rows, rv, err := r.list(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.agg.verify(verification{rows: rows, rv: rv, at: time.Now()})
+	events, err := r.client.(*tableSource).decodeEvent(watch.Added, json.RawMessage(
+		`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"601"},"columnDefinitions":null,"rows":[`+configMapRow("d", "601", 7)+`]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if err := r.handle(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := r.agg.rowAt("uid-d", "601")
+	if row == nil || string(row.Cells) != `["d",7,"43m"]` {
+		t.Fatalf("streamed row %+v, want cells [\"d\",7,\"43m\"]", row)
+	}
+	bm, err := r.client.(*tableSource).decodeEvent(watch.Bookmark, json.RawMessage(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"700"},"rows":[]}`))
+	if err != nil || len(bm) != 1 {
+		t.Fatalf("bookmark: %v %v", bm, err)
+	}
+	if err := r.handle(bm[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.agg.resumeFrom(); got != 700 {
+		t.Errorf("after a bookmark at 700 the watch resumes from %d", got)
+	}
+	gone, err := r.client.(*tableSource).decodeEvent(watch.Error, json.RawMessage(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.handle(gone[0]); !apierrors.IsResourceExpired(err) {
+		t.Errorf("an ERROR 410 event: handle returned %v, want Expired", err)
+	}
+}
