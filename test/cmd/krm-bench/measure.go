@@ -103,6 +103,14 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 		return nil, err
 	}
 	apiserverTable.header.Set("Accept", tableAccept)
+	// What the agent asks kube-apiserver for, for a kind krm has no
+	// printer for: the Table with each object in its row.
+	apiserverTableObjects, err := b.apiserverTarget("kube-apiserver, Table with objects", false)
+	if err != nil {
+		return nil, err
+	}
+	apiserverTableObjects.header.Set("Accept", agentTableAccept)
+	apiserverTableObjects.url += "?includeObject=Object"
 	// The floor serves the agent's own bytes from memory: what any HTTP
 	// server on this machine needs to hand over this response.
 	_, body, err := agent.fetch(ctx)
@@ -127,7 +135,7 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 		header: agent.header,
 	}
 
-	targets := []*target{agent, apiserver, identity, floor, agentTable, apiserverTable}
+	targets := []*target{agent, apiserver, identity, floor, agentTable, apiserverTable, apiserverTableObjects}
 	for round := range b.o.warmup + b.o.rounds {
 		for i := range targets {
 			t := targets[(round+i)%len(targets)]
@@ -148,6 +156,10 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 
 // tableAccept is what kubectl get sends.
 const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+
+// agentTableAccept is what krm-agent sends for a kind whose Table cells it
+// takes from kube-apiserver.
+const agentTableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 func (b *bench) apiserverTarget(name string, disableCompression bool) (*target, error) {
 	cfg := rest.CopyConfig(b.cfg)

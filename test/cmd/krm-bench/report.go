@@ -97,9 +97,9 @@ func (r *report) markdown() string {
 	p("- %d pods in namespace %s, bound round-robin to %d kwok nodes of the run's own: created in %s, all Running in the agent and in its last LIST after %s\n\n",
 		r.pods, r.namespace, benchNodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
 
-	if len(r.latency) == 6 {
+	if len(r.latency) == 7 {
 		agent, apiserver, identity, floor := r.latency[0], r.latency[1], r.latency[2], r.latency[3]
-		agentTable, apiserverTable := r.latency[4], r.latency[5]
+		agentTable, apiserverTable, apiserverTableObjects := r.latency[4], r.latency[5], r.latency[6]
 		p50 := func(t *target) time.Duration { return percentile(t.samples, 0.5) }
 		p99 := func(t *target) time.Duration { return percentile(t.samples, 0.99) }
 		p("### LIST of %d pods\n\n", r.pods)
@@ -119,6 +119,7 @@ func (r *report) markdown() string {
 			{floor, "the agent's response bytes, from memory"},
 			{agentTable, "the same as `kubectl get` asks: Table"},
 			{apiserverTable, "the same, Table" + gz},
+			{apiserverTableObjects, "the same, Table with `includeObject=Object`, as the agent LISTs kinds it has no printer for" + gz},
 		} {
 			p("| %s | %s | %s | %s | %s |\n", row.t.name, row.req, ms(p50(row.t)), ms(p99(row.t)), mib(row.t.bytes))
 		}
@@ -126,7 +127,9 @@ func (r *report) markdown() string {
 		p("| kube-apiserver / krm-agent | %s | %s |\n", ratio(p50(apiserver), p50(agent)), ratio(p99(apiserver), p99(agent)))
 		p("| kube-apiserver without gzip / krm-agent | %s | %s |\n", ratio(p50(identity), p50(agent)), ratio(p99(identity), p99(agent)))
 		p("| krm-agent / floor | %s | %s |\n", ratio(p50(agent), p50(floor)), ratio(p99(agent), p99(floor)))
-		p("| kube-apiserver Table / krm-agent Table | %s | %s |\n\n", ratio(p50(apiserverTable), p50(agentTable)), ratio(p99(apiserverTable), p99(agentTable)))
+		p("| kube-apiserver Table / krm-agent Table | %s | %s |\n", ratio(p50(apiserverTable), p50(agentTable)), ratio(p99(apiserverTable), p99(agentTable)))
+		p("| kube-apiserver Table with objects / kube-apiserver JSON (what the agent's cells cost kube-apiserver per LIST) | %s | %s |\n\n",
+			ratio(p50(apiserverTableObjects), p50(apiserver)), ratio(p99(apiserverTableObjects), p99(apiserver)))
 	}
 
 	p("### Memory with %d pods\n\n", r.pods)
