@@ -31,6 +31,7 @@ type Options struct {
 	Resources      []string
 	VerifyInterval time.Duration
 	Listen         string
+	MaxWatches     int
 	Store          string
 	Namespace      string
 	LabelSelector  string
@@ -76,6 +77,7 @@ func NewCommand() *cobra.Command {
 		Resources:      agent.DefaultResources,
 		VerifyInterval: 60 * time.Second,
 		Listen:         "127.0.0.1:8080",
+		MaxWatches:     server.DefaultMaxWatches,
 		Store:          "memory",
 		LogFormat:      "text",
 		LogLevel:       "info",
@@ -108,6 +110,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringSliceVar(&o.Resources, "resources", o.Resources, "Resources to watch: plural, singular or short names, kinds, or plural.group, including CRDs.")
 	f.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "Time between verifying LISTs of each resource (plus up to 10% jitter).")
 	f.StringVar(&o.Listen, "listen", o.Listen, "Address the HTTP API listens on. The default is reachable only through a port-forward.")
+	f.IntVar(&o.MaxWatches, "max-watches", o.MaxWatches, "Watches served at once; beyond them a watch gets 429 with Retry-After, which clients back off on. Each holds at most a 4,096-change channel and a 64 KiB write buffer.")
 	f.StringVar(&o.Store, "store", o.Store, "Where frames are kept: memory, or redis (see --redis-url, --redis-addrs) so that a restarted agent serves at once.")
 	f.StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "Cache only this namespace (namespaced resources). Default: all namespaces.")
 	f.StringVarP(&o.LabelSelector, "label-selector", "l", o.LabelSelector, "Cache only objects matching this label selector.")
@@ -129,6 +132,9 @@ state and the drift between them over HTTP under /api/v1/.`,
 func (o *Options) Validate() error {
 	if o.VerifyInterval < time.Second {
 		return fmt.Errorf("--verify-interval must be at least 1s, got %s", o.VerifyInterval)
+	}
+	if o.MaxWatches < 0 {
+		return fmt.Errorf("--max-watches %d: want a positive number (0 means the default, %d)", o.MaxWatches, server.DefaultMaxWatches)
 	}
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:8080: %w", o.Listen, err)
@@ -284,7 +290,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	srv := server.New(a, server.Options{
 		ClusterVersion: a.ClusterVersion(), APIServer: cfg.Host, AgentVersion: version.Version, Delay: delaySource,
-		Logger: log, Registry: reg, Gatherer: reg,
+		Logger: log, Registry: reg, Gatherer: reg, MaxWatches: o.MaxWatches,
 	})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -297,7 +303,10 @@ func (o *Options) Run(ctx context.Context) error {
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		// Idle keep-alive connections are closed: a client that went away
+		// without closing must not hold a connection forever.
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
 	}
 	httpSrv.RegisterOnShutdown(cancelBase)
 	log.Info("serving the krm API", "address", ln.Addr().String(), "version", version.Version, "cluster", clusterName)

@@ -8,6 +8,7 @@ package server
 
 import (
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
@@ -46,7 +47,15 @@ type Options struct {
 	// than the agent's waits for the agent to catch up before 504, as
 	// kube-apiserver's watch cache waits; default 3s.
 	WaitForResourceVersion time.Duration
+	// MaxWatches bounds the watches served at once; beyond it a watch gets
+	// 429 with Retry-After, which client-go backs off on. Default
+	// DefaultMaxWatches; each watch holds at most a 4,096-change channel and
+	// a 64 KiB write buffer.
+	MaxWatches int
 }
+
+// DefaultMaxWatches is Options.MaxWatches' default.
+const DefaultMaxWatches = 1000
 
 // Server answers the Kubernetes read API from an api.Backend.
 type Server struct {
@@ -57,6 +66,8 @@ type Server struct {
 	pages   *pageCache
 	tables  *tableCaches
 	metrics *metrics
+	// watches counts the watches being served.
+	watches atomic.Int64
 }
 
 // New returns a Server reading from b.
@@ -69,6 +80,9 @@ func New(b api.Backend, opts Options) *Server {
 	}
 	if opts.BookmarkInterval <= 0 {
 		opts.BookmarkInterval = 15 * time.Second
+	}
+	if opts.MaxWatches <= 0 {
+		opts.MaxWatches = DefaultMaxWatches
 	}
 	if opts.WaitForResourceVersion <= 0 {
 		opts.WaitForResourceVersion = 3 * time.Second

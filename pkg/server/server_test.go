@@ -493,3 +493,47 @@ func TestKrmTables(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchesAreCapped(t *testing.T) {
+	s, _ := newTestServer(t)
+	s.opts.MaxWatches = 2
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	pods := clientset(t, &rest.Config{Host: ts.URL}).CoreV1().Pods("dev")
+	var open []watch.Interface
+	for range 2 {
+		w, err := pods.Watch(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-w.ResultChan() // the first ADDED: the watch is being served
+		open = append(open, w)
+	}
+	// Asked plainly: client-go would retry a 429 for a while first.
+	third := func() (int, string, string) {
+		resp, err := http.Get(ts.URL + "/api/v1/namespaces/dev/pods?watch=1&timeoutSeconds=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
+	}
+	if code, retry, body := third(); code != http.StatusTooManyRequests || retry == "" || !strings.Contains(body, "--max-watches") {
+		t.Fatalf("a third watch = %d (Retry-After %q) %s, want 429 naming --max-watches", code, retry, body)
+	}
+	open[0].Stop()
+	// The slot is free again once the server notices the client left.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _, body := third()
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("a watch after one ended = %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	open[1].Stop()
+}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/krm-project/krm/pkg/api"
@@ -46,6 +48,13 @@ const writeTimeout = 30 * time.Second
 //   - allowWatchBookmarks: a BOOKMARK every BookmarkInterval;
 //   - timeoutSeconds, else 30 to 60 minutes as kube-apiserver's default.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request) {
+	if n := s.watches.Add(1); n > int64(s.opts.MaxWatches) {
+		s.watches.Add(-1)
+		w.Header().Set("Retry-After", "1")
+		s.writeStatus(w, apierrors.NewTooManyRequests(fmt.Sprintf("krm serves at most %d watches at once (--max-watches); try again shortly", s.opts.MaxWatches), 1))
+		return
+	}
+	defer s.watches.Add(-1)
 	timeout := time.Duration(1800+rand.IntN(1800)) * time.Second
 	if t := req.opts.TimeoutSeconds; t != nil && *t > 0 {
 		timeout = time.Duration(*t) * time.Second
