@@ -101,7 +101,14 @@ type agentProcess struct {
 // failed.
 func startAgent(t *testing.T, bin string, args ...string) *agentProcess {
 	t.Helper()
-	args = append(args, "--listen", "127.0.0.1:0", "--log-format", "json")
+	return startAgentOn(t, bin, "127.0.0.1:0", args...)
+}
+
+// startAgentOn is startAgent listening on listen: a restarted agent takes
+// its predecessor's address, as a pod behind a Service would.
+func startAgentOn(t *testing.T, bin, listen string, args ...string) *agentProcess {
+	t.Helper()
+	args = append(args, "--listen", listen, "--log-format", "json")
 	p := &agentProcess{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
 	// An agent must not outlive a test binary that dies without cleaning
 	// up (a -timeout panic, a kill).

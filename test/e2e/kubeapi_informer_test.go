@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,12 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +38,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
-	"github.com/krm-project/krm/pkg/client"
 	"github.com/krm-project/krm/test/cluster"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -98,7 +94,7 @@ func testInformers(t *testing.T, c *cluster.State, bin string, watchList bool) {
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	agentArgs := []string{"--kubeconfig", c.Kubeconfig, "--resources", "pods,deployments", "--verify-interval", "5s"}
-	agent := startAgentAt(t, bin, listen, agentArgs...)
+	agent := startAgentOn(t, bin, listen, agentArgs...)
 	agent.waitReady(t, 30*time.Second)
 
 	viaAgent := startInformers(t, &rest.Config{Host: agent.URL}, ns, "the agent")
@@ -155,7 +151,7 @@ func testInformers(t *testing.T, c *cluster.State, bin string, watchList bool) {
 	createPod(t, cs, ns, "during", true)
 	deletePod(t, cs, ns, "seed-watched")
 	scaleDeployment(t, cs, ns, "seed", 1)
-	agent = startAgentAt(t, bin, listen, agentArgs...)
+	agent = startAgentOn(t, bin, listen, agentArgs...)
 	agent.waitReady(t, 30*time.Second)
 	ready := time.Now()
 	for i, in := range viaAgent {
@@ -816,63 +812,4 @@ func scaleDeployment(t *testing.T, cs kubernetes.Interface, ns, name string, rep
 	if _, err := cs.AppsV1().Deployments(ns).Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("scaling deployment %s to %d: %v", name, replicas, err)
 	}
-}
-
-// startAgentAt is startAgent listening on listen instead of a port the
-// kernel picks, so that an agent started again answers where clients
-// already point.
-func startAgentAt(t *testing.T, bin, listen string, args ...string) *agentProcess {
-	t.Helper()
-	args = append(slices.Clone(args), "--listen", listen, "--log-format", "json")
-	p := &agentProcess{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	listening := make(chan struct{}, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.log.writeLine(line)
-			var rec struct {
-				Address string `json:"address"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Address == listen {
-				select {
-				case listening <- struct{}{}:
-				default:
-				}
-			}
-		}
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		if p.running() {
-			if err := p.stop(10 * time.Second); err != nil {
-				t.Errorf("stopping krm-agent at the end of the test: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Logf("krm-agent %v log:\n%s", args, p.log.String())
-		}
-	})
-	select {
-	case <-listening:
-	case <-p.exited:
-		t.Fatalf("krm-agent exited before listening on %s (%v); log:\n%s", listen, p.waitErr, p.log.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("krm-agent did not log listening on %s within 30s; log:\n%s", listen, p.log.String())
-	}
-	p.URL = "http://" + listen
-	if p.Client, err = client.New(p.URL, nil); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -518,48 +518,16 @@ spec:
 // plural.group and short name. It is deleted when the test ends.
 func createKubectlWidgetCRD(t *testing.T, c *cluster.State, suffix string) (resource, short string) {
 	t.Helper()
-	ctx := t.Context()
-	dyn := kubectlDynamic(t, c)
 	group := "kubectl-" + suffix + ".krm.example.com"
 	short = "kwd" + suffix
-	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	column := func(name, typ, path string, priority int64) map[string]any {
-		return map[string]any{"name": name, "type": typ, "jsonPath": path, "priority": priority}
-	}
-	crd := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-		"metadata": map[string]any{"name": "widgets." + group},
-		"spec": map[string]any{
-			"group": group, "scope": "Namespaced",
-			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": []any{short}},
-			"versions": []any{map[string]any{
-				"name": "v1", "served": true, "storage": true,
-				"schema": map[string]any{"openAPIV3Schema": map[string]any{
-					"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-				}},
-				"additionalPrinterColumns": []any{
-					column("Size", "integer", ".spec.size", 0),
-					column("Color", "string", ".spec.color", 0),
-					column("Ratio", "number", ".spec.ratio", 0),
-					column("Ready", "boolean", ".status.ready", 1),
-					column("Since", "date", ".spec.since", 1),
-					column("Age", "date", ".metadata.creationTimestamp", 0),
-				},
-			}},
-		},
-	}}
-	if _, err := dyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// t.Context is already cancelled when cleanups run.
-	t.Cleanup(func() {
-		_ = dyn.Resource(crdGVR).Delete(context.Background(), "widgets."+group, metav1.DeleteOptions{})
-	})
-	gvr := schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}
-	waitFor(t, 30*time.Second, "the widgets CRD to be served", func() error {
-		_, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
-		return err
-	})
+	createWidgetCRD(t, kubectlDynamic(t, c), group, short,
+		printerColumn("Size", "integer", ".spec.size", 0),
+		printerColumn("Color", "string", ".spec.color", 0),
+		printerColumn("Ratio", "number", ".spec.ratio", 0),
+		printerColumn("Ready", "boolean", ".status.ready", 1),
+		printerColumn("Since", "date", ".spec.since", 1),
+		printerColumn("Age", "date", ".metadata.creationTimestamp", 0),
+	)
 	return "widgets." + group, short
 }
 
