@@ -75,13 +75,7 @@ func (s *Server) listSnapshot(r *http.Request, req *request) (snap *api.Snapshot
 
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req *request) {
 	snap, after, err := s.listSnapshot(r, req)
-	if err != nil {
-		s.writeStatus(w, err)
-		return
-	}
-	s.setFreshness(w, snap)
-	if err := s.checkStaleness(req, snap); err != nil {
-		s.writeStatus(w, err)
+	if !s.admit(w, req, snap, err) {
 		return
 	}
 	page, remaining := selectPage(snap.Rows, req, after)
@@ -308,13 +302,7 @@ func (s *Server) tableRow(buf []byte, cache *tableCache, cols *tableColumns, req
 
 func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, req *request) {
 	snap, err := s.snapshotAtLeast(r.Context(), req, req.rv)
-	if err != nil {
-		s.writeStatus(w, err)
-		return
-	}
-	s.setFreshness(w, snap)
-	if err := s.checkStaleness(req, snap); err != nil {
-		s.writeStatus(w, err)
+	if !s.admit(w, req, snap, err) {
 		return
 	}
 	row := findRow(snap.Rows, req.namespace, req.name)

@@ -304,6 +304,21 @@ func (s *Server) snapshotAtLeast(ctx context.Context, req *request, rv uint64) (
 	}
 }
 
+// admit answers err when a snapshot could not be had; else it sets snap's
+// freshness headers and refuses it when it is older than maxStaleness. It
+// reports whether the request goes on.
+func (s *Server) admit(w http.ResponseWriter, req *request, snap *api.Snapshot, err error) bool {
+	if err == nil {
+		s.setFreshness(w, snap)
+		err = s.checkStaleness(req, snap)
+	}
+	if err != nil {
+		s.writeStatus(w, err)
+		return false
+	}
+	return true
+}
+
 // checkStaleness refuses a snapshot verified longer than maxStaleness ago.
 func (s *Server) checkStaleness(req *request, snap *api.Snapshot) error {
 	if req.maxStaleness <= 0 {

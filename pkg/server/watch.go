@@ -92,13 +92,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 		_ = bw.Flush()
 		return
 	}
-	if err != nil {
-		s.writeStatus(w, err)
-		return
-	}
-	s.setFreshness(w, snap)
-	if err := s.checkStaleness(req, snap); err != nil {
-		s.writeStatus(w, err)
+	if !s.admit(w, req, snap, err) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
