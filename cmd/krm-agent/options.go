@@ -31,6 +31,7 @@ type Options struct {
 	Resources      []string
 	VerifyInterval time.Duration
 	Listen         string
+	HealthListen   string
 	MaxWatches     int
 	Store          string
 	Namespace      string
@@ -110,6 +111,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringSliceVar(&o.Resources, "resources", o.Resources, "Resources to watch: plural, singular or short names, kinds, or plural.group, including CRDs.")
 	f.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "Time between verifying LISTs of each resource (plus up to 10% jitter).")
 	f.StringVar(&o.Listen, "listen", o.Listen, "Address the HTTP API listens on. The default is reachable only through a port-forward.")
+	f.StringVar(&o.HealthListen, "health-listen", o.HealthListen, "Address of a second listener that serves only /healthz, /readyz and /metrics, for kubelet's probes and Prometheus (the manifests: :8081). Default: none; the API listener serves them too.")
 	f.IntVar(&o.MaxWatches, "max-watches", o.MaxWatches, "Watches served at once; beyond them a watch gets 429 with Retry-After, which clients back off on. Each holds at most a 4,096-change channel and a 64 KiB write buffer.")
 	f.StringVar(&o.Store, "store", o.Store, "Where frames are kept: memory, or redis (see --redis-url, --redis-addrs) so that a restarted agent serves at once.")
 	f.StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "Cache only this namespace (namespaced resources). Default: all namespaces.")
@@ -135,6 +137,11 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxWatches < 0 {
 		return fmt.Errorf("--max-watches %d: want a positive number (0 means the default, %d)", o.MaxWatches, server.DefaultMaxWatches)
+	}
+	if o.HealthListen != "" {
+		if _, _, err := net.SplitHostPort(o.HealthListen); err != nil {
+			return fmt.Errorf("--health-listen %q: want host:port, e.g. :8081: %w", o.HealthListen, err)
+		}
 	}
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:8080: %w", o.Listen, err)
@@ -310,6 +317,16 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	httpSrv.RegisterOnShutdown(cancelBase)
 	log.Info("serving the krm API", "address", ln.Addr().String(), "version", version.Version, "cluster", clusterName)
+	var healthSrv *http.Server
+	var healthLn net.Listener
+	if o.HealthListen != "" {
+		if healthLn, err = net.Listen("tcp", o.HealthListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s: %w", o.HealthListen, err)
+		}
+		healthSrv = &http.Server{Handler: srv.HealthHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		log.Info("serving health and metrics", "healthAddress", healthLn.Addr().String())
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -323,8 +340,16 @@ func (o *Options) Run(ctx context.Context) error {
 		defer func() { <-influxDone }()
 		log.Info("writing stream delay to InfluxDB", "url", o.InfluxURL, "bucket", o.InfluxBucket)
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
+	if healthSrv != nil {
+		go func() { serveErr <- healthSrv.Serve(healthLn) }()
+		defer func() {
+			shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer stop()
+			_ = healthSrv.Shutdown(shutdownCtx)
+		}()
+	}
 
 	var agentErr error
 	agentStopped := false

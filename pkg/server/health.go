@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -34,6 +37,24 @@ func writeText(w http.ResponseWriter, status int, text string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(text))
+}
+
+// HealthHandler serves /healthz, /readyz and /metrics and nothing else:
+// for kubelet's probes and Prometheus, on a listener that must carry no
+// object data because anyone who reaches the pod reaches it. Metrics are
+// counts and durations per resource and route, never object content.
+func (s *Server) HealthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeStatus(w, &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusNotFound, Reason: metav1.StatusReasonNotFound,
+			Message: fmt.Sprintf("%s is not served here: this listener serves only /healthz, /readyz and /metrics; read the cache through the API listener (kubectl krm, or kubectl krm proxy)", r.URL.Path),
+		}})
+	})
+	return mux
 }
 
 func (s *Server) metricsHandler() http.Handler {

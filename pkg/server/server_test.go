@@ -537,3 +537,29 @@ func TestWatchesAreCapped(t *testing.T) {
 	}
 	open[1].Stop()
 }
+
+// The health listener is reachable by anyone who reaches the pod: it must
+// serve health and metrics only.
+func TestHealthListenerServesNoObjects(t *testing.T) {
+	s, _ := newTestServer(t)
+	ts := httptest.NewServer(s.HealthHandler())
+	defer ts.Close()
+	for path, want := range map[string]int{
+		"/healthz": 200, "/readyz": 200, "/metrics": 200,
+		"/api/v1/pods": 404, "/api/v1/namespaces/dev/pods/web-1": 404, "/apis": 404, "/version": 404,
+		"/apis/krm.io/v1alpha1/resourcestatuses": 404,
+	} {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s on the health listener = %d, want %d", path, resp.StatusCode, want)
+		}
+		if want == 404 && (strings.Contains(string(b), `"kind":"Pod`) || !strings.Contains(string(b), `"kind":"Status"`)) {
+			t.Errorf("GET %s on the health listener = %s, want a Status and no object", path, b)
+		}
+	}
+}

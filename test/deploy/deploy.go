@@ -146,10 +146,18 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 		if err != nil {
 			return nil, err
 		}
+		healthPort, err := cluster.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		// The manifests' addresses are the pod's own; here every replica
+		// is a process on this machine and needs ports of its own, on
+		// loopback as the API's is in the pod.
 		args := agentArgs(container.Args, map[string]string{
-			"--listen":     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			"--redis-url":  "redis://" + redisAddr + "/0",
-			"--influx-url": s.InfluxURL,
+			"--listen":        net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			"--health-listen": net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)),
+			"--redis-url":     "redis://" + redisAddr + "/0",
+			"--influx-url":    s.InfluxURL,
 		})
 		args = append(args, "--kubeconfig="+kubeconfig)
 		env := []string{"POD_NAMESPACE=" + Namespace, passwordEnv + "=" + password}
@@ -237,7 +245,15 @@ func startRedis(ctx context.Context, cfg Config, cs kubernetes.Interface, passwo
 		return "", err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--requirepass", password,
+	// As in the manifests, the password comes from a file, not argv.
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return "", err
+	}
+	conf := filepath.Join(cfg.Dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte("requirepass "+password+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	args := []string{conf, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--save", "", "--appendonly", "no", "--dir", cfg.Dir}
 	if err := cfg.Start(RedisName, bin, args, nil); err != nil {
 		return "", fmt.Errorf("starting redis-server: %w", err)
