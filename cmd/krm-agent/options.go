@@ -50,6 +50,7 @@ type Options struct {
 
 	Redis  RedisOptions
 	Leader LeaderOptions
+	Secure SecureOptions
 }
 
 // minProbeInterval keeps the canary probe from becoming a load test.
@@ -127,6 +128,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace, "Namespace of the canary probe's ConfigMaps. Default: the agent's own namespace ($POD_NAMESPACE, then the service account's namespace file), else \"default\".")
 	o.Redis.addFlags(cmd)
 	o.Leader.addFlags(cmd)
+	o.Secure.addFlags(cmd)
 	return cmd
 }
 
@@ -145,6 +147,9 @@ func (o *Options) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:8080: %w", o.Listen, err)
+	}
+	if err := o.Secure.validate(); err != nil {
+		return err
 	}
 	switch o.Store {
 	case "memory":
@@ -328,6 +333,19 @@ func (o *Options) Run(ctx context.Context) error {
 		log.Info("serving health and metrics", "healthAddress", healthLn.Addr().String())
 	}
 
+	var secureSrv *http.Server
+	var secureLn net.Listener
+	if o.Secure.Listen != "" {
+		if secureSrv, secureLn, err = o.secureServer(baseCtx, cfg, srv, log); err != nil {
+			ln.Close()
+			if healthLn != nil {
+				healthLn.Close()
+			}
+			return err
+		}
+		secureSrv.RegisterOnShutdown(cancelBase)
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	agentDone := make(chan error, 1)
@@ -340,7 +358,7 @@ func (o *Options) Run(ctx context.Context) error {
 		defer func() { <-influxDone }()
 		log.Info("writing stream delay to InfluxDB", "url", o.InfluxURL, "bucket", o.InfluxBucket)
 	}
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	if healthSrv != nil {
 		go func() { serveErr <- healthSrv.Serve(healthLn) }()
@@ -348,6 +366,15 @@ func (o *Options) Run(ctx context.Context) error {
 			shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer stop()
 			_ = healthSrv.Shutdown(shutdownCtx)
+		}()
+	}
+
+	if secureSrv != nil {
+		go func() { serveErr <- secureSrv.ServeTLS(secureLn, "", "") }()
+		defer func() {
+			shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer stop()
+			_ = secureSrv.Shutdown(shutdownCtx)
 		}()
 	}
 
@@ -375,4 +402,32 @@ func (o *Options) Run(ctx context.Context) error {
 		return agentErr
 	}
 	return <-agentDone
+}
+
+// secureServer is the --secure-listen listener and its server: the API
+// behind delegated authentication and authorization, over TLS.
+func (o *Options) secureServer(baseCtx context.Context, cfg *rest.Config, srv *server.Server, log *slog.Logger) (*http.Server, net.Listener, error) {
+	authn, authz, err := delegatingAuth(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	tlsCfg, err := o.Secure.tlsConfig(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", o.Secure.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening on %s: %w", o.Secure.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.SecureHandler(authn, authz),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("serving the krm API with authentication and authorization", "secureAddress", ln.Addr().String(),
+		"tokenCacheTTL", authnCacheTTL.String(), "allowCacheTTL", authzAllowTTL.String(), "denyCacheTTL", authzDenyTTL.String())
+	return hs, ln, nil
 }

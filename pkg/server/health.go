@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "krm_http_requests_total",
-			Help: "HTTP requests served by the krm agent, by resource, route (list, get, watch, discovery, krm, write, health, unmatched) and status code.",
+			Help: "HTTP requests served by the krm agent, by resource, route (list, get, watch, discovery, krm, write, health, denied: refused by --secure-listen's authentication or authorization, unmatched) and status code.",
 		}, []string{"resource", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "krm_http_request_duration_seconds",

@@ -77,28 +77,12 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 		s.krmPath(w, r, ver, rest)
 		return
 	}
-	watchPath := false
-	if rest[0] == "watch" {
-		watchPath, rest = true, rest[1:]
-	}
-	var namespace, resource, name, sub string
-	switch {
-	case len(rest) >= 3 && rest[0] == "namespaces":
-		namespace, resource = rest[1], rest[2]
-		rest = rest[3:]
-	case len(rest) >= 1:
-		resource, rest = rest[0], rest[1:]
-	}
-	if len(rest) > 0 {
-		name, rest = rest[0], rest[1:]
-	}
-	if len(rest) > 0 {
-		sub, rest = rest[0], rest[1:]
-	}
-	if resource == "" || len(rest) > 0 {
+	rp, ok := splitResourcePath(rest)
+	if !ok {
 		s.writeStatus(w, notFound(r.URL.Path))
 		return
 	}
+	watchPath, namespace, resource, name, sub := rp.watch, rp.namespace, rp.resource, rp.name, rp.sub
 	gvr := schema.GroupVersionResource{Group: group, Version: ver, Resource: resource}
 	res, ok := s.lookup(gvr)
 	if !ok {
@@ -144,6 +128,38 @@ func (s *Server) resourcePath(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.serveList(w, r, req)
 	}
+}
+
+// pathParts is a resource path below /api/{version} or
+// /apis/{group}/{version}, split into its parts.
+type pathParts struct {
+	watch                          bool
+	namespace, resource, name, sub string
+}
+
+// splitResourcePath splits rest, the segments below the version, as
+// kube-apiserver's routes do: [watch/][namespaces/{ns}/]{resource}[/{name}[/{sub}]].
+// The secure listener authorizes what this returns, and the handlers serve
+// it, so both read a path one way.
+func splitResourcePath(rest []string) (pathParts, bool) {
+	var p pathParts
+	if len(rest) > 0 && rest[0] == "watch" {
+		p.watch, rest = true, rest[1:]
+	}
+	switch {
+	case len(rest) >= 3 && rest[0] == "namespaces":
+		p.namespace, p.resource = rest[1], rest[2]
+		rest = rest[3:]
+	case len(rest) >= 1:
+		p.resource, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		p.name, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		p.sub, rest = rest[0], rest[1:]
+	}
+	return p, p.resource != "" && len(rest) == 0
 }
 
 // lookup finds the cached resource at gvr.

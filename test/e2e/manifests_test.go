@@ -164,6 +164,13 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 	if r := kc.run(t, "auth", "can-i", "watch", "pods", "-A"); r.code != 0 {
 		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
 	}
+	// --secure-listen delegates to the API server through
+	// system:auth-delegator (TestSecureListener exercises both reviews).
+	for _, review := range []string{"tokenreviews.authentication.k8s.io", "subjectaccessreviews.authorization.k8s.io"} {
+		if r := kc.run(t, "auth", "can-i", "create", review); r.code != 0 {
+			t.Errorf("the agent's ServiceAccount may not create %s, which --secure-listen needs: %s", review, r)
+		}
+	}
 }
 
 // testHAInstall runs the HA overlay's two replicas: one holds the Lease
