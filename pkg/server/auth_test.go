@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -342,4 +343,48 @@ func TestSecureHandlerAnswers500WhenTheAuthorizerFails(t *testing.T) {
 	if strings.Contains(body, "api-1") {
 		t.Errorf("the 500 carries object data: %s", body)
 	}
+}
+
+// FuzzSecureHandlerAuthorization sends any Authorization header and path:
+// without the one good token the answer is 401 before the authorizer is
+// asked; with it, the denying authorizer makes every answer a 403. Nothing
+// is ever served.
+func FuzzSecureHandlerAuthorization(f *testing.F) {
+	for _, h := range []string{"", "Bearer good-token", "Bearer ", "bearer good-token", "Bearer good-token extra", "Basic Zm9vOmJhcg==", "Bearer \x00", "Bearer  good-token", "Negotiate x"} {
+		f.Add(h, "/api/v1/namespaces/dev/pods")
+	}
+	f.Add("Bearer good-token", "/api/v1/watch/pods")
+	f.Add("Bearer good-token", "/apis/krm.io/v1alpha1/driftreports/pods")
+	f.Add("Bearer good-token", "/version")
+	s, _ := newTestServer(f)
+	authz := &recordingAuthorizer{}
+	h := s.SecureHandler(tokenAuthenticator(), authz)
+	f.Fuzz(func(t *testing.T, auth, path string) {
+		u, err := url.Parse(path)
+		if err != nil || u.Path == "" || u.Path[0] != '/' {
+			return
+		}
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL = u
+		req.Header["Authorization"] = []string{auth}
+		resp, _, _ := tokenAuthenticator().AuthenticateRequest(req.Clone(t.Context()))
+		authz.mu.Lock()
+		asked := len(authz.asked)
+		authz.mu.Unlock()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		authz.mu.Lock()
+		askedNow := len(authz.asked)
+		authz.mu.Unlock()
+		var st metav1.Status
+		if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.Kind != "Status" {
+			t.Fatalf("Authorization %q, GET %q: %d %q, not a Status", auth, path, rec.Code, rec.Body.String())
+		}
+		switch {
+		case resp == nil && (rec.Code != http.StatusUnauthorized || askedNow != asked):
+			t.Fatalf("Authorization %q, GET %q: %d (authorizer asked: %t), want 401 before authorization", auth, path, rec.Code, askedNow != asked)
+		case resp != nil && rec.Code != http.StatusForbidden:
+			t.Fatalf("Authorization %q, GET %q: %d, want 403 from the denying authorizer", auth, path, rec.Code)
+		}
+	})
 }
