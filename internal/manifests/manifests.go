@@ -27,6 +27,7 @@ var Targets = []Target{
 	{Kustomization: ".", File: "install/krm.yaml"},
 	{Kustomization: "overlays/influxdb", File: "install/krm-influxdb.yaml"},
 	{Kustomization: "overlays/ha", File: "install/krm-ha.yaml"},
+	{Kustomization: "overlays/service", File: "install/krm-service.yaml"},
 }
 
 // Render builds the kustomization at root/t.Kustomization as kubectl

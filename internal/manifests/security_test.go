@@ -95,8 +95,14 @@ func TestAgentServesObjectsOnlyOnLoopback(t *testing.T) {
 		if !strings.Contains(args, "--listen=127.0.0.1:") || !strings.Contains(args, "--health-listen=:8081") {
 			t.Errorf("%s: agent args %q: want the API on 127.0.0.1 and health on :8081", target.File, args)
 		}
-		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 8081 || c.Ports[0].Name != "health" {
-			t.Errorf("%s: agent ports %+v: want only health 8081", target.File, c.Ports)
+		// Besides health, only the secure listener, which authorizes every
+		// request, may take connections from other pods.
+		secure := strings.Contains(args, "--secure-listen=:8443")
+		allowed := map[string]bool{"health": true, "https": secure}
+		for _, p := range c.Ports {
+			if !allowed[p.Name] || (p.Name == "health" && p.ContainerPort != 8081) || (p.Name == "https" && p.ContainerPort != 8443) {
+				t.Errorf("%s: agent port %+v: want health 8081 (and https 8443 with --secure-listen) only", target.File, p)
+			}
 		}
 		for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
 			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Port.String() != "health" {
@@ -109,8 +115,11 @@ func TestAgentServesObjectsOnlyOnLoopback(t *testing.T) {
 			}
 			for _, in := range p.Spec.Ingress {
 				for _, port := range in.Ports {
-					if port.Port == nil || port.Port.String() != "health" {
-						t.Errorf("%s: NetworkPolicy %s admits the agent's port %v: want only health", target.File, p.Name, port.Port)
+					if port.Port == nil || !allowed[port.Port.String()] {
+						t.Errorf("%s: NetworkPolicy %s admits the agent's port %v: want only health (and https with --secure-listen)", target.File, p.Name, port.Port)
+					}
+					if port.Port != nil && port.Port.String() == "https" && len(in.From) == 0 {
+						t.Errorf("%s: NetworkPolicy %s admits the secure port from anywhere: want named namespaces", target.File, p.Name)
 					}
 				}
 				if len(in.Ports) == 0 {
