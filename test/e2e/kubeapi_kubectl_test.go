@@ -72,32 +72,11 @@ current-context: krm-agent
 // difference gets up to 30s to go away. It returns the agent's result.
 func (k kubectlPair) same(t *testing.T, args ...string) result {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		start := time.Now()
-		want := k.api.run(t, args...)
-		got := k.agent.run(t, args...)
-		elapsed := time.Since(start)
-		var problems []string
-		if want.code != got.code {
-			problems = append(problems, fmt.Sprintf("exit code: kube-apiserver %d, agent %d", want.code, got.code))
-		}
-		if d := sameOutput(want.stdout, got.stdout, elapsed); d != "" {
-			problems = append(problems, "stdout (-kube-apiserver +agent):\n"+d)
-		}
-		if d := cmp.Diff(want.stderr, got.stderr); d != "" {
-			problems = append(problems, "stderr (-kube-apiserver +agent):\n"+d)
-		}
-		if len(problems) == 0 {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("kubectl %s through the agent never printed what it prints against kube-apiserver within 30s; last difference:\n%s",
-				strings.Join(args, " "), strings.Join(problems, "\n"))
-			return got
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return untilSame(t, "kube-apiserver", "agent", 500*time.Millisecond, func() (result, result) {
+		return k.api.run(t, args...), k.agent.run(t, args...)
+	}, func(problems string) string {
+		return fmt.Sprintf("kubectl %s through the agent never printed what it prints against kube-apiserver within 30s; last difference:\n%s", strings.Join(args, " "), problems)
+	})
 }
 
 // kubectlKind is one resource the test reads through the agent.

@@ -331,31 +331,43 @@ func parseAge(s string) (age, unit time.Duration, ok bool) {
 // change too, so it tries for up to 30s. It returns krm's result.
 func sameAsKubectl(t *testing.T, p *plugin, args, extra []string) result {
 	t.Helper()
+	return untilSame(t, "kubectl", "krm", 300*time.Millisecond, func() (result, result) {
+		return p.run(t, args...), p.krm(t, append(append([]string{}, args...), extra...)...)
+	}, func(problems string) string {
+		return fmt.Sprintf("kubectl krm %s never printed what kubectl %[1]s prints within 30s; last difference:\n%s", strings.Join(args, " "), problems)
+	})
+}
+
+// untilSame runs both until they exit alike and print the same stdout
+// (sameOutput: an AGE the clock moved on is allowed) and stderr, for up to
+// 30s; then it fails the test with failure's sentence about the last
+// difference. wantName and gotName label the two sides. It returns got's
+// last result.
+func untilSame(t *testing.T, wantName, gotName string, every time.Duration, both func() (want, got result), failure func(problems string) string) result {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		start := time.Now()
-		want := p.run(t, args...)
-		got := p.krm(t, append(append([]string{}, args...), extra...)...)
+		want, got := both()
 		elapsed := time.Since(start)
 		var problems []string
 		if want.code != got.code {
-			problems = append(problems, fmt.Sprintf("exit code: kubectl %d, krm %d", want.code, got.code))
+			problems = append(problems, fmt.Sprintf("exit code: %s %d, %s %d", wantName, want.code, gotName, got.code))
 		}
 		if d := sameOutput(want.stdout, got.stdout, elapsed); d != "" {
-			problems = append(problems, "stdout (-kubectl +krm):\n"+d)
+			problems = append(problems, fmt.Sprintf("stdout (-%s +%s):\n%s", wantName, gotName, d))
 		}
 		if d := cmp.Diff(want.stderr, got.stderr); d != "" {
-			problems = append(problems, "stderr (-kubectl +krm):\n"+d)
+			problems = append(problems, fmt.Sprintf("stderr (-%s +%s):\n%s", wantName, gotName, d))
 		}
 		if len(problems) == 0 {
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("kubectl krm %s never printed what kubectl %[1]s prints within 30s; last difference:\n%s",
-				strings.Join(args, " "), strings.Join(problems, "\n"))
+			t.Error(failure(strings.Join(problems, "\n")))
 			return got
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
