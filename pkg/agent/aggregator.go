@@ -14,9 +14,9 @@ import (
 
 // Watch event types as the aggregator receives them.
 const (
-	added    = "ADDED"
-	modified = "MODIFIED"
-	deleted  = "DELETED"
+	added    = api.EventAdded
+	modified = api.EventModified
+	deleted  = api.EventDeleted
 )
 
 // ledgerSize bounds the drift ledger kept per resource.

@@ -20,11 +20,10 @@ import (
 
 // Event types of a watch stream.
 const (
-	eventAdded    = "ADDED"
-	eventModified = "MODIFIED"
-	eventDeleted  = "DELETED"
-	eventBookmark = "BOOKMARK"
-	eventError    = "ERROR"
+	eventAdded    = api.EventAdded
+	eventModified = api.EventModified
+	eventDeleted  = api.EventDeleted
+	eventBookmark = api.EventBookmark
 )
 
 // initialEventsEnd is the annotation of the bookmark that ends WatchList's
