@@ -192,6 +192,12 @@ func (c *tableCache) render(row *store.Row, cols *tableColumns) *rendered {
 		}
 	}
 	c.mu.Lock()
+	// Only LISTs know the live objects to sweep by; watches and GETs
+	// render too. Past twice the sweep size the cache starts over, so
+	// it stays bounded whatever mix of requests comes.
+	if len(c.rows) >= 2*c.sweepAt {
+		c.rows = make(map[string]*rendered, c.sweepAt)
+	}
 	c.rows[row.UID] = r
 	c.mu.Unlock()
 	return r

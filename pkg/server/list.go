@@ -91,7 +91,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req *request)
 	case formatTable:
 		s.writeTable(w, req, snap, page, meta)
 	case formatMetadata:
-		s.writeMetadataList(w, req, page, meta)
+		s.writeMetadataList(w, req, snap, page, meta)
 	default:
 		s.writeObjectList(w, req, page, meta)
 	}
@@ -197,7 +197,7 @@ func (s *Server) writeObjectList(w http.ResponseWriter, req *request, page []*st
 	}
 }
 
-func (s *Server) writeMetadataList(w http.ResponseWriter, req *request, page []*store.Row, meta listMeta) {
+func (s *Server) writeMetadataList(w http.ResponseWriter, req *request, snap *api.Snapshot, page []*store.Row, meta listMeta) {
 	cache, err := s.tables.forResource(req.info)
 	if err != nil {
 		s.writeStatus(w, err)
@@ -221,6 +221,7 @@ func (s *Server) writeMetadataList(w http.ResponseWriter, req *request, page []*
 	if err := bw.Flush(); err != nil {
 		s.log.Debug("writing metadata list", "resource", req.info.Name, "err", err)
 	}
+	cache.sweep(snap.Rows)
 }
 
 // appendMetadata appends a PartialObjectMetadata with metadata meta.

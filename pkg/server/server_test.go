@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -560,6 +561,22 @@ func TestHealthListenerServesNoObjects(t *testing.T) {
 		}
 		if want == 404 && (strings.Contains(string(b), `"kind":"Pod`) || !strings.Contains(string(b), `"kind":"Status"`)) {
 			t.Errorf("GET %s on the health listener = %s, want a Status and no object", path, b)
+		}
+	}
+}
+
+// The rendered-row cache stays bounded when only watches and GETs render,
+// which never sweep it by the live objects.
+func TestRenderCacheIsBounded(t *testing.T) {
+	s, _ := newTestServer(t)
+	cache, err := s.tables.forResource(podsInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 * cache.sweepAt {
+		cache.render(podRow(t, podSpec{"dev", fmt.Sprintf("churn-%d", i), "n1", "Running", nil, uint64(1000 + i)}), nil)
+		if n := len(cache.rows); n > 2*cache.sweepAt {
+			t.Fatalf("after %d renders the cache holds %d rows, over twice the sweep size %d", i+1, n, cache.sweepAt)
 		}
 	}
 }
