@@ -200,7 +200,7 @@ func (r *fakeResource) snapshotLocked() *api.Snapshot {
 	return &api.Snapshot{
 		Header:                  store.Header{Source: store.Aggregated, ResourceVersion: r.rv, VerifiedAt: r.agent.verifiedAt, Rows: len(rows)},
 		VerifiedResourceVersion: fakeListRV,
-		Rows:                    rows,
+		Rows:                    store.NewView(rows...),
 		StreamConnected:         true,
 	}
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,7 +44,7 @@ type aggregator struct {
 	now      func() time.Time
 
 	mu         sync.RWMutex
-	verified   map[string]*store.Row // uid -> row, source verified
+	verified   *rowSet // source verified
 	verifiedRV uint64
 	verifiedAt time.Time
 	// hasVerified is false until the first LIST (or a warm load) lands.
@@ -56,12 +55,13 @@ type aggregator struct {
 	// and events in the store (leader election): not this run's LISTs.
 	following bool
 
-	current    map[string]*store.Row // live rows of the aggregated/streamed view
+	current    *rowSet               // live rows of the aggregated/streamed view
 	tombstones map[string]*store.Row // deleted since the last LIST
 	changed    map[string]struct{}   // uids changed since the last LIST
-	// log keeps the events newer than verifiedRV: the next LIST may be
-	// older than some of them, and they are applied again on top of it.
-	log []event
+	// log keeps the events newer than verifiedRV, the newest per object:
+	// the next LIST may be older than some of them, and they are applied
+	// again on top of it.
+	log replayLog
 
 	streamRV        uint64 // newest resourceVersion the watch delivered
 	streamConnected bool
@@ -75,11 +75,9 @@ type aggregator struct {
 	ledger          []api.DriftEntry
 	lastError       [2]string // by errorSource
 
-	// sorted caches each view's rows in key order until the view changes.
-	sorted map[store.Source][]*store.Row
-	// sortMu serialises cache fills between readers that share mu's read
-	// lock.
-	sortMu sync.Mutex
+	// viewMu serialises the views' snapshot caches (store.Rows.View)
+	// between readers that share mu's read lock.
+	viewMu sync.Mutex
 	subs   map[*subscriber]struct{}
 	// hist keeps the aggregated view's last changes for watches that
 	// resume from a resourceVersion.
@@ -129,11 +127,10 @@ func newAggregator(cluster, resource string, now func() time.Time) *aggregator {
 		resource:   resource,
 		cluster:    cluster,
 		now:        now,
-		verified:   map[string]*store.Row{},
-		current:    map[string]*store.Row{},
+		verified:   newRowSet(0),
+		current:    newRowSet(0),
 		tombstones: map[string]*store.Row{},
 		changed:    map[string]struct{}{},
-		sorted:     map[store.Source][]*store.Row{},
 		subs:       map[*subscriber]struct{}{},
 		hist:       newChangeHistory(historySize),
 	}
@@ -156,7 +153,7 @@ func (a *aggregator) apply(typ string, row *store.Row) {
 	a.events++
 	a.perSecond.add(now)
 	a.lastEventAt = now
-	a.log = append(a.log, event{typ: typ, row: row})
+	a.log.add(event{typ: typ, row: row})
 	if ch, ok := a.applyLocked(typ, row); ok {
 		a.emit(ch)
 	}
@@ -232,7 +229,7 @@ func (a *aggregator) caughtUp(rv uint64) (bool, bool) {
 // applyLocked changes the current view; it reports the change for watchers,
 // or false when the event is older than what the view holds.
 func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) {
-	old := a.current[row.UID]
+	old := a.current.get(row.UID)
 	if old != nil && old.ResourceVersion >= row.ResourceVersion {
 		return api.Change{}, false
 	}
@@ -240,12 +237,11 @@ func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) 
 		return api.Change{}, false
 	}
 	a.changed[row.UID] = struct{}{}
-	a.invalidate(store.Aggregated, store.Streamed)
 	if typ == deleted {
 		tomb := *row
 		tomb.Deleted = true
 		tomb.Source = store.Streamed
-		delete(a.current, row.UID)
+		a.current.delete(row.UID)
 		a.tombstones[row.UID] = &tomb
 		if old == nil {
 			return api.Change{}, false
@@ -253,7 +249,7 @@ func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) 
 		return api.Change{Type: deleted, Row: row, Prev: old, ResourceVersion: row.ResourceVersion}, true
 	}
 	delete(a.tombstones, row.UID)
-	a.current[row.UID] = row
+	a.current.set(row)
 	if old == nil {
 		return api.Change{Type: added, Row: row, ResourceVersion: row.ResourceVersion}, true
 	}
@@ -302,9 +298,9 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		found = append(found, e)
 	}
 
-	listed := make(map[string]*store.Row, len(v.rows))
+	listed := newRowSet(len(v.rows))
 	for _, l := range v.rows {
-		s := a.current[l.UID]
+		s := a.current.get(l.UID)
 		if judge {
 			switch {
 			case s == nil && a.tombstones[l.UID] == nil && l.ResourceVersion <= horizon:
@@ -320,17 +316,17 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		switch {
 		case s != nil && s.ResourceVersion == l.ResourceVersion:
 			l = confirmed(s)
-		case a.verified[l.UID] != nil && a.verified[l.UID].ResourceVersion == l.ResourceVersion:
-			l = a.verified[l.UID]
+		case a.verified.get(l.UID) != nil && a.verified.get(l.UID).ResourceVersion == l.ResourceVersion:
+			l = a.verified.get(l.UID)
 		}
 		// The runner may hand over a streamed row it found at the LIST's
 		// resourceVersion; in the verified view it is verified.
 		l = confirmed(l)
-		listed[l.UID] = l
+		listed.set(l)
 	}
 	if judge && v.caughtUp {
-		for uid, s := range a.current {
-			if _, ok := listed[uid]; !ok && s.ResourceVersion <= v.rv {
+		for uid, s := range a.current.byUID {
+			if listed.get(uid) == nil && s.ResourceVersion <= v.rv {
 				drift.MissedDeleted++
 				entry(api.MissedDeleted, s, nil)
 			}
@@ -349,8 +345,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		// The frames and events loaded from the store are an earlier run's
 		// or another replica's: this LIST supersedes them all, even if
 		// etcd's revisions went back.
-		clear(a.log)
-		a.log = a.log[:0]
+		a.log.reset()
 		a.streamRV = v.rv
 		a.following = false
 	}
@@ -358,22 +353,12 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	a.verified = listed
 	a.verifiedRV, a.verifiedAt = v.rv, v.at
 	a.hasVerified, a.stale = true, false
-	a.current = make(map[string]*store.Row, len(listed))
-	for uid, r := range listed {
-		a.current[uid] = r
-	}
+	// The aggregated view starts as the verified one, sharing its rows and
+	// its tree's structure, and takes the newer events on top.
+	a.current = listed.clone()
 	a.tombstones = map[string]*store.Row{}
 	a.changed = map[string]struct{}{}
-	kept := a.log[:0]
-	for _, e := range a.log {
-		if e.row.ResourceVersion > v.rv {
-			kept = append(kept, e)
-			a.applyLocked(e.typ, e.row)
-		}
-	}
-	clear(a.log[len(kept):])
-	a.log = kept
-	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
+	a.log.keepAfter(v.rv, func(e event) { a.applyLocked(e.typ, e.row) })
 	a.verifications++
 	a.lastDrift = drift
 	a.totalDrift.MissedAdded += drift.MissedAdded
@@ -387,9 +372,9 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 // LIST or the leader's frames, and records the aggregated view's changes
 // for watches that resume. restart says the old views were another run's or
 // replica's (or empty): watches cannot resume across that.
-func (a *aggregator) rebuilt(oldCurrent, oldVerified map[string]*store.Row, restart bool) {
+func (a *aggregator) rebuilt(oldCurrent, oldVerified *rowSet, restart bool) {
 	head := max(a.verifiedRV, a.streamRV)
-	changes := diffViews(oldCurrent, a.current)
+	changes := diffViews(oldCurrent.byUID, a.current.byUID)
 	// etcd's revisions went back (a restore), or the repair is larger than
 	// the history: a watch from before it must relist, as after compaction.
 	if restart || head < a.hist.last || len(changes) > len(a.hist.ring)/2 {
@@ -405,7 +390,7 @@ func (a *aggregator) rebuilt(oldCurrent, oldVerified map[string]*store.Row, rest
 		}
 	}
 	if len(a.subs) > 0 {
-		for _, ch := range diffViews(oldVerified, a.verified) {
+		for _, ch := range diffViews(oldVerified.byUID, a.verified.byUID) {
 			ch.ResourceVersion = a.verifiedRV
 			a.publish(ch, store.Verified)
 		}
@@ -420,10 +405,10 @@ func (a *aggregator) rowAt(uid, rv string) *store.Row {
 	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	if r := a.current[uid]; r != nil && r.ResourceVersion == v {
+	if r := a.current.get(uid); r != nil && r.ResourceVersion == v {
 		return r
 	}
-	if r := a.verified[uid]; r != nil && r.ResourceVersion == v {
+	if r := a.verified.get(uid); r != nil && r.ResourceVersion == v {
 		return r
 	}
 	return nil
@@ -466,25 +451,34 @@ func diffViews(old, new map[string]*store.Row) []api.Change {
 func (a *aggregator) load(verified, aggregated *store.Frame) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.verified = map[string]*store.Row{}
-	for _, r := range verified.Rows {
-		a.verified[r.UID] = r
-	}
-	a.current = map[string]*store.Row{}
-	src := verified
-	if aggregated != nil {
-		src = aggregated
-	}
-	for _, r := range src.Rows {
-		if !r.Deleted {
-			a.current[r.UID] = r
-		}
-	}
+	a.verified, a.current = framesViews(verified, aggregated)
 	a.verifiedRV = verified.Header.ResourceVersion
 	a.verifiedAt = verified.Header.VerifiedAt
 	a.hasVerified, a.stale = true, true
 	a.hist.reset(max(a.verifiedRV, a.streamRV))
-	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
+}
+
+// framesViews builds the views from stored frames (a warm restart, or the
+// leader's), holding one copy of each object: a row of the aggregated frame
+// that the verified frame holds at the same resourceVersion is the verified
+// row, and the duplicate decoded from the aggregated frame is dropped. With
+// no aggregated frame, the aggregated view is the verified one.
+func framesViews(verified, aggregated *store.Frame) (ver, cur *rowSet) {
+	ver = rowSetOf(verified.Rows)
+	if aggregated == nil {
+		return ver, ver.clone()
+	}
+	cur = newRowSet(len(aggregated.Rows))
+	for _, r := range aggregated.Rows {
+		if r.Deleted {
+			continue
+		}
+		if v := ver.get(r.UID); v != nil && v.ResourceVersion == r.ResourceVersion {
+			r = v
+		}
+		cur.set(r)
+	}
+	return ver, cur
 }
 
 // frames returns the verified and aggregated frames, for the store.
@@ -494,44 +488,29 @@ func (a *aggregator) frames() (verified, aggregated *store.Frame) {
 	h := store.Header{Cluster: a.cluster, Resource: a.resource, ResourceVersion: a.verifiedRV, VerifiedAt: a.verifiedAt}
 	verified = &store.Frame{Header: h}
 	verified.Header.Source = store.Verified
-	verified.Rows = a.sortedLocked(store.Verified)
+	verified.Rows = a.viewLocked(store.Verified).Slice()
 	aggregated = &store.Frame{Header: h}
 	aggregated.Header.Source = store.Aggregated
 	aggregated.Header.ResourceVersion = max(a.verifiedRV, a.streamRV)
-	aggregated.Rows = a.sortedLocked(store.Aggregated)
+	aggregated.Rows = a.viewLocked(store.Aggregated).Slice()
 	return verified, aggregated
 }
 
-func (a *aggregator) invalidate(views ...store.Source) {
-	for _, v := range views {
-		delete(a.sorted, v)
-	}
-}
-
-// sortedLocked returns the view's live rows in key order, from the cache when
-// the view has not changed. The caller holds a.mu (read or write); the cache
-// write is guarded by a.sortMu for readers holding only the read lock.
-func (a *aggregator) sortedLocked(view store.Source) []*store.Row {
-	a.sortMu.Lock()
-	defer a.sortMu.Unlock()
-	if rows, ok := a.sorted[view]; ok {
-		return rows
-	}
-	src := a.current
+// viewLocked returns an immutable snapshot of the view's live rows, in key
+// order: O(1), and the same View until the view changes. The caller holds
+// a.mu (read or write); viewMu guards the views' snapshot caches between
+// readers holding only the read lock.
+func (a *aggregator) viewLocked(view store.Source) *store.View {
+	a.viewMu.Lock()
+	defer a.viewMu.Unlock()
 	if view == store.Verified {
-		src = a.verified
+		return a.verified.rows.View()
 	}
-	rows := make([]*store.Row, 0, len(src))
-	for _, r := range src {
-		rows = append(rows, r)
-	}
-	slices.SortFunc(rows, store.CompareKeys)
-	a.sorted[view] = rows
-	return rows
+	return a.current.rows.View()
 }
 
 func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
-	rows := a.sortedLocked(view)
+	rows := a.viewLocked(view)
 	rv := max(a.verifiedRV, a.streamRV)
 	if view == store.Verified {
 		rv = a.verifiedRV
@@ -539,7 +518,7 @@ func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 	return &api.Snapshot{
 		Header: store.Header{
 			Version: store.FrameVersion, Cluster: a.cluster, Resource: a.resource, Source: view,
-			ResourceVersion: rv, VerifiedAt: a.verifiedAt, Rows: len(rows),
+			ResourceVersion: rv, VerifiedAt: a.verifiedAt, Rows: rows.Len(),
 		},
 		VerifiedResourceVersion: a.verifiedRV,
 		Rows:                    rows,
@@ -640,7 +619,7 @@ func (a *aggregator) publish(ch api.Change, views ...store.Source) {
 
 // counts returns the live objects per view.
 func (a *aggregator) countsLocked() api.ObjectCounts {
-	return api.ObjectCounts{Verified: len(a.verified), Streamed: len(a.current), Aggregated: len(a.current)}
+	return api.ObjectCounts{Verified: a.verified.len(), Streamed: a.current.len(), Aggregated: a.current.len()}
 }
 
 func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
@@ -690,9 +669,9 @@ func (a *aggregator) drift() api.DriftReport {
 		Unverified:              []api.UnverifiedChange{},
 	}
 	for uid := range a.changed {
-		v := a.verified[uid]
+		v := a.verified.get(uid)
 		c := api.UnverifiedChange{UID: uid}
-		row := a.current[uid]
+		row := a.current.get(uid)
 		switch {
 		case row != nil && v == nil:
 			c.Type = api.ChangeAdded

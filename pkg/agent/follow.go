@@ -147,40 +147,29 @@ func (a *aggregator) follow(verified, aggregated *store.Frame) {
 	defer a.mu.Unlock()
 	oldCurrent, oldVerified := a.current, a.verified
 	wasStale := !a.hasVerified || a.stale
-	a.verified = make(map[string]*store.Row, len(verified.Rows))
-	for _, r := range verified.Rows {
-		a.verified[r.UID] = r
-	}
-	a.current = make(map[string]*store.Row, len(aggregated.Rows))
-	for _, r := range aggregated.Rows {
-		if !r.Deleted {
-			a.current[r.UID] = r
-		}
-	}
+	a.verified, a.current = framesViews(verified, aggregated)
 	// What differs from the verified frame is what the leader streamed
 	// since its LIST: the drift report's unverified changes.
 	a.changed = map[string]struct{}{}
 	a.tombstones = map[string]*store.Row{}
-	for uid, c := range a.current {
-		if v := a.verified[uid]; v == nil || v.ResourceVersion != c.ResourceVersion {
+	for uid, c := range a.current.byUID {
+		if v := a.verified.get(uid); v == nil || v.ResourceVersion != c.ResourceVersion {
 			a.changed[uid] = struct{}{}
 		}
 	}
-	for uid, v := range a.verified {
-		if a.current[uid] == nil {
+	for uid, v := range a.verified.byUID {
+		if a.current.get(uid) == nil {
 			tomb := *v
 			tomb.Deleted, tomb.Source = true, store.Streamed
 			a.tombstones[uid] = &tomb
 			a.changed[uid] = struct{}{}
 		}
 	}
-	clear(a.log)
-	a.log = a.log[:0]
+	a.log.reset()
 	a.verifiedRV, a.verifiedAt = verified.Header.ResourceVersion, verified.Header.VerifiedAt
 	a.streamRV = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
 	a.lastStreamAt = a.now()
 	a.hasVerified, a.stale, a.following = true, false, true
-	a.invalidate(store.Aggregated, store.Streamed, store.Verified)
 	// The leader's frames replace the views: a watch resumes across them
 	// only when they continue what this replica held.
 	a.rebuilt(oldCurrent, oldVerified, wasStale)

@@ -106,7 +106,7 @@ func (a *aggregator) replay(typ string, row *store.Row) {
 	if row.ResourceVersion <= a.verifiedRV {
 		return
 	}
-	a.log = append(a.log, event{typ: typ, row: row})
+	a.log.add(event{typ: typ, row: row})
 	if ch, ok := a.applyLocked(typ, row); ok {
 		a.emit(ch)
 	}

@@ -57,8 +57,9 @@ type Snapshot struct {
 	// resourceVersion; Header.Rows the number of live rows.
 	Header                  store.Header
 	VerifiedResourceVersion uint64
-	// Rows holds the live objects (never tombstones), sorted by Row.Key().
-	Rows []*store.Row
+	// Rows holds the live objects (never tombstones), sorted by Row.Key():
+	// an immutable view that may share structure with later snapshots.
+	Rows *store.View
 	// StreamConnected and LastStreamAt (the watch's last event or bookmark)
 	// give the X-Krm-Stream-Lag header.
 	StreamConnected bool

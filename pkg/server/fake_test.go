@@ -99,7 +99,7 @@ func (r *fakeResource) snapshotLocked() *api.Snapshot {
 	slices.SortFunc(rows, store.CompareKeys)
 	return &api.Snapshot{
 		Header:          store.Header{Source: store.Aggregated, ResourceVersion: r.rv, VerifiedAt: testNow.Add(-10 * time.Second), Rows: len(rows)},
-		Rows:            rows,
+		Rows:            store.NewView(rows...),
 		StreamConnected: true,
 		LastStreamAt:    testNow.Add(-time.Second),
 	}

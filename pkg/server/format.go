@@ -244,18 +244,19 @@ func serverCells(row *store.Row, meta json.RawMessage, cols *tableColumns) ([]an
 // sweep drops the entries of objects that are not in live at the version
 // cached, once the cache has grown past twice the live objects (plus 1,024):
 // the cache never holds much more than the view it renders.
-func (c *tableCache) sweep(live []*store.Row) {
+func (c *tableCache) sweep(live *store.View) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.rows) < c.sweepAt {
 		return
 	}
-	keep := make(map[string]*rendered, len(live))
-	for _, row := range live {
+	keep := make(map[string]*rendered, live.Len())
+	live.Ascend(func(row *store.Row) bool {
 		if r := c.rows[row.UID]; r != nil && r.rv == row.ResourceVersion {
 			keep[row.UID] = r
 		}
-	}
+		return true
+	})
 	c.rows = keep
-	c.sweepAt = 2*len(live) + 1024
+	c.sweepAt = 2*live.Len() + 1024
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -121,53 +120,42 @@ func (m listMeta) append(buf []byte) []byte {
 
 // selectPage picks the rows of one page after key after (all of them when
 // after is ""), and counts the matching rows past it.
-func selectPage(rows []*store.Row, req *request, after string) (page []*store.Row, remaining int) {
-	if req.namespace != "" {
-		rows = namespaceRange(rows, req.namespace)
-	}
-	if after != "" {
-		i := sort.Search(len(rows), func(i int) bool { return rows[i].Key() > after })
-		rows = rows[i:]
-	}
+func selectPage(rows *store.View, req *request, after string) (page []*store.Row, remaining int) {
 	limit := req.opts.Limit
-	if !req.filtered() {
-		if limit > 0 && int64(len(rows)) > limit {
-			return rows[:limit], len(rows) - int(limit)
-		}
-		return rows, 0
-	}
-	for _, row := range rows {
-		if !req.selects(row) {
-			continue
+	filtered := req.filtered()
+	each := func(row *store.Row) bool {
+		if filtered && !req.selects(row) {
+			return true
 		}
 		if limit > 0 && int64(len(page)) == limit {
 			remaining++
-			continue
+			return true
 		}
 		page = append(page, row)
+		return true
+	}
+	if req.namespace != "" {
+		rows.AscendNamespace(req.namespace, after, each)
+	} else {
+		rows.AscendAfter(after, each)
 	}
 	return page, remaining
 }
 
-// namespaceRange returns the rows of namespace ns: rows are sorted by
-// "namespace/name", so they are the run of keys from ns+"/" up to ns+"0".
-func namespaceRange(rows []*store.Row, ns string) []*store.Row {
-	lo, hi := ns+"/", ns+"0"
-	i := sort.Search(len(rows), func(i int) bool { return rows[i].Key() >= lo })
-	j := i + sort.Search(len(rows)-i, func(j int) bool { return rows[i+j].Key() >= hi })
-	return rows[i:j]
-}
-
-func findRow(rows []*store.Row, namespace, name string) *store.Row {
-	key := name
-	if namespace != "" {
-		key = namespace + "/" + name
+// eachRow calls fn for each row of the request's namespace (every row
+// without one) that its selectors select, in key order.
+func eachRow(rows *store.View, req *request, fn func(*store.Row)) {
+	each := func(row *store.Row) bool {
+		if req.selects(row) {
+			fn(row)
+		}
+		return true
 	}
-	i := sort.Search(len(rows), func(i int) bool { return rows[i].Key() >= key })
-	if i < len(rows) && rows[i].Namespace == namespace && rows[i].Name == name {
-		return rows[i]
+	if req.namespace != "" {
+		rows.AscendNamespace(req.namespace, "", each)
+	} else {
+		rows.Ascend(each)
 	}
-	return nil
 }
 
 func (s *Server) writeObjectList(w http.ResponseWriter, req *request, page []*store.Row, meta listMeta) {
@@ -306,7 +294,7 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, req *request) 
 	if !s.admit(w, req, snap, err) {
 		return
 	}
-	row := findRow(snap.Rows, req.namespace, req.name)
+	row := snap.Rows.Get(req.namespace, req.name)
 	if row == nil || (req.info.Namespaced && req.namespace == "") {
 		s.writeStatus(w, apierrors.NewNotFound(schema.GroupResource{Group: req.info.Group, Resource: req.info.Resource}, req.name))
 		return

@@ -104,17 +104,15 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 
 	lastRV := max(from, snap.Header.ResourceVersion)
 	if initial {
-		rows := snap.Rows
-		if req.namespace != "" {
-			rows = namespaceRange(rows, req.namespace)
-		}
-		for _, row := range rows {
-			if req.selects(row) {
-				if err := enc.event(bw, eventAdded, row); err != nil {
-					s.log.Error("encoding a watch event", "resource", req.info.Name, "err", err)
-					return
-				}
+		var err error
+		eachRow(snap.Rows, req, func(row *store.Row) {
+			if err == nil {
+				err = enc.event(bw, eventAdded, row)
 			}
+		})
+		if err != nil {
+			s.log.Error("encoding a watch event", "resource", req.info.Name, "err", err)
+			return
 		}
 		if endBookmark {
 			enc.bookmark(bw, snap.Header.ResourceVersion, true)
