@@ -170,24 +170,20 @@ func (c Config) Complete() (*Agent, error) {
 		}
 		a.probe = newProbe(c, dyn, pm)
 	}
-	var tables rest.Interface
+	rc, err := newRESTClient(c.RESTConfig)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range res {
 		namespace := ""
 		if r.info.Namespaced {
 			namespace = c.Namespace
 		}
-		var client source = dyn.Resource(r.gvr).Namespace(namespace)
 		// A kind krm prints neither with a ported printer nor with a CRD's
 		// printer columns is listed as kube-apiserver's Tables, whose cells
 		// krm serves.
-		if !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0 {
-			if tables == nil {
-				if tables, err = newTableClient(c.RESTConfig); err != nil {
-					return nil, err
-				}
-			}
-			client = newTableSource(tables, r.gvr, namespace)
-		}
+		tables := !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0
+		client := newAPISource(rc, r.gvr, namespace, tables)
 		run := &runner{
 			info:     r.info,
 			client:   client,

@@ -30,11 +30,10 @@ const (
 	backoffMax   = 30 * time.Second
 )
 
-// source is what a runner needs of kube-apiserver for its resource: a
-// dynamic.ResourceInterface, or a tableSource for a kind whose Table cells
-// krm takes from kube-apiserver.
+// source is what a runner needs of kube-apiserver for its resource: LIST
+// pages read one item at a time, and a watch (an apiSource).
 type source interface {
-	List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error)
+	ListPage(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (metav1.ListMeta, error)
 	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 }
 
@@ -191,46 +190,64 @@ func (r *runner) waitCaughtUp(ctx context.Context, rv uint64) bool {
 	}
 }
 
+// list runs one paginated LIST. Each item is read from the response as it
+// arrives and compared, by UID and resourceVersion read from its bytes,
+// with the row the views hold: an object they hold at that version keeps
+// its row and is not decoded at all, so the LIST holds one item and the
+// rows, not a decoded page. A row without the cells a Table brings (from
+// a frame written before) is rebuilt.
 func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 	opts := r.selector
 	opts.Limit = listPageSize
 	var rows []*store.Row
+	each := func(it listItem) error {
+		uid, rv, err := rawMeta(it.object)
+		if err != nil {
+			return fmt.Errorf("an item of the LIST of %s: %w", r.info.Name, err)
+		}
+		if row := r.agg.rowAt(uid, rv); row != nil && (it.cells == nil || row.Cells != nil) {
+			rows = append(rows, row)
+			return nil
+		}
+		obj, err := rowObject(it.object)
+		if err != nil {
+			return fmt.Errorf("an item of the LIST of %s: %w", r.info.Name, err)
+		}
+		// A JSON LIST's items leave kind and apiVersion to the list, as
+		// the dynamic client's UnstructuredList fills them in.
+		if obj.GetKind() == "" {
+			obj.SetKind(r.info.Kind)
+		}
+		if obj.GetAPIVersion() == "" {
+			obj.SetAPIVersion(r.info.APIVersion())
+		}
+		row, err := r.rows.build(obj, it.cells, store.Verified)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row)
+		return nil
+	}
 	for {
-		page, err := r.client.List(ctx, opts)
+		meta, err := r.client.ListPage(ctx, opts, each)
 		if apierrors.IsResourceExpired(err) && opts.Continue != "" {
 			// The continue token outlived the compaction window: start over
 			// at a fresh resourceVersion.
+			clear(rows)
 			opts.Continue, rows = "", rows[:0]
 			continue
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("listing %s: %w", r.info.Name, err)
 		}
-		for i := range page.Items {
-			item := &page.Items[i]
-			cells := pageCells(page, i)
-			// An object the views already hold at this resourceVersion is
-			// not encoded again: the LIST would only throw the copy away.
-			// A row without the cells the LIST brings (from a frame
-			// written before) is rebuilt.
-			if row := r.agg.rowAt(string(item.GetUID()), item.GetResourceVersion()); row != nil && (cells == nil || row.Cells != nil) {
-				rows = append(rows, row)
-				continue
-			}
-			row, err := r.rows.build(item, cells, store.Verified)
-			if err != nil {
-				return nil, 0, err
-			}
-			rows = append(rows, row)
-		}
-		if page.GetContinue() == "" {
-			rv, err := store.ParseResourceVersion(page.GetResourceVersion())
+		if meta.Continue == "" {
+			rv, err := store.ParseResourceVersion(meta.ResourceVersion)
 			if err != nil {
 				return nil, 0, fmt.Errorf("listing %s: %w", r.info.Name, err)
 			}
 			return rows, rv, nil
 		}
-		opts.Continue = page.GetContinue()
+		opts.Continue = meta.Continue
 	}
 }
 
@@ -331,12 +348,12 @@ func (r *runner) freshBoundary(ctx context.Context, rv string) uint64 {
 	}
 	opts := r.selector
 	opts.Limit = 1
-	list, err := r.client.List(ctx, opts)
+	meta, err := r.client.ListPage(ctx, opts, func(listItem) error { return nil })
 	if err != nil {
 		r.log.Debug("no current resourceVersion for the delay boundary; counting resumed events as fresh", "resource", r.info.Name, "err", err)
 		return from
 	}
-	cur, err := store.ParseResourceVersion(list.GetResourceVersion())
+	cur, err := store.ParseResourceVersion(meta.ResourceVersion)
 	if err != nil {
 		return from
 	}
@@ -421,7 +438,7 @@ func (r *runner) Drift() api.DriftReport { return r.agg.drift() }
 // TableColumns are the column definitions of the rows' Cells, from the
 // latest Table kube-apiserver sent; nil for a kind the server prints itself.
 func (r *runner) TableColumns() []metav1.TableColumnDefinition {
-	if t, ok := r.client.(*tableSource); ok {
+	if t, ok := r.client.(*apiSource); ok && t.tables {
 		return t.Columns()
 	}
 	return nil

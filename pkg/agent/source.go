@@ -25,12 +25,7 @@ import (
 // serves no Tables for the resource (as kubectl's own Accept does).
 const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
-// pageCellsKey holds, in a LIST page from a tableSource, the cells of each
-// item ([][]byte, in Items' order). The page's own map is never stored or
-// served, so the objects stay exactly what kube-apiserver sent.
-const pageCellsKey = "krm.io/cells"
-
-// tableCodecs decode the Status of a failed request, all a tableSource
+// tableCodecs decode the Status of a failed request, all a apiSource
 // needs from a serializer: bodies are decoded here.
 var tableCodecs = func() serializer.CodecFactory {
 	s := runtime.NewScheme()
@@ -38,8 +33,8 @@ var tableCodecs = func() serializer.CodecFactory {
 	return serializer.NewCodecFactory(s)
 }()
 
-// newTableClient makes the REST client tableSources share.
-func newTableClient(cfg *rest.Config) (rest.Interface, error) {
+// newRESTClient makes the REST client tableSources share.
+func newRESTClient(cfg *rest.Config) (rest.Interface, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.NegotiatedSerializer = tableCodecs.WithoutConversion()
 	if cfg.UserAgent == "" {
@@ -48,18 +43,25 @@ func newTableClient(cfg *rest.Config) (rest.Interface, error) {
 	return rest.UnversionedRESTClientFor(cfg)
 }
 
-// tableSource lists and watches one resource as kube-apiserver's Tables with
-// the objects included, for a kind krm has no printer for: each row's cells
-// are kept beside its object, so the agent serves the columns kubectl
-// prints without porting the kind's printer. It keeps the latest column
+// jsonAccept asks for the objects themselves.
+const jsonAccept = "application/json"
+
+// apiSource lists and watches one resource with a REST client, decoding
+// the JSON itself: a LIST is read as a stream, one item at a time, so the
+// verifier compares each object with the row it holds before decoding it.
+// With tables, it asks for kube-apiserver's Tables with the objects
+// included, for a kind krm has no printer for: each row's cells are kept
+// beside its object, so the agent serves the columns kubectl prints
+// without porting the kind's printer; it keeps the latest column
 // definitions kube-apiserver sent.
-type tableSource struct {
+type apiSource struct {
 	client  rest.Interface
 	path    string
+	tables  bool
 	columns atomic.Pointer[[]metav1.TableColumnDefinition]
 }
 
-func newTableSource(client rest.Interface, gvr schema.GroupVersionResource, namespace string) *tableSource {
+func newAPISource(client rest.Interface, gvr schema.GroupVersionResource, namespace string, tables bool) *apiSource {
 	p := "/apis/" + gvr.Group + "/" + gvr.Version
 	if gvr.Group == "" {
 		p = "/api/" + gvr.Version
@@ -67,41 +69,126 @@ func newTableSource(client rest.Interface, gvr schema.GroupVersionResource, name
 	if namespace != "" {
 		p += "/namespaces/" + namespace
 	}
-	return &tableSource{client: client, path: p + "/" + gvr.Resource}
+	return &apiSource{client: client, path: p + "/" + gvr.Resource, tables: tables}
 }
 
 // Columns returns the latest column definitions, nil before any arrived.
-func (t *tableSource) Columns() []metav1.TableColumnDefinition {
+func (t *apiSource) Columns() []metav1.TableColumnDefinition {
 	if c := t.columns.Load(); c != nil {
 		return *c
 	}
 	return nil
 }
 
-func (t *tableSource) setColumns(cols []metav1.TableColumnDefinition) {
+func (t *apiSource) setColumns(cols []metav1.TableColumnDefinition) {
 	if len(cols) > 0 {
 		t.columns.Store(&cols)
 	}
 }
 
-func (t *tableSource) request(opts metav1.ListOptions) *rest.Request {
-	return t.client.Get().AbsPath(t.path).
-		SetHeader("Accept", tableAccept).
-		SpecificallyVersionedParams(&opts, metav1.ParameterCodec, metav1.SchemeGroupVersion).
-		Param("includeObject", string(metav1.IncludeObject))
+func (t *apiSource) request(opts metav1.ListOptions) *rest.Request {
+	req := t.client.Get().AbsPath(t.path).
+		SpecificallyVersionedParams(&opts, metav1.ParameterCodec, metav1.SchemeGroupVersion)
+	if !t.tables {
+		return req.SetHeader("Accept", jsonAccept)
+	}
+	return req.SetHeader("Accept", tableAccept).Param("includeObject", string(metav1.IncludeObject))
 }
 
-// List returns one page. Its items are the rows' objects; their cells are
-// under pageCellsKey (see pageCells).
-func (t *tableSource) List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
+// listItem is one object of a LIST page as it arrived: its JSON, and its
+// Table cells (nil without Tables).
+type listItem struct {
+	object []byte
+	cells  []byte
+}
+
+// ListPage lists one page, calling each for every item as it is read from
+// the response, and returns the page's list metadata (resourceVersion and
+// continue). Only one item at a time is held, not the page.
+func (t *apiSource) ListPage(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (metav1.ListMeta, error) {
 	opts.Watch = false
-	res := t.request(opts).Do(ctx)
-	// Error, not Raw, decodes a failure's Status (410 Expired and the like).
-	if err := res.Error(); err != nil {
-		return nil, err
+	var meta metav1.ListMeta
+	body, err := t.request(opts).Stream(ctx)
+	if err != nil {
+		return meta, err
 	}
-	body, _ := res.Raw()
-	return t.decodeList(body)
+	defer body.Close()
+	fail := func(err error) (metav1.ListMeta, error) {
+		return meta, fmt.Errorf("reading a LIST page from %s: %w", t.path, err)
+	}
+	dec := json.NewDecoder(body)
+	if err := expectDelim(dec, '{'); err != nil {
+		return fail(err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fail(err)
+		}
+		switch key, _ := tok.(string); key {
+		case "metadata":
+			err = dec.Decode(&meta)
+		case "columnDefinitions":
+			var cols []metav1.TableColumnDefinition
+			if err = dec.Decode(&cols); err == nil {
+				t.setColumns(cols)
+			}
+		case "items":
+			err = eachElement(dec, func() error {
+				var obj json.RawMessage
+				if err := dec.Decode(&obj); err != nil {
+					return err
+				}
+				return each(listItem{object: obj})
+			})
+		case "rows":
+			err = eachElement(dec, func() error {
+				var row wireRow
+				if err := dec.Decode(&row); err != nil {
+					return err
+				}
+				if len(row.Object) == 0 || bytes.Equal(row.Object, []byte("null")) {
+					return errors.New("a row has no object (includeObject=Object was not honoured)")
+				}
+				return each(listItem{object: row.Object, cells: row.Cells})
+			})
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return fail(err)
+	}
+	return meta, nil
+}
+
+// eachElement calls fn for each element of the array at the decoder's
+// cursor; fn decodes the element.
+func eachElement(dec *json.Decoder, fn func() error) error {
+	if err := expectDelim(dec, '['); err != nil {
+		return err
+	}
+	for dec.More() {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return expectDelim(dec, ']')
+}
+
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("want %q, got %v", d, tok)
+	}
+	return nil
 }
 
 // wireTable is a meta.k8s.io/v1 Table as it arrives, cells kept as bytes.
@@ -115,45 +202,6 @@ type wireTable struct {
 type wireRow struct {
 	Cells  json.RawMessage `json:"cells"`
 	Object json.RawMessage `json:"object"`
-}
-
-func (t *tableSource) decodeList(body []byte) (*unstructured.UnstructuredList, error) {
-	var tab wireTable
-	if err := json.Unmarshal(body, &tab); err != nil {
-		return nil, fmt.Errorf("decoding a Table from %s: %w", t.path, err)
-	}
-	if tab.Kind != "Table" {
-		list := &unstructured.UnstructuredList{}
-		if err := list.UnmarshalJSON(body); err != nil {
-			return nil, fmt.Errorf("decoding a list from %s: %w", t.path, err)
-		}
-		return list, nil
-	}
-	t.setColumns(tab.ColumnDefinitions)
-	list := &unstructured.UnstructuredList{Object: map[string]any{}, Items: make([]unstructured.Unstructured, 0, len(tab.Rows))}
-	list.SetResourceVersion(tab.Metadata.ResourceVersion)
-	list.SetContinue(tab.Metadata.Continue)
-	cells := make([][]byte, 0, len(tab.Rows))
-	for i, row := range tab.Rows {
-		obj, err := rowObject(row.Object)
-		if err != nil {
-			return nil, fmt.Errorf("row %d of a Table from %s: %w", i, t.path, err)
-		}
-		list.Items = append(list.Items, *obj)
-		cells = append(cells, row.Cells)
-	}
-	list.Object[pageCellsKey] = cells
-	return list, nil
-}
-
-// pageCells returns the cells of page's item i, nil for a page that has
-// none (from the dynamic client, or a server that sent no Table).
-func pageCells(page *unstructured.UnstructuredList, i int) []byte {
-	cells, _ := page.Object[pageCellsKey].([][]byte)
-	if i < len(cells) {
-		return cells[i]
-	}
-	return nil
 }
 
 // rowObject decodes a row's object with the numbers the dynamic client
@@ -195,7 +243,7 @@ func eventObject(obj runtime.Object) (*unstructured.Unstructured, []byte, bool) 
 // and its cells); a BOOKMARK carries an *unstructured.Unstructured with the
 // bookmark's resourceVersion, an ERROR the *metav1.Status kube-apiserver
 // sent, as the dynamic client's watch does.
-func (t *tableSource) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+func (t *apiSource) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
 	body, err := t.request(opts).Stream(ctx)
 	if err != nil {
@@ -208,7 +256,7 @@ func (t *tableSource) Watch(ctx context.Context, opts metav1.ListOptions) (watch
 
 // tableWatch decodes a watch's JSON event stream of Tables.
 type tableWatch struct {
-	src    *tableSource
+	src    *apiSource
 	body   io.ReadCloser
 	result chan watch.Event
 	done   chan struct{}
@@ -270,7 +318,7 @@ func (w *tableWatch) send(e watch.Event) bool {
 // decodeEvent turns one event from the stream into what runner.handle
 // takes. A Table event has one row; the first event of a watch also has the
 // column definitions.
-func (t *tableSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]watch.Event, error) {
+func (t *apiSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]watch.Event, error) {
 	switch typ {
 	case watch.Error:
 		var st metav1.Status
@@ -291,6 +339,13 @@ func (t *tableSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]w
 	case watch.Added, watch.Modified, watch.Deleted:
 	default:
 		return nil, fmt.Errorf("the watch of %s sent an event of unknown type %q", t.path, typ)
+	}
+	if !t.tables {
+		obj, err := rowObject(raw)
+		if err != nil {
+			return nil, fmt.Errorf("decoding a %s event from the watch of %s: %w", typ, t.path, err)
+		}
+		return []watch.Event{{Type: typ, Object: obj}}, nil
 	}
 	var tab wireTable
 	if err := json.Unmarshal(raw, &tab); err != nil {

@@ -85,15 +85,15 @@ func (s *tableServer) requests() []*http.Request {
 	return append([]*http.Request(nil), s.reqs...)
 }
 
-func newTestTableSource(t *testing.T, s *tableServer) *tableSource {
+func newTestAPISource(t *testing.T, s *tableServer) *apiSource {
 	t.Helper()
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	client, err := newTableClient(&rest.Config{Host: srv.URL})
+	client, err := newRESTClient(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newTableSource(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default")
+	return newAPISource(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default", true)
 }
 
 // mustObject decodes the object of a Table row.
@@ -125,7 +125,7 @@ func testTableRunner(src source) *runner {
 // it) and whose Cells are the row's cells as sent; the columns are kept.
 func TestTableSourceList(t *testing.T) {
 	s := &tableServer{t: t}
-	src := newTestTableSource(t, s)
+	src := newTestAPISource(t, s)
 	r := testTableRunner(src)
 	if cols := r.TableColumns(); cols != nil {
 		t.Errorf("columns before any Table: %v", cols)
@@ -191,8 +191,8 @@ func TestTableSourceList(t *testing.T) {
 // TestTableSourceListError: a failed LIST is kube-apiserver's Status, so
 // the runner can tell 410 Expired.
 func TestTableSourceListError(t *testing.T) {
-	src := newTestTableSource(t, &tableServer{t: t})
-	_, err := src.List(t.Context(), metav1.ListOptions{Continue: "expired"})
+	src := newTestAPISource(t, &tableServer{t: t})
+	_, err := src.ListPage(t.Context(), metav1.ListOptions{Continue: "expired"}, func(listItem) error { return nil })
 	if !apierrors.IsResourceExpired(err) {
 		t.Errorf("err = %v, want 410 Expired", err)
 	}
@@ -213,7 +213,7 @@ func TestTableSourceWatch(t *testing.T) {
 		`{"type":"DELETED","object":` + table("651", "null", configMapRow("d", "651", 2)) + `}`,
 		`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"The resourceVersion for the provided watch is too old.","reason":"Expired","code":410}}`,
 	}}
-	src := newTestTableSource(t, s)
+	src := newTestAPISource(t, s)
 	w, err := src.Watch(t.Context(), metav1.ListOptions{ResourceVersion: "600", AllowWatchBookmarks: true})
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +273,7 @@ func TestTableSourceWatch(t *testing.T) {
 // bookmark as progress, an ERROR as the watch's end with its Status.
 func TestHandleTableEvents(t *testing.T) {
 	s := &tableServer{t: t}
-	r := testTableRunner(newTestTableSource(t, s))
+	r := testTableRunner(newTestAPISource(t, s))
 	reg := prometheus.NewRegistry()
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -290,7 +290,7 @@ func TestHandleTableEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.agg.verify(verification{rows: rows, rv: rv, at: time.Now()})
-	events, err := r.client.(*tableSource).decodeEvent(watch.Added, json.RawMessage(
+	events, err := r.client.(*apiSource).decodeEvent(watch.Added, json.RawMessage(
 		`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"601"},"columnDefinitions":null,"rows":[`+configMapRow("d", "601", 7)+`]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +304,7 @@ func TestHandleTableEvents(t *testing.T) {
 	if row == nil || string(row.Cells) != `["d",7,"43m"]` {
 		t.Fatalf("streamed row %+v, want cells [\"d\",7,\"43m\"]", row)
 	}
-	bm, err := r.client.(*tableSource).decodeEvent(watch.Bookmark, json.RawMessage(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"700"},"rows":[]}`))
+	bm, err := r.client.(*apiSource).decodeEvent(watch.Bookmark, json.RawMessage(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"700"},"rows":[]}`))
 	if err != nil || len(bm) != 1 {
 		t.Fatalf("bookmark: %v %v", bm, err)
 	}
@@ -314,11 +314,77 @@ func TestHandleTableEvents(t *testing.T) {
 	if got := r.agg.resumeFrom(); got != 700 {
 		t.Errorf("after a bookmark at 700 the watch resumes from %d", got)
 	}
-	gone, err := r.client.(*tableSource).decodeEvent(watch.Error, json.RawMessage(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`))
+	gone, err := r.client.(*apiSource).decodeEvent(watch.Error, json.RawMessage(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.handle(gone[0]); !apierrors.IsResourceExpired(err) {
 		t.Errorf("an ERROR 410 event: handle returned %v, want Expired", err)
+	}
+}
+
+// podItem is a pod as a JSON LIST carries it: without kind and apiVersion,
+// which the list gives.
+func podItem(name, rv string) string {
+	return fmt.Sprintf(`{"metadata":{"name":%q,"namespace":"default","uid":"uid-%s","resourceVersion":%q,`+
+		`"managedFields":[{"manager":"m"}]},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}}`, name, name, rv)
+}
+
+// TestListReusesRowsItHolds: a JSON LIST is read item by item; an object
+// the views hold at the listed resourceVersion keeps its row (the same
+// pointer: its bytes were not decoded or encoded again), a changed or new
+// one gets a new row, and metadata may come after the items. A body cut
+// off mid-page is an error, never a short LIST.
+func TestListReusesRowsItHolds(t *testing.T) {
+	var body string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Accept"); a != jsonAccept {
+			t.Errorf("Accept %q, want %q", a, jsonAccept)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+	client, err := newRESTClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newAPISource(client, schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", false)
+	r := &runner{
+		info: api.ResourceInfo{Name: "pods", Version: "v1", Resource: "pods", Kind: "Pod", Namespaced: true}, client: src,
+		agg: newAggregator("test", "pods", time.Now), rows: newRowBuilder("Pod", time.Now), log: slog.New(slog.DiscardHandler),
+	}
+	body = `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[` + podItem("a", "5") + `,` + podItem("b", "6") + `]}`
+	first, rv, err := r.list(t.Context())
+	if err != nil || rv != 10 || len(first) != 2 {
+		t.Fatalf("first LIST: %d rows at %d, %v", len(first), rv, err)
+	}
+	if o := string(first[0].Object); strings.Contains(o, "managedFields") || !strings.Contains(o, `"apiVersion":"v1"`) || !strings.Contains(o, `"kind":"Pod"`) || first[0].Fields["spec.nodeName"] != "n1" {
+		t.Errorf("row a: object %s fields %v", first[0].Object, first[0].Fields)
+	}
+	r.agg.verify(verification{rows: first, rv: rv, at: time.Now()})
+
+	body = `{"kind":"PodList","apiVersion":"v1","items":[` + podItem("a", "5") + `,` + podItem("b", "11") + `,` + podItem("c", "12") +
+		`],"metadata":{"resourceVersion":"12"}}`
+	second, rv, err := r.list(t.Context())
+	if err != nil || rv != 12 || len(second) != 3 {
+		t.Fatalf("second LIST: %d rows at %d, %v", len(second), rv, err)
+	}
+	if second[0] != first[0] {
+		t.Error("the unchanged object a got a new row; want the row held")
+	}
+	if second[1] == first[1] || second[1].ResourceVersion != 11 || second[2].Name != "c" {
+		t.Errorf("changed and new objects: %+v %+v", second[1], second[2])
+	}
+
+	for name, cut := range map[string]string{
+		"cut mid-item":     `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"12"},"items":[` + podItem("a", "5")[:40],
+		"cut after items":  `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"12"},"items":[` + podItem("a", "5") + `]`,
+		"item without uid": `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"12"},"items":[{"metadata":{"name":"x"}}]}`,
+	} {
+		body = cut
+		if rows, _, err := r.list(t.Context()); err == nil {
+			t.Errorf("%s: %d rows and no error", name, len(rows))
+		}
 	}
 }
