@@ -724,3 +724,30 @@ func TestProxyRefusesAClientCertificateForAnHTTPSAgent(t *testing.T) {
 		t.Errorf("printed %q", stdout.String())
 	}
 }
+
+// --token reaches an https agent without a kubeconfig, whose default API
+// server is http (for which clientcmd drops credentials).
+func TestTokenFlagWithoutAKubeconfig(t *testing.T) {
+	var mu sync.Mutex
+	var auth []string
+	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		proxyAgentHandler(http.NotFoundHandler()).ServeHTTP(w, r)
+	}))
+	agent.StartTLS()
+	t.Cleanup(agent.Close)
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	var stdout, stderr bytes.Buffer
+	cmd := NewCmdKrm(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr})
+	cmd.SetArgs([]string{"version", "--agent-url", agent.URL, "--agent-insecure-skip-tls-verify", "--token", "flag-token"})
+	if err := cmd.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("kubectl krm version: %v\n%s", err, stdout.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"Bearer flag-token", "Bearer flag-token"}, auth); diff != "" {
+		t.Errorf("Authorization headers the agent got (-want +got):\n%s", diff)
+	}
+}

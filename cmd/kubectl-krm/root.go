@@ -33,6 +33,7 @@ func (f *AgentFlags) addFlags(cmd *cobra.Command) {
 	fl.IntVar(&f.Port, "agent-port", connect.DefaultPort, "Port the krm agent listens on inside its pod.")
 	fl.StringVar(&f.CAFile, "agent-certificate-authority", f.CAFile, "Path to a cert file for the certificate authority that signed the certificate of an https --agent-url. Default: the system's roots.")
 	fl.BoolVar(&f.InsecureSkipTLSVerify, "agent-insecure-skip-tls-verify", f.InsecureSkipTLSVerify, "If true, the certificate of an https --agent-url will not be checked for validity. This will make your HTTPS connections insecure.")
+	_ = cmd.MarkPersistentFlagFilename("agent-certificate-authority")
 }
 
 // options are the flags as connect.Options.
@@ -62,6 +63,12 @@ func (f *AgentFlags) connectWith(ctx context.Context, cf *genericclioptions.Conf
 		return nil, fmt.Errorf("loading the kubeconfig for the credentials to send to --agent-url %s: %w", o.URL, err)
 	case err != nil:
 		return nil, fmt.Errorf("loading the kubeconfig to find the krm agent: %w", err)
+	}
+	if o.URL != "" && cf.BearerToken != nil && *cf.BearerToken != "" && cfg.BearerToken == "" {
+		// clientcmd leaves the user's credentials out when the API
+		// server's URL is http, as it is by default without a kubeconfig;
+		// the agent's is https, and --token is meant for it.
+		cfg.BearerToken, cfg.BearerTokenFile = *cf.BearerToken, ""
 	}
 	return connect.Connect(ctx, cfg, o)
 }
