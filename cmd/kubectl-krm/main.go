@@ -11,6 +11,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	// The auth-provider plugins kubectl has (oidc), for kubeconfigs that
+	// use one: for the API server, and for an https --agent-url.
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
 	"k8s.io/klog/v2"
 
 	"github.com/krm-project/krm/pkg/render"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -191,7 +192,10 @@ func (o *ProxyOptions) Run(ctx context.Context) error {
 func (o *ProxyOptions) dial(ctx context.Context) (*agentConn, error) {
 	fctx, stop := context.WithCancel(ctx)
 	timer := time.AfterFunc(proxyConnectTimeout, stop)
-	conn, err := o.agent.connect(fctx, o.configFlags)
+	opts := o.agent.options()
+	// Pass the agent's bytes and Content-Encoding through as they are.
+	opts.DisableCompression = true
+	conn, err := o.agent.connectWith(fctx, o.configFlags, opts)
 	if !timer.Stop() {
 		stop()
 		if err == nil || ctx.Err() == nil {
@@ -208,7 +212,7 @@ func (o *ProxyOptions) dial(ctx context.Context) (*agentConn, error) {
 		stop()
 		return nil, fmt.Errorf("the krm agent's URL %q: %w", conn.URL, err)
 	}
-	return &agentConn{url: u, pod: conn.Pod, stop: stop}, nil
+	return &agentConn{url: u, pod: conn.Pod, rt: conn.Transport, stop: stop}, nil
 }
 
 // unreachableHint says what to check when the agent cannot be reached.
@@ -233,6 +237,10 @@ func isLoopback(host string) bool {
 type agentConn struct {
 	url *url.URL
 	pod string // namespace/name; empty with --agent-url
+	// rt sends the user's credentials to an https --agent-url, as kubectl
+	// proxy sends them to the API server; nil for a port-forward or an
+	// http URL, which take none and share the proxy's transport.
+	rt http.RoundTripper
 	// stop ends the port-forward.
 	stop context.CancelFunc
 }
@@ -391,7 +399,9 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // fails, it reports the connection broken and, where sending again is
 // safe, sends the request once more over the next one.
 type agentTransport struct {
-	up   *agentUpstream
+	up *agentUpstream
+	// base carries the connections that have no round tripper of their
+	// own.
 	base *http.Transport
 }
 
@@ -406,6 +416,9 @@ func (t *agentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.up.broken(c, err)
 	t.base.CloseIdleConnections()
+	if c != nil && c.rt != nil {
+		utilnet.CloseIdleConnectionsFor(c.rt)
+	}
 	if !replayable(req, err) {
 		return nil, &unreachableError{err: err, hint: t.up.hint}
 	}
@@ -426,7 +439,11 @@ func (t *agentTransport) send(req *http.Request) (*http.Response, *agentConn, er
 	}
 	pr := &httputil.ProxyRequest{Out: req.Clone(req.Context())}
 	pr.SetURL(c.url)
-	resp, err := t.base.RoundTrip(pr.Out)
+	rt := http.RoundTripper(t.base)
+	if c.rt != nil {
+		rt = c.rt
+	}
+	resp, err := rt.RoundTrip(pr.Out)
 	if err != nil {
 		return nil, c, err
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,8 +22,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/connect"
 )
 
 // lockedBuffer is written by the proxy while the test reads it.
@@ -642,5 +646,108 @@ func TestProxyStopsWithAWatchOpen(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Error("the watch through the proxy is still open after it stopped")
+	}
+}
+
+// With an https --agent-url the proxy sends the kubeconfig's credentials,
+// as kubectl proxy sends them to the API server, and passes the agent's
+// bytes through uncompressed.
+func TestProxySendsCredentialsToAnHTTPSAgent(t *testing.T) {
+	var mu sync.Mutex
+	var auth, encodings []string
+	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Method+" "+r.URL.Path+": "+r.Header.Get("Authorization"))
+		encodings = append(encodings, r.Header.Get("Accept-Encoding"))
+		mu.Unlock()
+		proxyAgentHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, `{"kind":"PodList"}`)
+		})).ServeHTTP(w, r)
+	}))
+	agent.StartTLS()
+	t.Cleanup(agent.Close)
+	// kubeconfigIn's user has the token "t".
+	p := startProxy(t, agent.URL, "--port", "0", "--agent-insecure-skip-tls-verify", "--kubeconfig", kubeconfigIn(t, "team-a"))
+
+	// A client that asks for no compression, so that any the agent sees
+	// would be the proxy's own.
+	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.url+"/api/v1/namespaces/team-a/pods", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != `{"kind":"PodList"}` {
+		t.Errorf("answer %d %q, want the agent's", resp.StatusCode, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"GET /healthz: Bearer t",
+		"GET /apis/krm.io/v1alpha1/agentstatuses/agent: Bearer t",
+		"GET /api/v1/namespaces/team-a/pods: Bearer t",
+	}
+	if diff := cmp.Diff(want, auth); diff != "" {
+		t.Errorf("the agent's requests and their Authorization (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"", "", ""}, encodings); diff != "" {
+		t.Errorf("Accept-Encoding the agent got (-want +got):\n%s", diff)
+	}
+}
+
+// A kubeconfig the agent's secure listener cannot check stops the proxy
+// before it serves.
+func TestProxyRefusesAClientCertificateForAnHTTPSAgent(t *testing.T) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: []byte("cert"), ClientKeyData: []byte("key")}
+	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := NewCmdKrm(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr})
+	cmd.SetArgs([]string{"proxy", "--port", "0", "--agent-url", "https://127.0.0.1:1", "--kubeconfig", path})
+	err := cmd.ExecuteContext(t.Context())
+	want := "your kubeconfig's user authenticates with a client certificate only, which the krm agent at https://127.0.0.1:1 cannot check: " + connect.TokenHint
+	if err == nil || err.Error() != want {
+		t.Errorf("kubectl krm proxy: %v, want %q", err, want)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("printed %q", stdout.String())
+	}
+}
+
+// --token reaches an https agent without a kubeconfig, whose default API
+// server is http (for which clientcmd drops credentials).
+func TestTokenFlagWithoutAKubeconfig(t *testing.T) {
+	var mu sync.Mutex
+	var auth []string
+	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		proxyAgentHandler(http.NotFoundHandler()).ServeHTTP(w, r)
+	}))
+	agent.StartTLS()
+	t.Cleanup(agent.Close)
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	var stdout, stderr bytes.Buffer
+	cmd := NewCmdKrm(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr})
+	cmd.SetArgs([]string{"version", "--agent-url", agent.URL, "--agent-insecure-skip-tls-verify", "--token", "flag-token"})
+	if err := cmd.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("kubectl krm version: %v\n%s", err, stdout.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"Bearer flag-token", "Bearer flag-token"}, auth); diff != "" {
+		t.Errorf("Authorization headers the agent got (-want +got):\n%s", diff)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -31,13 +32,23 @@ const InstallHint = "install the agent with `kubectl apply -k <krm>/manifests`, 
 
 // Options say where the agent is.
 type Options struct {
-	// URL skips the port-forward when set.
+	// URL skips the port-forward when set. An https URL is sent the
+	// kubeconfig's credentials (the agent's --secure-listen); an http one
+	// none.
 	URL       string
 	Namespace string
 	Selector  string
 	Port      int
-	// HTTPClient is used for the API; nil means the client package's
-	// default.
+	// CAFile verifies an https agent's certificate; with neither it nor
+	// InsecureSkipTLSVerify, the system's roots do.
+	CAFile                string
+	InsecureSkipTLSVerify bool
+	// DisableCompression passes the agent's bytes and Content-Encoding
+	// through as they are, as a proxy must.
+	DisableCompression bool
+	// HTTPClient is used for the API of a port-forward or an http URL; nil
+	// means the client package's default. An https URL gets a client made
+	// from the kubeconfig.
 	HTTPClient *http.Client
 }
 
@@ -51,19 +62,20 @@ type Connection struct {
 	Pod string
 	// URL is where the client talks to.
 	URL string
+	// Transport sends the kubeconfig's credentials to an https URL and
+	// verifies the agent's certificate; nil for a port-forward or an http
+	// URL, which take no credentials.
+	Transport http.RoundTripper
 }
 
 // Connect reaches the agent: at o.URL, or by port-forwarding to a ready pod
 // matching o.Selector in o.Namespace. The port-forward lasts until ctx is
-// done. Every failure is an error that says what was tried and what to do.
+// done. An https o.URL is sent cfg's credentials, as client-go sends them to
+// an API server; nothing else is. Every failure is an error that says what
+// was tried and what to do.
 func Connect(ctx context.Context, cfg *rest.Config, o Options) (*Connection, error) {
 	if o.URL != "" {
-		c, err := client.New(o.URL, o.HTTPClient)
-		if err != nil {
-			return nil, fmt.Errorf("--agent-url %q: %w", o.URL, err)
-		}
-		conn := &Connection{Client: c, URL: o.URL}
-		return conn, check(ctx, conn)
+		return connectURL(ctx, cfg, o)
 	}
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
@@ -95,6 +107,32 @@ func Connect(ctx context.Context, cfg *rest.Config, o Options) (*Connection, err
 		return nil, err
 	}
 	conn := &Connection{Client: c, Pod: pod.Namespace + "/" + pod.Name, URL: u}
+	return conn, check(ctx, conn)
+}
+
+// connectURL reaches the agent at o.URL.
+func connectURL(ctx context.Context, cfg *rest.Config, o Options) (*Connection, error) {
+	hc := o.HTTPClient
+	if _, err := client.New(o.URL, hc); err != nil {
+		return nil, fmt.Errorf("--agent-url %q: %w", o.URL, err)
+	}
+	u, _ := url.Parse(o.URL) // client.New has parsed it
+	var rt http.RoundTripper
+	if u.Scheme == "https" {
+		var timeout time.Duration
+		var err error
+		if rt, timeout, err = secureTransport(cfg, o); err != nil {
+			return nil, err
+		}
+		hc = &http.Client{Transport: rt, Timeout: timeout}
+	} else if o.CAFile != "" || o.InsecureSkipTLSVerify {
+		return nil, fmt.Errorf("--agent-certificate-authority and --agent-insecure-skip-tls-verify are for an https --agent-url, and %s is plain http", o.URL)
+	}
+	c, err := client.New(o.URL, hc)
+	if err != nil {
+		return nil, fmt.Errorf("--agent-url %q: %w", o.URL, err)
+	}
+	conn := &Connection{Client: c, URL: o.URL, Transport: rt}
 	return conn, check(ctx, conn)
 }
 
@@ -156,15 +194,28 @@ func check(ctx context.Context, conn *Connection) error {
 	if conn.Pod != "" {
 		where = fmt.Sprintf("%s (through a port-forward to pod %s)", conn.URL, conn.Pod)
 	}
-	if err := conn.Client.Healthz(ctx); err != nil {
+	var untrusted *UntrustedCertificateError
+	err := conn.Client.Healthz(ctx)
+	switch {
+	case errors.As(err, &untrusted):
+		return fmt.Errorf("the krm agent at %s: %w", where, untrusted)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("the krm agent at %s answered %w: its API server did not accept your credentials when the agent asked it to review them (TokenReview); "+
+			"check that your token or exec plugin is for the cluster the agent runs in and has not expired (`kubectl auth whoami` asks that API server who you are)", where, err)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("the krm agent at %s: %w", where, err)
+	case err != nil:
 		return fmt.Errorf("the krm agent at %s is unreachable: %w", where, err)
 	}
 	st, err := conn.Client.AgentStatus(ctx)
-	if apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsNotFound(err):
 		return fmt.Errorf("version skew: the agent at %s does not serve krm's API %s that this plugin speaks; install matching versions of the plugin and the agent (`kubectl krm version` shows both)",
 			where, krmv1alpha1.SchemeGroupVersion)
-	}
-	if err != nil {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("the krm agent at %s: %w; the plugin reads the agent's own status first, which needs get on agentstatuses and list on resourcestatuses in API group %s (they hold no object content)",
+			where, err, krmv1alpha1.GroupName)
+	case err != nil:
 		return fmt.Errorf("the krm agent at %s: %w", where, err)
 	}
 	conn.Agent = st

@@ -270,11 +270,11 @@ func createPythonPod(t *testing.T, cs kubernetes.Interface, ns, name string) {
 	}
 }
 
-// startKrmProxy runs `kubectl krm proxy --port 0 --agent-url agentURL` until
-// the test ends and returns the URL it serves on.
-func startKrmProxy(t *testing.T, p *plugin, agentURL string) string {
+// startKrmProxy runs `kubectl krm proxy --port 0 --agent-url agentURL
+// extra…` until the test ends and returns the URL it serves on.
+func startKrmProxy(t *testing.T, p *plugin, agentURL string, extra ...string) string {
 	t.Helper()
-	args := []string{"krm", "proxy", "--port", "0", "--agent-url", agentURL}
+	args := append([]string{"krm", "proxy", "--port", "0", "--agent-url", agentURL}, extra...)
 	// kubectl execs the plugin in its own place, so the signals reach it.
 	cmd := exec.Command(p.kubectl, args...)
 	cmd.Env = p.env
