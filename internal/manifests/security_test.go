@@ -160,3 +160,30 @@ func TestRedisSecretAgreesAndStaysOutOfArgv(t *testing.T) {
 		}
 	}
 }
+
+// Every namespaced object of every install is in krm-system. A
+// component's resources miss the base's namespace transformer, so they name
+// it themselves; one that does not lands in whatever namespace kubectl
+// defaults to, where the agent's Role does not reach and its
+// NetworkPolicies select nothing.
+func TestEverythingInKrmSystem(t *testing.T) {
+	clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true}
+	for _, target := range manifests.Targets {
+		out, err := manifests.Render("../../manifests", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range bytes.Split(out, []byte("\n---\n")) {
+			var obj struct {
+				Kind     string
+				Metadata struct{ Name, Namespace string }
+			}
+			if err := yaml.Unmarshal(doc, &obj); err != nil {
+				t.Fatalf("%s: %v", target.File, err)
+			}
+			if !clusterScoped[obj.Kind] && obj.Metadata.Namespace != "krm-system" {
+				t.Errorf("%s: %s %s is in namespace %q, want krm-system", target.File, obj.Kind, obj.Metadata.Name, obj.Metadata.Namespace)
+			}
+		}
+	}
+}
