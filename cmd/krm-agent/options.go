@@ -129,6 +129,9 @@ state and the drift between them over HTTP under /api/v1/.`,
 	o.Redis.addFlags(cmd)
 	o.Leader.addFlags(cmd)
 	o.Secure.addFlags(cmd)
+	// The agent's image has no shell to complete in.
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	cmd.AddCommand(newEnsureSecretCommand(&EnsureSecretOptions{}))
 	return cmd
 }
 
