@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,6 +130,9 @@ state and the drift between them over HTTP under /api/v1/.`,
 	o.Redis.addFlags(cmd)
 	o.Leader.addFlags(cmd)
 	o.Secure.addFlags(cmd)
+	// The agent's image has no shell to complete in.
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	cmd.AddCommand(newEnsureSecretCommand(&EnsureSecretOptions{}))
 	return cmd
 }
 
@@ -419,15 +423,24 @@ func (o *Options) secureServer(baseCtx context.Context, cfg *rest.Config, srv *s
 	if err != nil {
 		return nil, nil, fmt.Errorf("listening on %s: %w", o.Secure.Listen, err)
 	}
-	hs := &http.Server{
-		Handler:           srv.SecureHandler(authn, authz),
+	hs := secureHTTPServer(baseCtx, srv.SecureHandler(authn, authz), tlsCfg, log)
+	log.Info("serving the krm API with authentication and authorization", "secureAddress", ln.Addr().String(),
+		"tokenCacheTTL", authnCacheTTL.String(), "allowCacheTTL", authzAllowTTL.String(), "denyCacheTTL", authzDenyTTL.String())
+	return hs, ln, nil
+}
+
+// secureHTTPServer is the HTTP server of --secure-listen, to be started
+// with ServeTLS. Its ReadHeaderTimeout also bounds each TLS handshake, so a
+// client that sends half a ClientHello and stalls holds a connection for
+// at most that long; a handshake that fails is logged at debug level only,
+// since anyone who reaches the port can cause one.
+func secureHTTPServer(baseCtx context.Context, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	log.Info("serving the krm API with authentication and authorization", "secureAddress", ln.Addr().String(),
-		"tokenCacheTTL", authnCacheTTL.String(), "allowCacheTTL", authzAllowTTL.String(), "denyCacheTTL", authzDenyTTL.String())
-	return hs, ln, nil
 }

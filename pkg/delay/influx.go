@@ -9,6 +9,7 @@ import (
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -100,7 +101,9 @@ type pointWriter interface {
 // (krm_influx_points_dropped_total{reason="buffer_full"}). Start writes the
 // batches with a blocking write, so every failure is seen, logged and counted;
 // a batch that fails is dropped, not retried
-// (krm_influx_points_dropped_total{reason="write_error"}).
+// (krm_influx_points_dropped_total{reason="write_error"}, or
+// reason="unauthorized" when InfluxDB refuses the credentials: no retry
+// fixes that, and the error log says which setting to fix).
 //
 // InfluxDB keeps one point per series and timestamp, so the writer makes
 // timestamps unique by moving a point that would collide with the previous
@@ -129,9 +132,26 @@ type queued struct {
 
 // Reasons of krm_influx_points_dropped_total.
 const (
-	dropBufferFull = "buffer_full"
-	dropWriteError = "write_error"
+	dropBufferFull   = "buffer_full"
+	dropWriteError   = "write_error"
+	dropUnauthorized = "unauthorized"
 )
+
+// ErrUnauthorized is wrapped by a write or query error when InfluxDB
+// refused the credentials (HTTP 401 or 403).
+var ErrUnauthorized = errors.New("InfluxDB refused the credentials")
+
+// authError explains a 401 or 403 from InfluxDB: it says what to set, since
+// the same credentials will fail the same way until the agent restarts with
+// others. Other errors are returned as they are.
+func authError(err error, bucket string) error {
+	var he *ihttp.Error
+	if !errors.As(err, &he) || (he.StatusCode != 401 && he.StatusCode != 403) {
+		return err
+	}
+	return fmt.Errorf("%w (HTTP %d: %v): give the agent KRM_INFLUX_TOKEN (or --influx-token) as user:password of an InfluxDB 1.8 user that may write and read database %q, or a 2.x token for bucket %q; the manifests take it from Secret krm-influxdb, key token",
+		ErrUnauthorized, he.StatusCode, err, bucket, bucket)
+}
 
 // warnEvery limits write failure warnings while InfluxDB stays down; the
 // failures in between are logged at debug level.
@@ -165,12 +185,13 @@ func NewInfluxWriter(cfg InfluxConfig, log *slog.Logger, reg prometheus.Register
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "krm_influx_points_dropped_total",
-			Help: "Delay points never written to InfluxDB, by reason: buffer_full (InfluxDB too slow) or write_error (their batch failed).",
+			Help: "Delay points never written to InfluxDB, by reason: buffer_full (InfluxDB too slow), write_error (their batch failed) or unauthorized (InfluxDB refused the credentials).",
 		}, []string{"reason"}),
 	}
 	// Make both reasons visible at zero.
 	w.dropped.WithLabelValues(dropBufferFull)
 	w.dropped.WithLabelValues(dropWriteError)
+	w.dropped.WithLabelValues(dropUnauthorized)
 	if w.written, err = register(reg, w.written); err != nil {
 		client.Close()
 		return nil, err
@@ -264,7 +285,7 @@ func (w *InfluxWriter) send(ctx context.Context, batch []*write.Point) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
 	if err := w.api.WritePoint(ctx, batch...); err != nil {
-		return fmt.Errorf("writing %d delay points to InfluxDB: %w", len(batch), err)
+		return fmt.Errorf("writing %d delay points to InfluxDB: %w", len(batch), authError(err, w.cfg.Bucket))
 	}
 	return nil
 }
@@ -280,15 +301,19 @@ func (w *InfluxWriter) account(ctx context.Context, n int, err error) {
 		return
 	}
 	w.writeErrors.Inc()
-	w.dropped.WithLabelValues(dropWriteError).Add(float64(n))
+	reason, loud, msg := dropWriteError, slog.LevelWarn, "dropped delay points: InfluxDB write failed"
+	if errors.Is(err, ErrUnauthorized) {
+		reason, loud, msg = dropUnauthorized, slog.LevelError, "dropped delay points: InfluxDB refused the agent's credentials"
+	}
+	w.dropped.WithLabelValues(reason).Add(float64(n))
 	w.failing++
 	level := slog.LevelDebug
 	if now := time.Now(); now.Sub(w.lastWarn) >= warnEvery {
-		level = slog.LevelWarn
+		level = loud
 		w.lastWarn = now
 	}
-	w.log.Log(ctx, level, "dropped delay points: InfluxDB write failed",
-		"points", n, "consecutiveFailures", w.failing, "err", err)
+	w.log.Log(ctx, level, msg, "points", n, "reason", reason, "consecutiveFailures", w.failing,
+		"droppedMetric", "krm_influx_points_dropped_total", "err", err)
 }
 
 // point builds the InfluxDB point of q.

@@ -181,7 +181,7 @@ func (r *InfluxReader) run(ctx context.Context, flux string, fn func(*query.Flux
 	defer cancel()
 	res, err := r.query.Query(ctx, flux)
 	if err != nil {
-		return fmt.Errorf("querying delay samples in InfluxDB %s bucket %s: %w", r.cfg.URL, r.cfg.Bucket, err)
+		return fmt.Errorf("querying delay samples in InfluxDB %s bucket %s: %w", r.cfg.URL, r.cfg.Bucket, authError(err, r.cfg.Bucket))
 	}
 	defer res.Close()
 	for res.Next() {

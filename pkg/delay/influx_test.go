@@ -3,6 +3,7 @@ package delay
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -266,5 +267,59 @@ func TestInfluxReaderUnreachable(t *testing.T) {
 	}
 	if _, err := r.Series(t.Context(), time.Time{}, time.Minute, "", ""); err == nil {
 		t.Error("Series from a closed port succeeded, want an error")
+	}
+}
+
+// InfluxDB refusing the credentials is no passing failure: the points are
+// counted as dropped for that reason, the log says so at error level and
+// names the setting to fix, and a query says the same.
+func TestInfluxWriterUnauthorized(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// InfluxDB 1.8's answer to a wrong user:password.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("WWW-Authenticate", `Basic realm="InfluxDB"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":"authorization failed"}`))
+	}))
+	defer srv.Close()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := prometheus.NewRegistry()
+	cfg := InfluxConfig{URL: srv.URL, Token: "krm:wrong", Bucket: "krm", BatchSize: 5, FlushInterval: time.Hour}
+	w, err := NewInfluxWriter(cfg, log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startWriter(t, w)
+	const n = 10
+	for i := range n {
+		w.Record(Sample{Cluster: "c", Resource: "pods", Event: Added, At: t0.Add(time.Duration(i) * time.Second)})
+	}
+	stop()
+	if got := metric(t, reg, "krm_influx_points_dropped_total", "reason", "unauthorized"); got != n {
+		t.Errorf("krm_influx_points_dropped_total{reason=unauthorized} = %v, want %d", got, n)
+	}
+	if got := metric(t, reg, "krm_influx_points_dropped_total", "reason", "write_error"); got != 0 {
+		t.Errorf("krm_influx_points_dropped_total{reason=write_error} = %v, want 0", got)
+	}
+	var first struct{ Level, Msg, Reason, Err string }
+	if err := json.NewDecoder(&logs).Decode(&first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Level != "ERROR" || first.Reason != "unauthorized" || !strings.Contains(first.Msg, "refused the agent's credentials") ||
+		!strings.Contains(first.Err, "KRM_INFLUX_TOKEN") || !strings.Contains(first.Err, "HTTP 401") {
+		t.Errorf("first log record %+v: want an error saying InfluxDB refused the credentials and naming KRM_INFLUX_TOKEN", first)
+	}
+	if strings.Contains(logs.String(), "wrong") {
+		t.Error("the log carries the token")
+	}
+
+	r, err := NewInfluxReader(cfg, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Stats(t.Context(), time.Time{}, "", ""); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "KRM_INFLUX_TOKEN") {
+		t.Errorf("Stats with refused credentials: %v, want ErrUnauthorized naming KRM_INFLUX_TOKEN", err)
 	}
 }

@@ -48,7 +48,19 @@ const (
 
 	// NodeAnnotation marks the nodes kwok manages.
 	NodeAnnotation = "kwok.x-k8s.io/node"
+
+	// ServiceAccountIssuer is kube-apiserver's --service-account-issuer,
+	// the iss of its ServiceAccount tokens and, with no --api-audiences,
+	// their one audience.
+	ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 )
+
+// ServiceAccountSigningKey is the PEM file of the RSA key (PKCS #1) that
+// kube-apiserver signs ServiceAccount tokens with: tests sign tokens of
+// their own with it, such as an expired one, which TokenRequest cannot make.
+func (s *State) ServiceAccountSigningKey() string {
+	return filepath.Join(s.Dir, "pki", "sa.key")
+}
 
 // Config says where the cluster lives and how big it is.
 type Config struct {

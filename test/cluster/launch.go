@@ -120,7 +120,7 @@ func (l *launch) run(ctx context.Context) (*State, error) {
 		"--authorization-mode=RBAC",
 		"--client-ca-file=" + l.pki.CACert,
 		"--tls-cert-file=" + l.pki.ServingCert, "--tls-private-key-file=" + l.pki.ServingKey,
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-issuer=" + ServiceAccountIssuer,
 		"--service-account-key-file=" + l.pki.SAPub, "--service-account-signing-key-file=" + l.pki.SAKey,
 		"--service-cluster-ip-range=" + serviceCIDR,
 		"--kubelet-client-certificate=" + l.pki.KubeletClientCert, "--kubelet-client-key=" + l.pki.KubeletClKey,

@@ -4,9 +4,11 @@
 // for each pod a krm-agent process is started on 127.0.0.1 with the
 // container's arguments, and the pod's port 8080 is mapped to it. The
 // process authenticates as the manifests' ServiceAccount with a token from
-// the TokenRequest API, so the manifests' RBAC is what it gets. Redis is
-// handled the same way: a redis-server with the password of the manifests'
-// Secret, behind the Redis pod.
+// the TokenRequest API, so the manifests' RBAC is what it gets. The agent
+// pod's initContainers run first, the same way: the agent binary with their
+// arguments (ensure-secret), which generates the install's Secrets. Redis
+// is handled like the agent: a redis-server with the password of the
+// generated Secret, behind the Redis pod.
 //
 // `kubectl krm …` then finds the agent pod by its labels and port-forwards
 // to it, exactly as it would in a real cluster.
@@ -122,16 +124,23 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 	if err != nil {
 		return nil, err
 	}
-	password, err := secretEnv(ctx, cs, container, passwordEnv)
+	kubeconfig, err := serviceAccountKubeconfig(ctx, cfg, cs)
 	if err != nil {
 		return nil, err
+	}
+	if err := RunInitContainers(ctx, cfg, agentDeploy, kubeconfig); err != nil {
+		return nil, err
+	}
+	env, err := containerEnv(ctx, cs, container)
+	if err != nil {
+		return nil, err
+	}
+	password, ok := env[passwordEnv]
+	if !ok {
+		return nil, fmt.Errorf("container %s has no %s", container.Name, passwordEnv)
 	}
 
 	redisAddr, err := startRedis(ctx, cfg, cs, password)
-	if err != nil {
-		return nil, err
-	}
-	kubeconfig, err := serviceAccountKubeconfig(ctx, cfg, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -160,10 +169,14 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 			"--influx-url":    s.InfluxURL,
 		})
 		args = append(args, "--kubeconfig="+kubeconfig)
-		env := []string{"POD_NAMESPACE=" + Namespace, passwordEnv + "=" + password}
+		var procEnv []string
+		for k, v := range env {
+			procEnv = append(procEnv, k+"="+v)
+		}
+		slices.Sort(procEnv)
 		name := AgentName + "-" + pod
 		fmt.Fprintf(cfg.Log, "starting %s behind pod %s/%s: %s\n", name, Namespace, pod, strings.Join(args, " "))
-		if err := cfg.Start(name, cfg.Agent, args, env); err != nil {
+		if err := cfg.Start(name, cfg.Agent, args, procEnv); err != nil {
 			return nil, fmt.Errorf("starting the agent for pod %s: %w", pod, err)
 		}
 		if err := s.ForwardPodPort(ctx, Namespace, pod, agentPort, port); err != nil {
@@ -201,28 +214,71 @@ func containerNamed(d *appsv1.Deployment, name string) (*corev1.Container, error
 	return nil, fmt.Errorf("deployment %s/%s has no container %q", d.Namespace, d.Name, name)
 }
 
-// secretEnv resolves the container's environment variable env, which the
-// manifests take from a Secret.
-func secretEnv(ctx context.Context, cs kubernetes.Interface, c *corev1.Container, env string) (string, error) {
-	for _, e := range c.Env {
-		if e.Name != env {
-			continue
-		}
-		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			return "", fmt.Errorf("container %s: %s should come from a Secret", c.Name, env)
-		}
-		ref := e.ValueFrom.SecretKeyRef
-		sec, err := cs.CoreV1().Secrets(Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("reading %s from secret %s/%s: %w", env, Namespace, ref.Name, err)
-		}
-		v, ok := sec.Data[ref.Key]
-		if !ok {
-			return "", fmt.Errorf("secret %s/%s has no key %q for %s", Namespace, ref.Name, ref.Key, env)
-		}
-		return string(v), nil
+// initContainerTimeout bounds one initContainer's run; ensure-secret
+// bounds itself to 30s.
+const initContainerTimeout = 45 * time.Second
+
+// RunInitContainers runs each initContainer of the agent Deployment d as
+// kubelet would before the agent starts: the agent binary (the image's
+// entrypoint) with the container's arguments, as the ServiceAccount of
+// kubeconfig, with POD_NAMESPACE set. Run again, as after a re-apply, it
+// must leave what the first run made as it is.
+func RunInitContainers(ctx context.Context, cfg Config, d *appsv1.Deployment, kubeconfig string) error {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
 	}
-	return "", fmt.Errorf("container %s has no %s", c.Name, env)
+	agent, err := containerNamed(d, agentContainer)
+	if err != nil {
+		return err
+	}
+	for _, c := range d.Spec.Template.Spec.InitContainers {
+		if c.Image != agent.Image || len(c.Command) > 0 {
+			return fmt.Errorf("initContainer %s runs %s %q; this harness runs only the agent's own image", c.Name, c.Image, c.Command)
+		}
+		for _, e := range c.Env {
+			if e.Name != "POD_NAMESPACE" {
+				return fmt.Errorf("initContainer %s sets %s; this harness sets only POD_NAMESPACE", c.Name, e.Name)
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, initContainerTimeout)
+		cmd := exec.CommandContext(cctx, cfg.Agent, append(slices.Clone(c.Args), "--kubeconfig="+kubeconfig)...)
+		cmd.Env = append(os.Environ(), "POD_NAMESPACE="+Namespace)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		fmt.Fprintf(cfg.Log, "initContainer %s: krm-agent %s\n%s", c.Name, strings.Join(c.Args, " "), out)
+		if err != nil {
+			return fmt.Errorf("initContainer %s (krm-agent %s): %w\n%s", c.Name, strings.Join(c.Args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// containerEnv resolves the environment the manifests give container c:
+// plain values, the pod's namespace, and keys of Secrets.
+func containerEnv(ctx context.Context, cs kubernetes.Interface, c *corev1.Container) (map[string]string, error) {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env[e.Name] = Namespace
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			sec, err := cs.CoreV1().Secrets(Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("reading %s from secret %s/%s: %w", e.Name, Namespace, ref.Name, err)
+			}
+			v, ok := sec.Data[ref.Key]
+			if !ok {
+				return nil, fmt.Errorf("secret %s/%s has no key %q for %s", Namespace, ref.Name, ref.Key, e.Name)
+			}
+			env[e.Name] = string(v)
+		default:
+			return nil, fmt.Errorf("container %s: %s comes from %+v, which this harness does not resolve", c.Name, e.Name, e.ValueFrom)
+		}
+	}
+	return env, nil
 }
 
 // startRedis starts a redis-server with the manifests' password behind the

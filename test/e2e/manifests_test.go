@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +51,7 @@ func TestManifests(t *testing.T) {
 	p := buildPlugin(t, c)
 	t.Run("default", func(t *testing.T) { testDefaultInstall(t, c, cs, bin, p) })
 	t.Run("ha", func(t *testing.T) { testHAInstall(t, c, cs, bin, p) })
+	t.Run("influxdb", func(t *testing.T) { testInfluxDBInstall(t, c, cs, bin, p) })
 }
 
 // install applies the kustomization dir (relative to manifests/) with the
@@ -95,6 +97,7 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 	if len(inst.Agents) != 1 {
 		t.Fatalf("the default install runs %d agents, want 1", len(inst.Agents))
 	}
+	t.Run("secrets kept", func(t *testing.T) { testSecretsKept(t, c, cs, bin, ".", inst, "krm-redis") })
 
 	t.Run("dry-run=server", func(t *testing.T) { testServerDryRun(t, c) })
 
@@ -161,6 +164,17 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 	if r := kc.run(t, "auth", "can-i", "list", "secrets", "-A"); r.code == 0 || strings.TrimSpace(r.stdout) != "no" {
 		t.Errorf("the agent's ServiceAccount may list secrets: %s", r)
 	}
+	// It may read only the Secret its initContainer generated, by name.
+	for _, q := range [][]string{{"get", "secrets/krm-redis", "-n", deploy.Namespace}, {"create", "secrets", "-n", deploy.Namespace}} {
+		if r := kc.run(t, append([]string{"auth", "can-i"}, q...)...); r.code != 0 {
+			t.Errorf("the agent's ServiceAccount may not %v, which its initContainer needs: %s", q, r)
+		}
+	}
+	for _, q := range [][]string{{"get", "secrets/other", "-n", deploy.Namespace}, {"list", "secrets", "-n", deploy.Namespace}, {"watch", "secrets", "-n", deploy.Namespace}} {
+		if r := kc.run(t, append([]string{"auth", "can-i"}, q...)...); r.code == 0 {
+			t.Errorf("the agent's ServiceAccount may %v: %s", q, r)
+		}
+	}
 	if r := kc.run(t, "auth", "can-i", "watch", "pods", "-A"); r.code != 0 {
 		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
 	}
@@ -214,6 +228,75 @@ func testHAInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin 
 	})
 	if r := p.krm(t, "status"); !strings.Contains(r.stdout, "Replica: ") {
 		t.Errorf("kubectl krm status does not say which replica answered:\n%s", r)
+	}
+}
+
+// testInfluxDBInstall installs the influxdb overlay: its initContainer
+// generates krm-influxdb as well as krm-redis, with the component's Role.
+// The agent writes to the harness's InfluxDB, which runs without
+// authentication (TestInfluxDBAuthentication runs one with it).
+func testInfluxDBInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin string, p *plugin) {
+	inst := install(t, c, cs, bin, "overlays/influxdb")
+	sec, err := cs.CoreV1().Secrets(deploy.Namespace).Get(t.Context(), "krm-influxdb", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the influxdb overlay's initContainer did not make its Secret: %v", err)
+	}
+	if tok := string(sec.Data["token"]); tok != string(sec.Data["user"])+":"+string(sec.Data["password"]) {
+		t.Errorf("Secret krm-influxdb: token is not user:password")
+	}
+	testSecretsKept(t, c, cs, bin, "overlays/influxdb", inst, "krm-redis", "krm-influxdb")
+	sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
+}
+
+// testSecretsKept checks the Secrets the initContainers generated: each
+// has a password of 43 random characters, and re-applying the
+// kustomization and running the initContainers again (as a new pod would)
+// keeps every one, byte for byte, and the agent keeps writing Redis with
+// it. The re-run takes the Role's get on each Secret by name; the first run
+// took its create.
+func testSecretsKept(t *testing.T, c *cluster.State, cs kubernetes.Interface, bin, dir string, inst *deploy.Installed, names ...string) {
+	before := map[string]map[string][]byte{}
+	for _, name := range names {
+		sec, err := cs.CoreV1().Secrets(deploy.Namespace).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("Secret %s was not generated: %v", name, err)
+		}
+		if pw := sec.Data["password"]; len(pw) != 43 || strings.Contains(string(pw), "change-me") {
+			t.Errorf("Secret %s: a password of %d bytes, want 43 generated ones", name, len(pw))
+		}
+		before[name] = sec.Data
+	}
+	out, err := kubectl(t.Context(), c.Kubectl, c.Kubeconfig, "apply", "-k", filepath.Join(manifestsDir, dir))
+	if err != nil {
+		t.Fatalf("kubectl apply -k %s again: %v\n%s", dir, err, out)
+	}
+	d, err := cs.AppsV1().Deployments(deploy.Namespace).Get(t.Context(), deploy.AgentName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deploy.RunInitContainers(t.Context(), deploy.Config{Cluster: c, Agent: bin, Log: testWriter{t}}, d, inst.Kubeconfig); err != nil {
+		t.Fatalf("the initContainers on a second start: %v", err)
+	}
+	for _, name := range names {
+		sec, err := cs.CoreV1().Secrets(deploy.Namespace).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("Secret %s after re-applying: %v", name, err)
+		}
+		if !maps.EqualFunc(before[name], sec.Data, bytes.Equal) {
+			t.Errorf("Secret %s changed when the install was applied and started again", name)
+		}
+	}
+	// Redis still takes the agent's password: the store stays healthy.
+	ac, err := client.New(inst.Agents[0].URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ac.AgentStatus(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status.Store.Kind != "redis" || !st.Status.Store.Healthy {
+		t.Errorf("the agent's store after re-applying: %+v, want a healthy redis", st.Status.Store)
 	}
 }
 

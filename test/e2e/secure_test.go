@@ -61,6 +61,7 @@ func TestSecureListener(t *testing.T) {
 	}
 	// A token whose ServiceAccount is gone: the TokenReview fails.
 	goneToken := deletedServiceAccountToken(t, cs, nsA, "gone")
+	expiredToken := expiredServiceAccountToken(t, c, cs, nsA, "expired")
 
 	port, err := cluster.FreePort()
 	if err != nil {
@@ -134,6 +135,7 @@ func TestSecureListener(t *testing.T) {
 		"a malformed token":                "Bearer not-a-token",
 		"a truncated token":                "Bearer " + token[:len(token)-4],
 		"a deleted ServiceAccount's token": "Bearer " + goneToken,
+		"an expired token":                 "Bearer " + expiredToken,
 	} {
 		code, st, body := get("/api/v1/namespaces/"+nsA+"/pods", auth)
 		if code != http.StatusUnauthorized || st.Reason != metav1.StatusReasonUnauthorized {

@@ -111,6 +111,9 @@ func run(ctx context.Context, bin, manifestsDir string) error {
 	if err != nil {
 		return err
 	}
+	// deploy.Apply ran the agent pod's initContainer, which generated the
+	// Redis password: nothing the demo uses is fixed in the repo.
+	fmt.Println("the agent pod's initContainer (krm-agent ensure-secret) generated Secret krm-system/krm-redis, or kept the one an earlier demo made")
 	for _, a := range inst.Agents {
 		fmt.Printf("agent pod krm-system/%s is served by a local krm-agent (log: %s)\n", a.Pod,
 			filepath.Join(s.Dir, "logs", deploy.AgentName+"-"+a.Pod+".log"))
