@@ -49,6 +49,15 @@ func (s *Server) admitCaller(w http.ResponseWriter, r *http.Request, authn authe
 		s.writeStatus(w, apierrors.NewUnauthorized("Unauthorized"))
 		return false
 	}
+	if h := impersonationHeader(r.Header); h != "" {
+		// kube-apiserver would act as the impersonated user after checking
+		// the impersonate verb; the agent implements neither, and reading
+		// as the caller while they believe otherwise would surprise them.
+		s.writeStatus(w, apierrors.NewForbidden(schema.GroupResource{}, "", fmt.Errorf(
+			"the krm agent does not support impersonation (%s): it reads as the caller, %q; drop --as/--as-group (the Impersonate-* headers) and use the credentials of the identity you want to read as",
+			h, resp.User.GetName())))
+		return false
+	}
 	attrs := requestAttributes(r, resp.User)
 	decision, reason, err := authz.Authorize(r.Context(), &attrs)
 	if decision == authorizer.DecisionAllow {
@@ -233,4 +242,15 @@ func forbiddenMessage(attrs authorizer.Attributes) string {
 		return fmt.Sprintf("User %q cannot %s resource %q in API group %q in the namespace %q", username, attrs.GetVerb(), resource, attrs.GetAPIGroup(), ns)
 	}
 	return fmt.Sprintf("User %q cannot %s resource %q in API group %q at the cluster scope", username, attrs.GetVerb(), resource, attrs.GetAPIGroup())
+}
+
+// impersonationHeader returns the first Impersonate-* header of h, "" when
+// there is none.
+func impersonationHeader(h http.Header) string {
+	for k := range h {
+		if strings.HasPrefix(k, "Impersonate-") {
+			return k
+		}
+	}
+	return ""
 }

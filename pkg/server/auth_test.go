@@ -388,3 +388,31 @@ func FuzzSecureHandlerAuthorization(f *testing.F) {
 		}
 	})
 }
+
+// An impersonating request is refused, not answered as the caller: the
+// agent cannot act as another user, and the caller believes it does.
+func TestSecureHandlerRefusesImpersonation(t *testing.T) {
+	authz := &recordingAuthorizer{allow: func(authorizer.Attributes) bool { return true }}
+	ts := startSecureServer(t, authz)
+	for _, h := range []string{"Impersonate-User", "Impersonate-Group", "Impersonate-Uid", "Impersonate-Extra-Scopes"} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, ts.URL+"/api/v1/namespaces/dev/pods", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer good-token")
+		req.Header.Set(h, "someone-else")
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st metav1.Status
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || st.Reason != metav1.StatusReasonForbidden || !strings.Contains(st.Message, "does not support impersonation ("+h+")") {
+			t.Errorf("%s: %d %+v, want 403 naming the header", h, resp.StatusCode, st)
+		}
+	}
+	if len(authz.asked) != 0 {
+		t.Errorf("the authorizer was asked about impersonating requests: %+v", authz.asked)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -178,6 +179,7 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 	if r := kc.run(t, "auth", "can-i", "watch", "pods", "-A"); r.code != 0 {
 		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
 	}
+	testStatusReader(t, cs, p)
 	// --secure-listen delegates to the API server through
 	// system:auth-delegator (TestSecureListener exercises both reviews).
 	for _, review := range []string{"tokenreviews.authentication.k8s.io", "subjectaccessreviews.authorization.k8s.io"} {
@@ -399,4 +401,38 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
+}
+
+// testStatusReader: krm-status-reader aggregates into view, so a cluster
+// viewer may read the agent's status through --secure-listen (the plugin
+// reads it first), and not the drift reports, which hold objects.
+func testStatusReader(t *testing.T, cs kubernetes.Interface, p *plugin) {
+	const user = "krm-e2e-viewer"
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(t.Context(), crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.RbacV1().ClusterRoleBindings().Delete(context.WithoutCancel(t.Context()), user, metav1.DeleteOptions{})
+	})
+	// kube-controller-manager aggregates the rules into view.
+	waitFor(t, 30*time.Second, "view to include krm-status-reader", func() error {
+		for _, q := range []string{"agentstatuses.krm.io", "resourcestatuses.krm.io"} {
+			for _, verb := range []string{"get", "list"} {
+				if r := p.run(t, "auth", "can-i", verb, q, "--as", user); r.code != 0 {
+					return fmt.Errorf("a viewer may not %s %s: %s", verb, q, r)
+				}
+			}
+		}
+		return nil
+	})
+	for _, q := range []string{"driftreports.krm.io", "delayreports.krm.io"} {
+		if r := p.run(t, "auth", "can-i", "get", q, "--as", user); r.code == 0 {
+			t.Errorf("a viewer may get %s, which krm-status-reader must not grant: %s", q, r)
+		}
+	}
 }
