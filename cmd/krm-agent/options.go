@@ -265,6 +265,9 @@ func (o *Options) restConfig() (*rest.Config, string, error) {
 func (o *Options) Run(ctx context.Context) error {
 	log := o.logger()
 	klog.SetSlogLogger(log)
+	if _, err := setMemoryLimit(os.Getenv, log); err != nil {
+		return err
+	}
 	cfg, clusterName, err := o.restConfig()
 	if err != nil {
 		return err
