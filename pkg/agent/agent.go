@@ -283,16 +283,36 @@ func (a *Agent) Resource(name string) (api.Resource, bool) {
 // frame. A frame loaded from the store on a warm restart counts: the agent
 // serves it (stale) until its first LIST. Ready then says so, and says when
 // the store is degraded, but both are still ready.
+//
+// Readiness is per resource: the agent is Ready once every resource either
+// has data to serve or has failed a LIST, so that one resource it may not
+// read (RBAC, a removed API) does not hide the rest, nor the status that
+// says what is wrong. A resource without data answers its reads 503 with
+// the reason; /readyz names it.
 func (a *Agent) Ready() (bool, string) {
-	var waiting []string
+	var waiting, failing []string
 	for _, r := range a.runners {
-		if !r.agg.ready() {
+		serving, listErr := r.agg.readiness()
+		switch {
+		case serving:
+		case listErr == "":
 			waiting = append(waiting, r.info.Name)
+		default:
+			failing = append(failing, r.info.Name+" ("+listErr+")")
 		}
 	}
-	if len(waiting) == 0 {
-		return true, a.readyDetail()
+	if len(waiting) > 0 {
+		sort.Strings(waiting)
+		return false, fmt.Sprintf("waiting for the first LIST of %s", strings.Join(waiting, ", "))
 	}
-	sort.Strings(waiting)
-	return false, fmt.Sprintf("waiting for the first LIST of %s", strings.Join(waiting, ", "))
+	detail := a.readyDetail()
+	if len(failing) > 0 {
+		sort.Strings(failing)
+		cannot := fmt.Sprintf("serving %d of %d resources; cannot list %s", len(a.runners)-len(failing), len(a.runners), strings.Join(failing, "; "))
+		if detail != "" {
+			cannot += "; " + detail
+		}
+		detail = cannot
+	}
+	return true, detail
 }

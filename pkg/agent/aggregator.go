@@ -515,7 +515,7 @@ func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 	if view == store.Verified {
 		rv = a.verifiedRV
 	}
-	return &api.Snapshot{
+	snap := &api.Snapshot{
 		Header: store.Header{
 			Version: store.FrameVersion, Cluster: a.cluster, Resource: a.resource, Source: view,
 			ResourceVersion: rv, VerifiedAt: a.verifiedAt, Rows: rows.Len(),
@@ -526,6 +526,13 @@ func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 		LastStreamAt:            a.lastStreamAt,
 		Stale:                   a.stale,
 	}
+	if !a.hasVerified {
+		snap.Unavailable = "the krm agent has not listed " + a.resource + " yet"
+		if e := a.lastError[fromList]; e != "" {
+			snap.Unavailable += ": " + e
+		}
+	}
+	return snap
 }
 
 func (a *aggregator) snapshot(view store.Source) *api.Snapshot {
@@ -655,6 +662,15 @@ func (a *aggregator) ready() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.hasVerified
+}
+
+// readiness says whether the resource has data to serve, and, when it has
+// none, the error of its last failed LIST ("" while the first is still
+// under way).
+func (a *aggregator) readiness() (serving bool, listErr string) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.hasVerified, a.lastError[fromList]
 }
 
 // drift returns the ledger and the changes since the last LIST.

@@ -73,17 +73,22 @@ var _ api.Resource = (*runner)(nil)
 // Start runs the verifier and the streamer until ctx is done. The first LIST
 // lands before the watch starts, so the watch begins at its resourceVersion.
 func (r *runner) Start(ctx context.Context) error {
+	// A first LIST that keeps failing (RBAC, a removed API) is retried with
+	// backoff up to backoffMax, not every second forever; the resource
+	// answers 503 with the error meanwhile, and the others are served.
+	retry := listRetryMin
 	for {
 		err := r.verifyOnce(ctx)
 		if err == nil {
 			break
 		}
-		r.log.Error("first LIST failed; retrying", "resource", r.info.Name, "err", err)
+		r.log.Error("first LIST failed; retrying", "resource", r.info.Name, "err", err, "retryIn", retry)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(r.jittered(listRetryMin)):
+		case <-time.After(r.jittered(retry)):
 		}
+		retry = min(2*retry, backoffMax)
 	}
 	done := make(chan struct{})
 	go func() {

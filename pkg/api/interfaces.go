@@ -67,6 +67,10 @@ type Snapshot struct {
 	// Stale is true while the rows come from a warm restart's stored
 	// frames, not yet verified by this run: the X-Krm-Stale header.
 	Stale bool
+	// Unavailable says why the resource has nothing to serve yet (no LIST
+	// has landed, and no stored frame was loaded); "" when it has. Such a
+	// snapshot is empty and must not be served as an empty list.
+	Unavailable string
 }
 
 // Change is one change to a view, for watchers.

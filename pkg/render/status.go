@@ -32,7 +32,36 @@ func (p *StatusPrinter) PrintObj(list *krmv1alpha1.ResourceStatusList, w io.Writ
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := p.printErrors(list, w); err != nil {
+		return err
+	}
 	return p.printRole(w)
+}
+
+// printErrors lists, under the table, each resource's last error: the
+// wide table has them in a column, the default one would hide why a
+// resource is never verified or disconnected.
+func (p *StatusPrinter) printErrors(list *krmv1alpha1.ResourceStatusList, w io.Writer) error {
+	if p.Wide || p.NoHeaders {
+		return nil
+	}
+	first := true
+	for i := range list.Items {
+		r := list.Items[i].Status
+		if r.LastError == "" {
+			continue
+		}
+		if first {
+			if _, err := fmt.Fprintln(w, "\nErrors:"); err != nil {
+				return err
+			}
+			first = false
+		}
+		if _, err := fmt.Fprintf(w, "  %s: %s\n", r.Name, r.LastError); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // statusColumns are the status table's; priority 1 is -o wide's.

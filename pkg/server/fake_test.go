@@ -67,6 +67,8 @@ type fakeResource struct {
 	floor   uint64
 	history []api.Change
 	subs    []chan api.Change
+	// unavailable is the Snapshot's Unavailable.
+	unavailable string
 }
 
 func newFakeResource(info api.ResourceInfo, rv uint64, rows ...*store.Row) *fakeResource {
@@ -102,6 +104,7 @@ func (r *fakeResource) snapshotLocked() *api.Snapshot {
 		Rows:            store.NewView(rows...),
 		StreamConnected: true,
 		LastStreamAt:    testNow.Add(-time.Second),
+		Unavailable:     r.unavailable,
 	}
 }
 

@@ -324,6 +324,9 @@ func (s *Server) snapshotAtLeast(ctx context.Context, req *request, rv uint64) (
 // freshness headers and refuses it when it is older than maxStaleness. It
 // reports whether the request goes on.
 func (s *Server) admit(w http.ResponseWriter, req *request, snap *api.Snapshot, err error) bool {
+	if err == nil && snap.Unavailable != "" {
+		err = apierrors.NewServiceUnavailable(snap.Unavailable + "; `kubectl krm status` shows each resource's state")
+	}
 	if err == nil {
 		s.setFreshness(w, snap)
 		err = s.checkStaleness(req, snap)

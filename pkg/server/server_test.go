@@ -255,6 +255,32 @@ func TestUncachedResourceIsNotFound(t *testing.T) {
 	}
 }
 
+// A resource without data (its LIST never landed) answers 503 with the
+// reason, never an empty list, while the others are served.
+func TestUnavailableResourceIsNotAnEmptyList(t *testing.T) {
+	_, pods, cfg := startServer(t)
+	pods.mu.Lock()
+	pods.unavailable = `the krm agent has not listed pods yet: pods is forbidden`
+	pods.mu.Unlock()
+	cs := clientset(t, cfg)
+	for name, call := range map[string]func() error{
+		"list": func() error { _, err := cs.CoreV1().Pods("dev").List(t.Context(), metav1.ListOptions{}); return err },
+		"get": func() error {
+			_, err := cs.CoreV1().Pods("dev").Get(t.Context(), "web-1", metav1.GetOptions{})
+			return err
+		},
+		"watch": func() error { _, err := cs.CoreV1().Pods("dev").Watch(t.Context(), metav1.ListOptions{}); return err },
+	} {
+		err := call()
+		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "pods is forbidden") || !strings.Contains(err.Error(), "kubectl krm status") {
+			t.Errorf("%s: %v, want 503 with the reason", name, err)
+		}
+	}
+	if _, err := cs.AppsV1().Deployments("dev").List(t.Context(), metav1.ListOptions{}); err != nil {
+		t.Errorf("deployments, which have data: %v", err)
+	}
+}
+
 func TestTableAndMetadata(t *testing.T) {
 	ts, _, cfg := startServer(t)
 	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/v1/namespaces/dev/pods?labelSelector=app%3Dapi", nil)

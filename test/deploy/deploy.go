@@ -32,6 +32,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -263,6 +264,14 @@ func containerEnv(ctx context.Context, cs kubernetes.Interface, c *corev1.Contai
 			env[e.Name] = e.Value
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			env[e.Name] = Namespace
+		case e.ValueFrom.ResourceFieldRef != nil:
+			// As the kubelet resolves it: the container's request or limit
+			// in units of the divisor.
+			v, err := resourceFieldValue(c, e.ValueFrom.ResourceFieldRef)
+			if err != nil {
+				return nil, fmt.Errorf("container %s: %s: %w", c.Name, e.Name, err)
+			}
+			env[e.Name] = v
 		case e.ValueFrom.SecretKeyRef != nil:
 			ref := e.ValueFrom.SecretKeyRef
 			sec, err := cs.CoreV1().Secrets(Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
@@ -279,6 +288,37 @@ func containerEnv(ctx context.Context, cs kubernetes.Interface, c *corev1.Contai
 		}
 	}
 	return env, nil
+}
+
+// resourceFieldValue resolves a resourceFieldRef to container c's own
+// resources (the harness runs each container as a process, so containerName
+// must be c's), rounded up in units of the divisor as the kubelet does.
+func resourceFieldValue(c *corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
+	if ref.ContainerName != "" && ref.ContainerName != c.Name {
+		return "", fmt.Errorf("resourceFieldRef of container %q, which this harness does not resolve", ref.ContainerName)
+	}
+	var q resource.Quantity
+	switch ref.Resource {
+	case "limits.memory":
+		q = c.Resources.Limits[corev1.ResourceMemory]
+	case "requests.memory":
+		q = c.Resources.Requests[corev1.ResourceMemory]
+	case "limits.cpu":
+		q = c.Resources.Limits[corev1.ResourceCPU]
+	case "requests.cpu":
+		q = c.Resources.Requests[corev1.ResourceCPU]
+	default:
+		return "", fmt.Errorf("resourceFieldRef %s, which this harness does not resolve", ref.Resource)
+	}
+	if q.IsZero() {
+		return "", fmt.Errorf("resourceFieldRef %s: the container sets none (the kubelet would give the node's allocatable)", ref.Resource)
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	n := (q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()
+	return strconv.FormatInt(n, 10), nil
 }
 
 // startRedis starts a redis-server with the manifests' password behind the
