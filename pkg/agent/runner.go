@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -28,7 +29,16 @@ const (
 	backoffMin   = 100 * time.Millisecond
 	listRetryMin = time.Second
 	backoffMax   = 30 * time.Second
+	// watchStallAfter is how long a watch may deliver nothing, not even a
+	// bookmark, before it is taken for stalled and restarted.
+	// kube-apiserver sends watches that allow bookmarks one about every
+	// minute, so a healthy quiet watch is never silent this long; without
+	// the watchdog a stalled one would last until the server's timeout.
+	watchStallAfter = 150 * time.Second
 )
+
+// errWatchStalled ends a watch that went silent.
+var errWatchStalled = errors.New("delivered nothing, not even a bookmark")
 
 // source is what a runner needs of kube-apiserver for its resource: LIST
 // pages read one item at a time, and a watch (an apiSource).
@@ -66,6 +76,8 @@ type runner struct {
 	// freshFrom: events at or below it were replayed by a watch resume,
 	// not fresh, and are not delay samples. Streamer goroutine only.
 	freshFrom uint64
+	// stallAfter overrides watchStallAfter (tests).
+	stallAfter time.Duration
 }
 
 var _ api.Resource = (*runner)(nil)
@@ -288,6 +300,9 @@ func (r *runner) stream(ctx context.Context) {
 			backoff = backoffMin
 		} else if err != nil {
 			reason = "error"
+			if errors.Is(err, errWatchStalled) {
+				reason = "stalled"
+			}
 			r.agg.setError(fromStream, err)
 			r.log.Warn("watch failed; resuming", "resource", r.info.Name, "err", err, "backoff", backoff)
 			select {
@@ -324,14 +339,23 @@ func (r *runner) watchOnce(ctx context.Context) error {
 	r.freshFrom = r.freshBoundary(ctx, opts.ResourceVersion)
 	r.agg.setConnected(true)
 	r.agg.setError(fromStream, nil)
+	stallAfter := watchStallAfter
+	if r.stallAfter > 0 {
+		stallAfter = r.stallAfter
+	}
+	stall := time.NewTimer(stallAfter)
+	defer stall.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stall.C:
+			return fmt.Errorf("the watch of %s %w for %s; restarting it", r.info.Name, errWatchStalled, stallAfter)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return nil
 			}
+			stall.Reset(stallAfter)
 			if err := r.handle(ev); err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -386,5 +388,68 @@ func TestListReusesRowsItHolds(t *testing.T) {
 		if rows, _, err := r.list(t.Context()); err == nil {
 			t.Errorf("%s: %d rows and no error", name, len(rows))
 		}
+	}
+}
+
+// silentSource lists one empty page and opens watches that never send.
+type silentSource struct {
+	mu      sync.Mutex
+	watches int
+}
+
+func (s *silentSource) ListPage(context.Context, metav1.ListOptions, func(listItem) error) (metav1.ListMeta, error) {
+	return metav1.ListMeta{ResourceVersion: "10"}, nil
+}
+
+func (s *silentSource) Watch(context.Context, metav1.ListOptions) (watch.Interface, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watches++
+	return watch.NewFake(), nil
+}
+
+// A watch that stays open and delivers nothing, not even a bookmark, is
+// restarted after stallAfter, not left until the server's timeout, and
+// the restart is counted as stalled.
+func TestWatchdogRestartsASilentWatch(t *testing.T) {
+	src := &silentSource{}
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testTableRunner(src)
+	r.metrics, r.stallAfter, r.interval = m, 100*time.Millisecond, time.Hour
+	r.relist, r.listed = make(chan struct{}, 1), make(chan struct{}, 1)
+	sm, err := newStoreMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.writer = newStoreWriter(store.NewMemory(), "memory", "test", r.log, sm)
+	r.writer.add(r)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Start(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		src.mu.Lock()
+		n := src.watches
+		src.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d watches in 5s with a 100ms stall limit, want the silent one restarted", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	var restarts dto.Metric
+	if err := m.watchRestarts.WithLabelValues("configmaps", "stalled").Write(&restarts); err != nil {
+		t.Fatal(err)
+	}
+	if got := restarts.GetCounter().GetValue(); got < 2 {
+		t.Errorf("krm_watch_restarts_total{reason=stalled} = %v, want the restarts counted", got)
 	}
 }
