@@ -42,6 +42,8 @@ type fakeAgent struct {
 
 	mu    sync.Mutex
 	reads []string
+	// stale marks every snapshot as served from stored frames.
+	stale bool
 }
 
 var fakeResources = []api.ResourceInfo{
@@ -202,6 +204,7 @@ func (r *fakeResource) snapshotLocked() *api.Snapshot {
 		VerifiedResourceVersion: fakeListRV,
 		Rows:                    store.NewView(rows...),
 		StreamConnected:         true,
+		Stale:                   r.agent.stale,
 	}
 }
 

@@ -340,6 +340,9 @@ func (o *GetOptions) list(ctx context.Context, c *client.Client, info client.Res
 		}
 		if f.listRV == "" {
 			f.listRV = page.ResourceVersion
+			if err := o.checkStale(info, page.Freshness); err != nil {
+				return fetched{}, err
+			}
 		}
 		for _, item := range page.Items {
 			u, err := decodeObject(item, info)
@@ -393,6 +396,11 @@ func (o *GetOptions) getNames(ctx context.Context, c *client.Client, info client
 		if err != nil {
 			return fetched{}, nil, err
 		}
+		if len(f.items) == 0 {
+			if err := o.checkStale(info, obj.Freshness); err != nil {
+				return fetched{}, nil, err
+			}
+		}
 		u, err := decodeObject(obj.Object, info)
 		if err != nil {
 			return fetched{}, nil, err
@@ -401,6 +409,26 @@ func (o *GetOptions) getNames(ctx context.Context, c *client.Client, info client
 		f.origins[string(u.GetUID())] = originOf(obj.Freshness, u)
 	}
 	return f, missing, nil
+}
+
+// checkStale warns on stderr, as kubectl prints the API server's warnings,
+// when the agent answered from the frames it stored before it restarted,
+// which no LIST of its own has confirmed yet; with --max-staleness that is
+// an error instead.
+func (o *GetOptions) checkStale(info client.ResourceInfo, f client.Freshness) error {
+	if !f.Stale {
+		return nil
+	}
+	verified := "at an unknown time"
+	if !f.VerifiedAt.IsZero() {
+		verified = duration.HumanDuration(time.Since(f.VerifiedAt)) + " ago"
+	}
+	msg := fmt.Sprintf("the krm agent answers %s from the frames it stored before it restarted (last verified %s); its own first LIST has not confirmed them yet", info.Name, verified)
+	if o.maxStaleness > 0 {
+		return fmt.Errorf("%s, and --max-staleness refuses an answer that is not verified by the running agent; retry once its LIST lands (`kubectl krm status` shows it)", msg)
+	}
+	_, err := fmt.Fprintf(o.ErrOut, "Warning: %s\n", msg)
+	return err
 }
 
 func (o *GetOptions) tablePrinter(all []fetched, noHeaders bool) *render.TablePrinter {

@@ -320,3 +320,28 @@ func TestCompletedResources(t *testing.T) {
 		t.Errorf("completed resources (-agent's defaults +completion):\n%s", diff)
 	}
 }
+
+// An answer from the frames a restarted agent stored, before its own first
+// LIST, is printed with a warning on stderr, as kubectl prints the API
+// server's warnings; --max-staleness refuses it.
+func TestGetWarnsOfStaleFrames(t *testing.T) {
+	for _, args := range [][]string{{"get", "pods"}, {"get", "pod/a", "-n", "team-a"}} {
+		a := newFakeAgent(t)
+		a.stale = true
+		r := runKrm(t, a, args...)
+		if r.err != nil || !strings.Contains(r.stdout, "a ") {
+			t.Errorf("%q: %v, stdout %q", args, r.err, r.stdout)
+		}
+		if want := "Warning: the krm agent answers pods from the frames it stored before it restarted (last verified 30m ago)"; !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "Warning:") != 1 {
+			t.Errorf("%q: stderr %q, want one warning starting %q", args, r.stderr, want)
+		}
+		r = runKrm(t, a, append(args, "--max-staleness", "1h")...)
+		if r.err == nil || !strings.Contains(r.err.Error(), "--max-staleness refuses") || r.stdout != "" {
+			t.Errorf("%q --max-staleness 1h: %v, stdout %q, want a refusal", args, r.err, r.stdout)
+		}
+	}
+	r := runKrm(t, newFakeAgent(t), "get", "pods")
+	if strings.Contains(r.stderr, "Warning") {
+		t.Errorf("a verified answer warned: %q", r.stderr)
+	}
+}
