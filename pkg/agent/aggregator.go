@@ -57,6 +57,15 @@ type aggregator struct {
 
 	current    *rowSet               // live rows of the aggregated/streamed view
 	tombstones map[string]*store.Row // deleted since the last LIST
+	// tombOrder is the tombstones' UIDs, oldest first (with UIDs of
+	// objects created again since, skipped when met), to drop the oldest
+	// when there are more than tombstoneLimit.
+	tombOrder []string
+	// forgotten counts tombstones dropped since the last LIST;
+	// forgottenRV is the newest resourceVersion then, which a LIST must
+	// reach before the views can do without them.
+	forgotten   int64
+	forgottenRV uint64
 	changed    map[string]struct{}   // uids changed since the last LIST
 	// log keeps the events newer than verifiedRV, the newest per object:
 	// the next LIST may be older than some of them, and they are applied
@@ -226,6 +235,55 @@ func (a *aggregator) caughtUp(rv uint64) (bool, bool) {
 	return a.streamRV >= rv, a.streamConnected
 }
 
+// tombstoneLimit bounds the tombstones (and their events in the log) kept
+// between LISTs: a deleted object's row is kept to show, diff and replay
+// its deletion, and while LISTs fail, churn would otherwise grow them
+// without end. Beyond max(tombstoneFloor, live objects), the oldest are
+// dropped.
+const tombstoneFloor = 4096
+
+// boundTombstones drops the oldest tombstones beyond the limit. Their
+// deletions stay applied to the views; what is lost is their place in the
+// drift report and their replay over a LIST older than them, so the next
+// LIST that lands must be at least as new as forgottenRV (needsRelist).
+func (a *aggregator) boundTombstones() {
+	limit := max(tombstoneFloor, a.current.len())
+	for len(a.tombstones) > limit && len(a.tombOrder) > 0 {
+		uid := a.tombOrder[0]
+		a.tombOrder[0] = ""
+		a.tombOrder = a.tombOrder[1:]
+		if _, ok := a.tombstones[uid]; !ok {
+			continue // created again since
+		}
+		delete(a.tombstones, uid)
+		delete(a.changed, uid)
+		a.log.forget(uid)
+		a.forgotten++
+		a.forgottenRV = max(a.streamRV, a.forgottenRV)
+	}
+	// tombOrder keeps UIDs of tombstones removed by a re-creation: compact
+	// it when it has grown well past what it tracks.
+	if len(a.tombOrder) > 2*len(a.tombstones)+1024 {
+		kept := a.tombOrder[:0]
+		for _, uid := range a.tombOrder {
+			if _, ok := a.tombstones[uid]; ok {
+				kept = append(kept, uid)
+			}
+		}
+		clear(a.tombOrder[len(kept):])
+		a.tombOrder = kept
+	}
+}
+
+// needsRelist reports that tombstones were dropped after the LIST that
+// just landed began: deletions it predates may show again until a newer
+// LIST lands.
+func (a *aggregator) needsRelist() bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.forgotten > 0 && a.verifiedRV < a.forgottenRV
+}
+
 // applyLocked changes the current view; it reports the change for watchers,
 // or false when the event is older than what the view holds.
 func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) {
@@ -243,6 +301,8 @@ func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) 
 		tomb.Source = store.Streamed
 		a.current.delete(row.UID)
 		a.tombstones[row.UID] = &tomb
+		a.tombOrder = append(a.tombOrder, row.UID)
+		a.boundTombstones()
 		if old == nil {
 			return api.Change{}, false
 		}
@@ -357,7 +417,11 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	// its tree's structure, and takes the newer events on top.
 	a.current = listed.clone()
 	a.tombstones = map[string]*store.Row{}
+	a.tombOrder = nil
 	a.changed = map[string]struct{}{}
+	if v.rv >= a.forgottenRV {
+		a.forgotten, a.forgottenRV = 0, 0
+	}
 	a.log.keepAfter(v.rv, func(e event) { a.applyLocked(e.typ, e.row) })
 	a.verifications++
 	a.lastDrift = drift
@@ -647,6 +711,7 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 		TotalDrift:              a.totalDrift,
 		Stale:                   a.stale,
 		LastError:               a.lastErrors(),
+		ForgottenDeletions:      a.forgotten,
 	}
 }
 

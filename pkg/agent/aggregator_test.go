@@ -406,3 +406,49 @@ func BenchmarkGetUnderChurn(b *testing.B) {
 		})
 	}
 }
+
+// While LISTs fail, churn that creates and deletes new objects keeps the
+// tombstones, the log and the changed set bounded; the views stay right,
+// the dropped deletions are counted, and a LIST older than them asks for
+// another.
+func TestChurnWithoutListsStaysBounded(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("keep", 5, store.Verified)))
+	rv := uint64(10)
+	const objects = 3 * tombstoneFloor
+	for i := range objects {
+		name := fmt.Sprint("churn-", i)
+		rv++
+		a.apply(added, row(name, rv, store.Streamed))
+		rv++
+		a.apply(deleted, row(name, rv, store.Streamed))
+	}
+	if n := len(a.tombstones); n > tombstoneFloor {
+		t.Errorf("%d tombstones after %d deletions, want at most %d", n, objects, tombstoneFloor)
+	}
+	if n := a.log.len(); n > tombstoneFloor+1 {
+		t.Errorf("log holds %d events, want at most %d", n, tombstoneFloor+1)
+	}
+	if n := len(a.changed); n > tombstoneFloor+1 {
+		t.Errorf("changed holds %d objects, want at most %d", n, tombstoneFloor+1)
+	}
+	if len(a.tombOrder) > 2*tombstoneFloor+1024 {
+		t.Errorf("tombOrder holds %d UIDs", len(a.tombOrder))
+	}
+	st := a.status(api.ResourceInfo{Name: "pods"})
+	if st.ForgottenDeletions != objects-tombstoneFloor {
+		t.Errorf("ForgottenDeletions %d, want %d", st.ForgottenDeletions, objects-tombstoneFloor)
+	}
+	if got := view(a, store.Aggregated); len(got) != 1 || got["keep"] == "" {
+		t.Errorf("aggregated view holds %d objects, want only keep", len(got))
+	}
+	// A LIST from before the churn: a newer one must follow.
+	a.verify(listed(10, row("keep", 5, store.Verified)))
+	if !a.needsRelist() {
+		t.Error("a LIST older than the forgotten deletions does not ask for another")
+	}
+	a.verify(listed(rv, row("keep", 5, store.Verified)))
+	if a.needsRelist() || a.status(api.ResourceInfo{Name: "pods"}).ForgottenDeletions != 0 {
+		t.Error("a LIST newer than every forgotten deletion still asks for another")
+	}
+}

@@ -152,6 +152,7 @@ func (a *aggregator) follow(verified, aggregated *store.Frame) {
 	// since its LIST: the drift report's unverified changes.
 	a.changed = map[string]struct{}{}
 	a.tombstones = map[string]*store.Row{}
+	a.tombOrder = nil
 	for uid, c := range a.current.byUID {
 		if v := a.verified.get(uid); v == nil || v.ResourceVersion != c.ResourceVersion {
 			a.changed[uid] = struct{}{}

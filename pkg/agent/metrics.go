@@ -8,6 +8,7 @@ type metrics struct {
 	lists         *prometheus.CounterVec
 	listSeconds   *prometheus.HistogramVec
 	watchRestarts *prometheus.CounterVec
+	forgotten     *prometheus.GaugeVec
 	drift         *prometheus.CounterVec
 	objects       *prometheus.GaugeVec
 }
@@ -30,12 +31,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "krm_drift_objects_total", Help: "Objects whose event the stream missed, found by a LIST, by kind of miss.",
 		}, []string{"resource", "kind"}),
+		forgotten: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "krm_forgotten_deletions", Help: "Deleted objects whose tombstones were dropped since the last LIST, to bound memory while LISTs fail (their deletions are applied, but not in the drift report).",
+		}, []string{"resource"}),
 		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "krm_objects", Help: "Live objects cached, by resource and view.",
 		}, []string{"resource", "view"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.lists, m.listSeconds, m.watchRestarts, m.drift, m.objects} {
+		for _, c := range []prometheus.Collector{m.events, m.lists, m.listSeconds, m.watchRestarts, m.forgotten, m.drift, m.objects} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -63,6 +63,8 @@ func (v *rowSet) clone() *rowSet {
 type replayLog struct {
 	events []event
 	at     map[string]int // uid -> index in events
+	// dead counts forgotten events, left as holes until compacted.
+	dead int
 }
 
 // add records ev, replacing an older event of the same object.
@@ -76,17 +78,46 @@ func (l *replayLog) add(ev event) {
 	if l.at == nil {
 		l.at = map[string]int{}
 	}
+	if l.dead > len(l.events)/2 {
+		l.compact()
+	}
 	l.at[ev.row.UID] = len(l.events)
 	l.events = append(l.events, ev)
 }
 
-func (l *replayLog) len() int { return len(l.events) }
+// compact closes the holes forgotten events left.
+func (l *replayLog) compact() {
+	kept := l.events[:0]
+	for _, e := range l.events {
+		if e.row != nil {
+			l.at[e.row.UID] = len(kept)
+			kept = append(kept, e)
+		}
+	}
+	clear(l.events[len(kept):])
+	l.events, l.dead = kept, 0
+}
+
+func (l *replayLog) len() int { return len(l.events) - l.dead }
+
+// forget drops the event of uid, if any, leaving a hole that add closes
+// once they are half the log.
+func (l *replayLog) forget(uid string) {
+	i, ok := l.at[uid]
+	if !ok {
+		return
+	}
+	delete(l.at, uid)
+	l.events[i] = event{}
+	l.dead++
+}
 
 // reset empties the log.
 func (l *replayLog) reset() {
 	clear(l.events)
 	l.events = l.events[:0]
 	clear(l.at)
+	l.dead = 0
 }
 
 // keepAfter drops the events at or below rv and calls fn, in the order
@@ -95,12 +126,12 @@ func (l *replayLog) keepAfter(rv uint64, fn func(event)) {
 	kept := l.events[:0]
 	clear(l.at)
 	for _, e := range l.events {
-		if e.row.ResourceVersion > rv {
+		if e.row != nil && e.row.ResourceVersion > rv {
 			l.at[e.row.UID] = len(kept)
 			kept = append(kept, e)
 			fn(e)
 		}
 	}
 	clear(l.events[len(kept):])
-	l.events = kept
+	l.events, l.dead = kept, 0
 }

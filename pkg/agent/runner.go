@@ -158,6 +158,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	r.metrics.listSeconds.WithLabelValues(r.info.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		r.agg.setError(fromList, err)
+		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.status(r.info).ForgottenDeletions))
 		return err
 	}
 	// Drift is judged against an earlier LIST; the first has nothing to
@@ -172,6 +173,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(drift.MissedDeleted))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(drift.MissedModified))
 	st := r.agg.status(r.info)
+	r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(st.ForgottenDeletions))
 	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Verified)).Set(float64(st.Objects.Verified))
 	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Aggregated)).Set(float64(st.Objects.Aggregated))
 	if drift.Total() > 0 {
@@ -179,6 +181,14 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 			"resourceVersion", rv, "missedAdded", drift.MissedAdded, "missedDeleted", drift.MissedDeleted, "missedModified", drift.MissedModified)
 	}
 	r.persist(ctx)
+	if r.agg.needsRelist() {
+		// Deletions forgotten while LISTs failed may predate this LIST's
+		// start: a newer one settles them.
+		select {
+		case r.relist <- struct{}{}:
+		default:
+		}
+	}
 	r.listedAt.Store(time.Now().UnixNano())
 	select {
 	case r.listed <- struct{}{}:

@@ -162,6 +162,11 @@ type ResourceState struct {
 	// LIST has landed yet.
 	Stale     bool   `json:"stale,omitempty"`
 	LastError string `json:"lastError,omitempty"`
+	// ForgottenDeletions counts deleted objects whose tombstones were
+	// dropped since the last LIST to keep memory bounded while LISTs fail:
+	// their deletions are applied but missing from the drift report's
+	// unverified changes.
+	ForgottenDeletions int64 `json:"forgottenDeletions,omitempty"`
 }
 
 // Drift kinds in the ledger.
