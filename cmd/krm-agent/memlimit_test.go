@@ -33,3 +33,14 @@ func TestSetMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestSetGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	if got := setGCPercent(func(string) string { return "" }); got != defaultGCPercent || debug.SetGCPercent(defaultGCPercent) != defaultGCPercent {
+		t.Errorf("without GOGC: %d, want %d in force", got, defaultGCPercent)
+	}
+	debug.SetGCPercent(80) // as the runtime would from GOGC=80
+	if got := setGCPercent(func(k string) string { return map[string]string{"GOGC": "80"}[k] }); got != 80 || debug.SetGCPercent(80) != 80 {
+		t.Errorf("with GOGC=80: %d, want it left alone", got)
+	}
+}

@@ -268,6 +268,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if _, err := setMemoryLimit(os.Getenv, log); err != nil {
 		return err
 	}
+	log.Debug("garbage collection", "GOGC", setGCPercent(os.Getenv))
 	cfg, clusterName, err := o.restConfig()
 	if err != nil {
 		return err

@@ -66,7 +66,7 @@ type aggregator struct {
 	// reach before the views can do without them.
 	forgotten   int64
 	forgottenRV uint64
-	changed    map[string]struct{}   // uids changed since the last LIST
+	changed     map[string]struct{} // uids changed since the last LIST
 	// log keeps the events newer than verifiedRV, the newest per object:
 	// the next LIST may be older than some of them, and they are applied
 	// again on top of it.

@@ -313,9 +313,13 @@ type agentProcess struct {
 	log    []string // the last lines of its stderr
 }
 
+// agentVerifyInterval is the agent's --verify-interval in the run.
+const agentVerifyInterval = 30 * time.Second
+
 func (b *bench) startAgent(ctx context.Context, bin string) error {
 	cmd := exec.Command(bin, "--kubeconfig", b.s.Kubeconfig, "--resources", "pods", "--namespace", b.ns,
-		"--verify-interval", "30s", "--listen", "127.0.0.1:0", "--log-format", "json")
+		"--verify-interval", agentVerifyInterval.String(), "--listen", "127.0.0.1:0", "--log-format", "json")
+	cmd.Env = append(os.Environ(), b.o.agentEnv...)
 	// If krm-bench dies without cleaning up, so does the agent.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stderr, err := cmd.StderrPipe()
@@ -414,20 +418,7 @@ func (p *agentProcess) tail() string {
 
 // rss is the agent's resident set size, from /proc.
 func (p *agentProcess) rss() (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("reading VmRSS %q: %w", line, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc status")
+	return procStatus(p.cmd.Process.Pid, "VmRSS")
 }
 
 func buildAgent(ctx context.Context, dir string) (string, error) {

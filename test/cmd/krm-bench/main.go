@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,9 +28,17 @@ type options struct {
 	agentBin string
 	out      string
 	skipGo   bool
+	agentEnv []string
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == informerChildArg {
+		if err := runInformerChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "krm-bench informer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	fs := flag.NewFlagSet("krm-bench", flag.ContinueOnError)
 	fs.IntVar(&o.pods, "pods", 10000, "pods to create in the benchmark's namespace")
@@ -39,6 +48,13 @@ func main() {
 	fs.StringVar(&o.agentBin, "agent", "", "krm-agent binary to run (default: go build ./cmd/krm-agent into a temporary directory)")
 	fs.StringVar(&o.out, "o", "", "also write the report to this file")
 	fs.BoolVar(&o.skipGo, "skip-go-bench", false, "skip the per-event go test benchmark")
+	fs.Func("agent-env", "KEY=VALUE to add to the agent's environment only (repeatable), e.g. GOGC=50", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("%q is not KEY=VALUE", s)
+		}
+		o.agentEnv = append(o.agentEnv, s)
+		return nil
+	})
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -129,7 +145,19 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	r.settleTook = time.Since(start)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(settleBeforeRSS):
+	}
 	if r.rssLoaded, err = b.agent.rss(); err != nil {
+		return err
+	}
+	if r.anonLoaded, err = procStatus(b.agent.cmd.Process.Pid, "RssAnon"); err != nil {
+		return err
+	}
+	progress("measuring the agent's peak RSS during its next verifying LIST")
+	if r.rssSteady, r.rssPeak, err = b.verificationPeak(ctx); err != nil {
 		return err
 	}
 
@@ -140,9 +168,17 @@ func run(ctx context.Context, o options) (err error) {
 	if r.rssAfter, err = b.agent.rss(); err != nil {
 		return err
 	}
+	progress(fmt.Sprintf("measuring single-pod GETs from the agent, idle and under %d changes a second", getRate))
+	if r.gets, err = b.measureGets(ctx); err != nil {
+		return err
+	}
 
 	// An unclean exit is reported after the figures, which stay valid.
 	stopErr := b.stopAgent()
+	progress("measuring the RSS of a client-go informer process holding the same pods")
+	if r.informerRSS, r.informerAnon, err = b.informerRSS(ctx); err != nil {
+		return err
+	}
 	progress("measuring the live heap of pkg/agent and of a client-go informer, in this process, on the same pods")
 	if r.agentHeap, err = b.agentHeap(ctx); err != nil {
 		return err

@@ -25,6 +25,12 @@ type report struct {
 	rssEmpty          int64
 	rssLoaded         int64
 	rssAfter          int64
+	rssSteady         int64
+	rssPeak           int64
+	informerRSS       int64
+	anonLoaded        int64
+	informerAnon      int64
+	gets              *getLatency
 	agentHeap         int64
 	informerHeap      int64
 	apply             []*applyResult
@@ -80,6 +86,10 @@ func serverVersion(s *cluster.State) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func msFine(d time.Duration) string {
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
@@ -137,9 +147,32 @@ func (r *report) markdown() string {
 	p("| krm-agent RSS with %d pods (VmRSS) | %s | %.1f KiB |\n", r.pods, mib(r.rssLoaded), float64(r.rssLoaded)/1024/float64(r.pods))
 	p("| krm-agent RSS, growth from 0 to %d pods | %s → %s | %.1f KiB |\n", r.pods, mib(r.rssEmpty), mib(r.rssLoaded), float64(r.rssLoaded-r.rssEmpty)/1024/float64(r.pods))
 	p("| krm-agent RSS after the LIST rounds | %s | %.1f KiB |\n", mib(r.rssAfter), float64(r.rssAfter)/1024/float64(r.pods))
+	p("| krm-agent RSS just before a verifying LIST | %s | %.1f KiB |\n", mib(r.rssSteady), float64(r.rssSteady)/1024/float64(r.pods))
+	p("| krm-agent peak RSS during that LIST (VmHWM, reset before it) | %s | %.1f KiB |\n", mib(r.rssPeak), float64(r.rssPeak)/1024/float64(r.pods))
+	p("| client-go informer process, managedFields stripped, RSS %s after it synced | %s | %.1f KiB |\n", settleBeforeRSS, mib(r.informerRSS), float64(r.informerRSS)/1024/float64(r.pods))
+	p("| krm-agent RssAnon (RSS less the binary's and other files' pages) %s after it served every pod | %s | %.1f KiB |\n", settleBeforeRSS, mib(r.anonLoaded), float64(r.anonLoaded)/1024/float64(r.pods))
+	p("| informer process RssAnon %s after it synced | %s | %.1f KiB |\n", settleBeforeRSS, mib(r.informerAnon), float64(r.informerAnon)/1024/float64(r.pods))
 	p("| pkg/agent (krm-agent's cache) in this process: live heap after GC | %s | %.1f KiB |\n", mib(r.agentHeap), float64(r.agentHeap)/1024/float64(r.pods))
 	p("| client-go SharedIndexInformer, managedFields stripped: live heap after GC | %s | %.1f KiB |\n\n", mib(r.informerHeap), float64(r.informerHeap)/1024/float64(r.pods))
 	p("RSS is what the node sees: the Go runtime, and heap the collector has freed but not yet returned, included. The last two lines measure the same thing the same way (runtime.MemStats.HeapAlloc after GC, before and after the cache holds every pod): what the cached objects themselves take.\n\n")
+	if len(r.latency) > 0 && r.latency[0].bytes > 0 {
+		jsonPerPod := float64(r.latency[0].bytes) / float64(r.pods)
+		p("| ratio | value |\n|---|---:|\n")
+		p("| krm-agent RSS %s after it served every pod / informer process RSS | %.2f× |\n", settleBeforeRSS, float64(r.rssLoaded)/float64(r.informerRSS))
+		p("| the same, RssAnon (the memory each process itself allocated) | %.2f× |\n", float64(r.anonLoaded)/float64(r.informerAnon))
+		p("| peak during a verifying LIST / RSS before it | %.2f× |\n", float64(r.rssPeak)/float64(r.rssSteady))
+		p("| cache live heap per pod / the pod's compact JSON (%.0f bytes, the agent's LIST bytes per pod) | %.2f× |\n\n", jsonPerPod, float64(r.agentHeap)/float64(r.pods)/jsonPerPod)
+	}
+	if g := r.gets; g != nil {
+		p50i, p99i := percentile(g.idle, 0.5), percentile(g.idle, 0.99)
+		p50c, p99c := percentile(g.churn, 0.5), percentile(g.churn, 0.99)
+		p("### Single-pod GET from the agent\n\n")
+		p("`GET /api/v1/namespaces/…/pods/<name>`, a different pod each time, for %s with 2 ms between requests: idle, then while %.0f pods a second got a new annotation (merge patches to kube-apiserver, which the agent's watch applies).\n\n", getWindow, g.eventsPerSecond)
+		p("| when | samples | p50 | p99 |\n|---|---:|---:|---:|\n")
+		p("| idle | %d | %s | %s |\n", len(g.idle), msFine(p50i), msFine(p99i))
+		p("| %.0f events/s | %d | %s | %s |\n", g.eventsPerSecond, len(g.churn), msFine(p50c), msFine(p99c))
+		p("| under churn / idle | | %s | %s |\n\n", ratio(p50c, p50i), ratio(p99c, p99i))
+	}
 
 	if len(r.apply) > 0 {
 		p("### Per-event cost (aggregator)\n\n")
