@@ -41,10 +41,11 @@ type Options struct {
 	LogFormat      string
 	LogLevel       string
 
-	InfluxURL    string
-	InfluxToken  string
-	InfluxOrg    string
-	InfluxBucket string
+	InfluxURL        string
+	InfluxToken      string
+	InfluxOrg        string
+	InfluxBucket     string
+	InfluxCreateUser bool
 
 	ProbeInterval  time.Duration
 	ProbeNamespace string
@@ -125,6 +126,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringVar(&o.InfluxToken, "influx-token", o.InfluxToken, "InfluxDB token (2.x) or user:password (1.8). Default: $"+influxTokenEnv+".")
 	f.StringVar(&o.InfluxOrg, "influx-org", o.InfluxOrg, "InfluxDB organization (2.x; ignored by 1.8).")
 	f.StringVar(&o.InfluxBucket, "influx-bucket", o.InfluxBucket, "InfluxDB bucket (2.x) or database[/retention-policy] (1.8).")
+	f.BoolVar(&o.InfluxCreateUser, "influx-create-user", o.InfluxCreateUser, "On an InfluxDB 1.8 with authentication and no admin user yet, create the token's user:password as its admin, and the database, before writing (the influxdb component's setup). Off: only write.")
 	f.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "Run the canary probe every interval (0: off): create and delete a small ConfigMap in --probe-namespace and record, as resource \"probe\", how long after each call's response the agent's own watch sees it, to sub-millisecond precision. Needs a namespaced Role there: create, delete, list and watch on configmaps.")
 	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace, "Namespace of the canary probe's ConfigMaps. Default: the agent's own namespace ($POD_NAMESPACE, then the service account's namespace file), else \"default\".")
 	o.Redis.addFlags(cmd)
@@ -206,7 +208,7 @@ func (o *Options) delay(reg prometheus.Registerer, log *slog.Logger, cluster str
 		if token == "" {
 			token = os.Getenv(influxTokenEnv)
 		}
-		cfg := delay.InfluxConfig{URL: o.InfluxURL, Token: token, Org: o.InfluxOrg, Bucket: o.InfluxBucket}
+		cfg := delay.InfluxConfig{URL: o.InfluxURL, Token: token, Org: o.InfluxOrg, Bucket: o.InfluxBucket, CreateUser: o.InfluxCreateUser}
 		var err error
 		if writer, err = delay.NewInfluxWriter(cfg, log, reg); err != nil {
 			return nil, nil, nil, fmt.Errorf("--influx-url: %w", err)

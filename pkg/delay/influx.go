@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -54,6 +56,10 @@ type InfluxConfig struct {
 	BufferSize int
 	// Timeout bounds each write and query, and the final flush.
 	Timeout time.Duration
+	// CreateUser makes the writer create, on an InfluxDB 1.8 without an
+	// admin user yet, the Token's user as that admin, and the database,
+	// before it writes (setupInflux). Off, it only writes.
+	CreateUser bool
 }
 
 func (c InfluxConfig) complete() (InfluxConfig, error) {
@@ -66,6 +72,9 @@ func (c InfluxConfig) complete() (InfluxConfig, error) {
 	}
 	if c.Bucket == "" {
 		return c, errors.New("InfluxDB bucket is empty: for InfluxDB 1.8 it is the database name, e.g. krm")
+	}
+	if user, password, ok := strings.Cut(c.Token, ":"); c.CreateUser && (!ok || user == "" || password == "") {
+		return c, errors.New("creating the InfluxDB user needs the token as user:password (InfluxDB 1.8), from KRM_INFLUX_TOKEN or --influx-token")
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -113,6 +122,7 @@ type InfluxWriter struct {
 	log    *slog.Logger
 	client influxdb2.Client
 	api    pointWriter
+	hc     *http.Client // for setupInflux
 	queue  chan queued
 
 	written     prometheus.Counter
@@ -123,6 +133,8 @@ type InfluxWriter struct {
 	last     int64 // timestamp of the last point, UnixNano
 	failing  int   // consecutive failed writes
 	lastWarn time.Time
+	// setUp is true once setupInflux succeeded (or was not asked for).
+	setUp bool
 }
 
 type queued struct {
@@ -171,6 +183,8 @@ func NewInfluxWriter(cfg InfluxConfig, log *slog.Logger, reg prometheus.Register
 	client := cfg.client()
 	w := &InfluxWriter{
 		cfg:    cfg,
+		hc:     &http.Client{Timeout: cfg.Timeout},
+		setUp:  !cfg.CreateUser,
 		log:    log.With("url", cfg.URL, "bucket", cfg.Bucket),
 		client: client,
 		api:    client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
@@ -284,6 +298,15 @@ func (w *InfluxWriter) shutdown(ctx context.Context, batch []*write.Point) {
 func (w *InfluxWriter) send(ctx context.Context, batch []*write.Point) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
+	if !w.setUp {
+		// InfluxDB may start after the agent: tried before each write
+		// until it works.
+		if err := setupInflux(ctx, w.hc, w.cfg); err != nil {
+			return fmt.Errorf("writing %d delay points to InfluxDB: %w", len(batch), err)
+		}
+		w.setUp = true
+		w.log.InfoContext(ctx, "InfluxDB set up: its admin user and the database exist")
+	}
 	if err := w.api.WritePoint(ctx, batch...); err != nil {
 		return fmt.Errorf("writing %d delay points to InfluxDB: %w", len(batch), authError(err, w.cfg.Bucket))
 	}

@@ -111,6 +111,61 @@ func TestInfluxDBAuthentication(t *testing.T) {
 	})
 }
 
+// TestInfluxDBUserCreatedByAgent: InfluxDB starts with authentication on
+// and no user, as the influxdb component runs it; the agent with
+// --influx-create-user makes its token's user the admin and creates the
+// database, its samples arrive, and a second agent with another password
+// is refused and told why. Nothing passes the password as an argument.
+func TestInfluxDBUserCreatedByAgent(t *testing.T) {
+	c := clustertest.Get(t)
+	bin := buildAgent(t)
+	influx := startAuthInfluxDB(t, c)
+	password, err := secrets.NewPassword()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := clustertest.Namespace(t, c)
+	run := func(name, token string) *agentProcess {
+		t.Setenv("KRM_INFLUX_TOKEN", token)
+		p := startAgent(t, bin, "--kubeconfig", c.Kubeconfig, "--resources", "configmaps",
+			"--namespace", ns, "--probe-interval", "200ms", "--probe-namespace", ns, "--cluster-name", name,
+			"--influx-url", influx.url, "--influx-bucket", "krm", "--influx-create-user")
+		p.waitReady(t, 30*time.Second)
+		return p
+	}
+	p := run("influx-created", "krm:"+password)
+	waitFor(t, 30*time.Second, "the agent to set InfluxDB up", func() error {
+		if !strings.Contains(p.log.String(), "InfluxDB set up") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, "probe samples in the InfluxDB the agent set up", func() error {
+		if n := influx.count(t, "krm:"+password, "influx-created"); n == 0 {
+			return fmt.Errorf("no samples of cluster influx-created yet")
+		}
+		return nil
+	})
+	if strings.Contains(p.log.String(), password) {
+		t.Error("the agent's log carries the password")
+	}
+	// Authentication is on: without credentials nothing is written.
+	if code := influx.write(t, "", "krm_stream_delay,cluster=anonymous delay_seconds=1"); code != http.StatusUnauthorized {
+		t.Errorf("an anonymous write got HTTP %d, want 401", code)
+	}
+
+	other := run("influx-other", "krm:not-"+password)
+	waitFor(t, 30*time.Second, "the second agent to be told its user is not InfluxDB's admin", func() error {
+		if !strings.Contains(other.log.String(), `InfluxDB already has an admin user, and it is not \"krm\" with this password`) {
+			return fmt.Errorf("no such log line yet")
+		}
+		return nil
+	})
+	if n := influx.count(t, "krm:"+password, "influx-other"); n != 0 {
+		t.Errorf("%d samples written with the wrong password", n)
+	}
+}
+
 // authInfluxDB is an influxd of the test's own, with authentication on.
 type authInfluxDB struct {
 	url string
