@@ -17,15 +17,20 @@ import (
 // password travels in a POST body, never in a command line (the
 // influxdb:1.8 image's own first-start script passes it to a command as
 // an argument). Once an admin exists, an unauthenticated CREATE USER is
-// refused (401) and the user is taken to exist: CREATE DATABASE then
-// checks the credentials.
+// refused (401) and the user is taken to exist, as when an InfluxDB
+// without authentication has it already: CREATE DATABASE then checks the
+// credentials.
 func setupInflux(ctx context.Context, hc *http.Client, cfg InfluxConfig) error {
 	user, password, _ := strings.Cut(cfg.Token, ":")
 	db, _, _ := strings.Cut(cfg.Bucket, "/")
 	err := influxQuery(ctx, hc, cfg.URL, "", "",
 		"CREATE USER "+influxIdent(user)+" WITH PASSWORD "+influxString(password)+" WITH ALL PRIVILEGES")
 	var he *influxQueryError
-	if err != nil && !(errors.As(err, &he) && he.code == http.StatusUnauthorized) {
+	// 401: an admin exists and authentication is on. "user already
+	// exists": an InfluxDB without authentication that has the user.
+	// Either way, CREATE DATABASE tells whether the credentials work.
+	exists := errors.As(err, &he) && (he.code == http.StatusUnauthorized || strings.Contains(he.msg, "user already exists"))
+	if err != nil && !exists {
 		return fmt.Errorf("creating InfluxDB user %q: %w", user, err)
 	}
 	if err := influxQuery(ctx, hc, cfg.URL, user, password, "CREATE DATABASE "+influxIdent(db)); err != nil {
