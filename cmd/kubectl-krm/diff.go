@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -100,6 +101,10 @@ func (o *DiffOptions) Run(ctx context.Context) error {
 			return fail(err)
 		}
 		reports.Items = append(reports.Items, *r)
+		if n := r.Status.UnverifiedOmitted; n > 0 {
+			fmt.Fprintf(o.ErrOut, "Warning: the agent's drift report of %s lists the first %d of %d changes since its last LIST, by namespace/name; the rest are left out to bound the report\n",
+				r.Status.Resource, len(r.Status.Unverified), len(r.Status.Unverified)+n)
+		}
 	}
 	p := &render.DriftPrinter{Diff: o.output.format() == "diff", NoHeaders: o.output.noHeaders, History: o.history}
 	differs := len(p.Items(reports)) > 0

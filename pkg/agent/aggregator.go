@@ -778,5 +778,10 @@ func (a *aggregator) drift() api.DriftReport {
 	sort.Slice(r.Unverified, func(i, j int) bool {
 		return key(r.Unverified[i].Namespace, r.Unverified[i].Name) < key(r.Unverified[j].Namespace, r.Unverified[j].Name)
 	})
+	if over := len(r.Unverified) - api.MaxUnverified; over > 0 {
+		clear(r.Unverified[api.MaxUnverified:])
+		r.Unverified = r.Unverified[:api.MaxUnverified]
+		r.UnverifiedOmitted = over
+	}
 	return r
 }

@@ -452,3 +452,21 @@ func TestChurnWithoutListsStaysBounded(t *testing.T) {
 		t.Error("a LIST newer than every forgotten deletion still asks for another")
 	}
 }
+
+// A drift report lists at most MaxUnverified unverified changes, in key
+// order, and says how many it left out.
+func TestDriftReportIsBounded(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10))
+	n := api.MaxUnverified + 37
+	for i := range n {
+		a.apply(added, row(fmt.Sprintf("p%05d", i), uint64(11+i), store.Streamed))
+	}
+	r := a.drift()
+	if len(r.Unverified) != api.MaxUnverified || r.UnverifiedOmitted != 37 {
+		t.Fatalf("%d unverified, %d omitted; want %d and 37", len(r.Unverified), r.UnverifiedOmitted, api.MaxUnverified)
+	}
+	if r.Unverified[0].Name != "p00000" || r.Unverified[len(r.Unverified)-1].Name != fmt.Sprintf("p%05d", api.MaxUnverified-1) {
+		t.Errorf("kept %s..%s, want the first by name", r.Unverified[0].Name, r.Unverified[len(r.Unverified)-1].Name)
+	}
+}

@@ -45,6 +45,8 @@ const (
 	ChangeAdded    = v1alpha1.ChangeAdded
 	ChangeModified = v1alpha1.ChangeModified
 	ChangeDeleted  = v1alpha1.ChangeDeleted
+	// MaxUnverified bounds a drift report's unverified changes.
+	MaxUnverified = v1alpha1.MaxUnverified
 )
 
 // ResourceList is the agent's status with every resource's, as the server

@@ -242,7 +242,15 @@ type DriftState struct {
 	VerifiedResourceVersion string             `json:"verifiedResourceVersion,omitempty"`
 	Ledger                  []DriftEntry       `json:"ledger"`
 	Unverified              []UnverifiedChange `json:"unverified"`
+	// UnverifiedOmitted counts the unverified changes left out after the
+	// first MaxUnverified (in namespace/name order), to bound the report.
+	UnverifiedOmitted int `json:"unverifiedOmitted,omitempty"`
 }
+
+// MaxUnverified bounds the unverified changes a drift report lists; each
+// holds up to two copies of an object, so a report stays under a few MB
+// however much changed since the last LIST.
+const MaxUnverified = 1000
 
 // DelayStats summarises the stream delay of one resource and event type, in
 // seconds.
