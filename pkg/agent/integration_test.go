@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -169,6 +170,11 @@ func matchesList(ctx context.Context, c agentClient, resource string, ri dynamic
 	var diffs []string
 	for _, view := range views {
 		got, _, err := servedVersions(ctx, c, resource, view)
+		if apierrors.IsServiceUnavailable(err) {
+			// Its first LIST has not landed: the agent says so (503)
+			// rather than serve an empty list.
+			return err.Error(), nil
+		}
 		if err != nil {
 			return "", fmt.Errorf("listing %s from the agent: %w", resource, err)
 		}
