@@ -118,9 +118,22 @@ cluster-down: $(CLUSTER) ## Stop the local cluster and remove its state.
 $(CLUSTER):
 	@$(GO) build -o $@ ./test/cmd/krm-cluster
 
+# Where a release's files are downloaded from: with index.yaml among them,
+# that URL is a chart repository (helm repo add krm $(CHART_REPO_URL)).
+CHART_REPO_URL ?= https://github.com/krm-project/krm/releases/download/$(KREW_VERSION)
+
 .PHONY: dist
-dist: ## Build the plugin's release into dist/ (KREW_VERSION; DIST_FLAGS, e.g. --platforms host): archives, checksums.txt, krm.yaml for krew.
+dist: ## Build the release into dist/ (KREW_VERSION; DIST_FLAGS, e.g. --platforms host): the plugin's archives, checksums.txt, krm.yaml for krew, and the chart krm-<version>.tgz with index.yaml.
 	$(GO) run ./internal/cmd/krm-dist --version $(KREW_VERSION) $(DIST_FLAGS)
+	$(MAKE) --no-print-directory dist-chart
+
+.PHONY: dist-chart
+dist-chart: ## Package charts/krm into dist/krm-<version>.tgz (KREW_VERSION without its v; appVersion and image tag KREW_VERSION) and write dist/index.yaml for CHART_REPO_URL.
+	@set -e; helm=$$($(GO) run ./test/cmd/krm-helm path); version=$(KREW_VERSION); \
+	mkdir -p dist; rm -f dist/krm-*.tgz dist/index.yaml; \
+	"$$helm" package $(CHART) --version "$${version#v}" --app-version "$$version" --destination dist; \
+	"$$helm" repo index dist --url "$(CHART_REPO_URL)"; \
+	echo "dist/index.yaml: a chart repository at $(CHART_REPO_URL)"
 
 .PHONY: verify-krew
 verify-krew: ## Render .krew.yaml with placeholder sums and check it with krew's validate-krew-manifest (built once into KRM_CACHE).
