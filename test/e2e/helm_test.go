@@ -100,6 +100,21 @@ func TestHelm(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Wrong values are refused before anything is installed, with a
+	// message naming the value (values.schema.json, the templates' checks).
+	for _, bad := range []struct{ set, want string }{
+		{"verifyInterval=soon", "verifyInterval"},
+		{"ha.enabled=true,store.type=memory", "store.type redis"},
+	} {
+		out, err := h.run(t.Context(), "install", "krm", chartDir, "-n", ns, "--set", bad.set)
+		if err == nil || !strings.Contains(string(out), bad.want) {
+			t.Errorf("helm install --set %s: got %v, want an error naming %s:\n%s", bad.set, err, bad.want, out)
+		}
+	}
+	if out, err := h.run(t.Context(), "list", "-n", ns, "-q"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("after refused installs helm list shows %q (%v), want no release", out, err)
+	}
+
 	dir := t.TempDir()
 	apply := func(t *testing.T, args ...string) *deploy.Installed {
 		t.Helper()
@@ -198,6 +213,15 @@ func TestHelm(t *testing.T) {
 	})
 
 	t.Run("uninstall", func(t *testing.T) {
+		// The search sees the release while it is there: a search that
+		// finds nothing proves nothing.
+		installed := leftovers(t, c, ns)
+		for _, want := range []string{"clusterroles/krm-agent", "clusterrolebindings/krm-agent", ns + "/secrets/krm-redis",
+			ns + "/deployments/krm-agent", ns + "/pods/", ns + "/replicasets/krm-redis-"} {
+			if !slices.ContainsFunc(installed, func(s string) bool { return strings.HasPrefix(s, want) }) {
+				t.Errorf("before helm uninstall the search for leftovers does not find %s; it finds %q", want, installed)
+			}
+		}
 		if _, err := h.run(t.Context(), "uninstall", "krm", "-n", ns, "--wait", "--timeout", "2m"); err != nil {
 			t.Fatal(err)
 		}
