@@ -68,10 +68,12 @@ func (h *helmCLI) run(ctx context.Context, args ...string) ([]byte, error) {
 // shorter verify interval and sees it take effect, rolls back, uninstalls,
 // and checks that nothing of the release is left anywhere in the cluster.
 //
-// The release owns krm-system and the ClusterRole, as TestManifests does:
-// it removes a kustomize install first and its own at the end.
+// The release owns krm-system and the ClusterRole, as TestManifests does
+// (clustertest.LockInstall): it removes a kustomize install first and its
+// own at the end.
 func TestHelm(t *testing.T) {
 	c := clustertest.Get(t)
+	clustertest.LockInstall(t, c)
 	cs, err := c.Clientset()
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +118,7 @@ func TestHelm(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	apply := func(t *testing.T, args ...string) *deploy.Installed {
+	apply := func(t *testing.T, agents int, args ...string) *deploy.Installed {
 		t.Helper()
 		inst, err := deploy.Apply(t.Context(), deploy.Config{
 			Cluster: c,
@@ -129,13 +131,13 @@ func TestHelm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(inst.Agents) != 1 {
-			t.Fatalf("helm %s runs %d agents, want 1", strings.Join(args, " "), len(inst.Agents))
+		if len(inst.Agents) != agents {
+			t.Fatalf("helm %s runs %d agents, want %d", strings.Join(args, " "), len(inst.Agents), agents)
 		}
 		return inst
 	}
 
-	apply(t, "install", "krm", chartDir, "-n", ns, "--wait", "--timeout", "2m")
+	apply(t, 1, "install", "krm", chartDir, "-n", ns, "--wait", "--timeout", "2m")
 	secret := redisSecret(t, cs)
 	if pw := string(secret["password"]); len(pw) != 43 || string(secret["redis.conf"]) != "requirepass "+pw {
 		t.Errorf("Secret krm-redis: a password of %d bytes and redis.conf %d bytes, want 43 generated ones and requirepass with them", len(pw), len(secret["redis.conf"]))
@@ -160,7 +162,7 @@ func TestHelm(t *testing.T) {
 	}
 
 	t.Run("upgrade", func(t *testing.T) {
-		inst := apply(t, "upgrade", "krm", chartDir, "-n", ns, "--wait", "--timeout", "2m", "--set", "verifyInterval=2s")
+		inst := apply(t, 1, "upgrade", "krm", chartDir, "-n", ns, "--wait", "--timeout", "2m", "--set", "verifyInterval=2s")
 		if args := agentArgsInCluster(t, cs); !slices.Contains(args, "--verify-interval=2s") {
 			t.Errorf("after the upgrade the agent's args are %q, want --verify-interval=2s", args)
 		}
@@ -188,7 +190,7 @@ func TestHelm(t *testing.T) {
 	})
 
 	t.Run("rollback", func(t *testing.T) {
-		apply(t, "rollback", "krm", "1", "-n", ns, "--wait", "--timeout", "2m")
+		apply(t, 1, "rollback", "krm", "1", "-n", ns, "--wait", "--timeout", "2m")
 		if args := agentArgsInCluster(t, cs); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--verify-interval") }) {
 			t.Errorf("after the rollback the agent's args are %q, want no --verify-interval (revision 1)", args)
 		}
@@ -209,6 +211,31 @@ func TestHelm(t *testing.T) {
 		if len(hist) != 3 || hist[2].Status != "deployed" {
 			t.Errorf("helm history after install, upgrade and rollback: %+v, want 3 revisions, the last deployed", hist)
 		}
+		sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
+	})
+
+	// examples/ha.yaml: two replicas elect a leader with the chart's Role.
+	t.Run("ha", func(t *testing.T) {
+		inst := apply(t, 2, "upgrade", "krm", chartDir, "-n", ns, "--wait", "--timeout", "2m", "--values", filepath.Join(chartDir, "examples", "ha.yaml"))
+		waitFor(t, 30*time.Second, "one leader and one follower", func() error {
+			var roles []string
+			for _, a := range inst.Agents {
+				ac, err := client.New(a.URL, nil)
+				if err != nil {
+					return err
+				}
+				st, err := ac.AgentStatus(t.Context())
+				if err != nil {
+					return fmt.Errorf("the AgentStatus of %s: %w", a.Pod, err)
+				}
+				roles = append(roles, st.Status.Role)
+			}
+			slices.Sort(roles)
+			if !slices.Equal(roles, []string{"follower", "leader"}) {
+				return fmt.Errorf("the replicas' roles are %q", roles)
+			}
+			return nil
+		})
 		sameAsKubectl(t, p, []string{"get", "nodes"}, nil)
 	})
 
@@ -374,6 +401,36 @@ func leftovers(t *testing.T, c *cluster.State, ns string) []string {
 					if !slices.Contains(left, name) {
 						left = append(left, name)
 					}
+				}
+			}
+		}
+	}
+	// And whatever is in the namespace, labelled or not, but what every
+	// namespace has, the Lease of --leader-elect, which the agents (not
+	// Helm) create at run time and which goes with the namespace
+	// (charts/krm/README.md), and kwok's PortForwards, which this harness
+	// (deploy.Apply) made to reach the processes behind the pods.
+	for _, l := range lists {
+		gv, _ := schema.ParseGroupVersion(l.GroupVersion)
+		for _, r := range l.APIResources {
+			if !r.Namespaced || !slices.Contains(r.Verbs, "list") || strings.Contains(r.Name, "/") || r.Name == "events" || r.Name == "portforwards" {
+				continue
+			}
+			objs, err := dyn.Resource(gv.WithResource(r.Name)).Namespace(ns).List(t.Context(), metav1.ListOptions{})
+			if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("listing %s in %s: %v", r.Name, ns, err)
+			}
+			for _, o := range objs.Items {
+				name := ns + "/" + r.Name + "/" + o.GetName()
+				switch name {
+				case ns + "/configmaps/kube-root-ca.crt", ns + "/serviceaccounts/default", ns + "/leases/" + deploy.AgentName:
+					continue
+				}
+				if !slices.Contains(left, name) {
+					left = append(left, name)
 				}
 			}
 		}
