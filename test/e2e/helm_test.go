@@ -137,7 +137,17 @@ func TestHelm(t *testing.T) {
 		return inst
 	}
 
-	apply(t, 1, "install", "krm", chartDir, "-n", ns, "--wait", "--timeout", "2m")
+	// Installed from the package, as from a release's chart repository
+	// (make dist-chart packages it the same way).
+	pkgDir := t.TempDir()
+	if _, err := h.run(t.Context(), "package", chartDir, "--destination", pkgDir); err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := filepath.Glob(filepath.Join(pkgDir, "krm-*.tgz"))
+	if err != nil || len(pkgs) != 1 {
+		t.Fatalf("helm package wrote %v (%v), want one krm-<version>.tgz", pkgs, err)
+	}
+	apply(t, 1, "install", "krm", pkgs[0], "-n", ns, "--wait", "--timeout", "2m")
 	secret := redisSecret(t, cs)
 	if pw := string(secret["password"]); len(pw) != 43 || string(secret["redis.conf"]) != "requirepass "+pw {
 		t.Errorf("Secret krm-redis: a password of %d bytes and redis.conf %d bytes, want 43 generated ones and requirepass with them", len(pw), len(secret["redis.conf"]))
