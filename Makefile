@@ -39,7 +39,7 @@ image: ## Build the krm-agent image without Docker into bin/krm-agent-image.tar 
 	@echo "          or: kind load image-archive bin/krm-agent-image.tar"
 
 .PHONY: verify
-verify: verify-krew verify-plugin-deps ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, .krew.yaml a valid krew manifest, and the plugin free of the agent's dependencies.
+verify: verify-krew verify-helm verify-plugin-deps ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, .krew.yaml a valid krew manifest, the chart linted, and the plugin free of the agent's dependencies.
 	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
@@ -118,9 +118,22 @@ cluster-down: $(CLUSTER) ## Stop the local cluster and remove its state.
 $(CLUSTER):
 	@$(GO) build -o $@ ./test/cmd/krm-cluster
 
+# Where a release's files are downloaded from: with index.yaml among them,
+# that URL is a chart repository (helm repo add krm $(CHART_REPO_URL)).
+CHART_REPO_URL ?= https://github.com/krm-project/krm/releases/download/$(KREW_VERSION)
+
 .PHONY: dist
-dist: ## Build the plugin's release into dist/ (KREW_VERSION; DIST_FLAGS, e.g. --platforms host): archives, checksums.txt, krm.yaml for krew.
+dist: ## Build the release into dist/ (KREW_VERSION; DIST_FLAGS, e.g. --platforms host): the plugin's archives, checksums.txt, krm.yaml for krew, and the chart krm-<version>.tgz with index.yaml.
 	$(GO) run ./internal/cmd/krm-dist --version $(KREW_VERSION) $(DIST_FLAGS)
+	$(MAKE) --no-print-directory dist-chart
+
+.PHONY: dist-chart
+dist-chart: ## Package charts/krm into dist/krm-<version>.tgz (KREW_VERSION without its v; appVersion and image tag KREW_VERSION) and write dist/index.yaml for CHART_REPO_URL.
+	@set -e; helm=$$($(GO) run ./test/cmd/krm-helm path); version=$(KREW_VERSION); \
+	mkdir -p dist; rm -f dist/krm-*.tgz dist/index.yaml; \
+	"$$helm" package $(CHART) --version "$${version#v}" --app-version "$$version" --destination dist; \
+	"$$helm" repo index dist --url "$(CHART_REPO_URL)"; \
+	echo "dist/index.yaml: a chart repository at $(CHART_REPO_URL)"
 
 .PHONY: verify-krew
 verify-krew: ## Render .krew.yaml with placeholder sums and check it with krew's validate-krew-manifest (built once into KRM_CACHE).
@@ -130,6 +143,20 @@ verify-krew: ## Render .krew.yaml with placeholder sums and check it with krew's
 	$(GO) run ./internal/cmd/krm-dist --manifest-only --version $(KREW_VERSION) --out "$$tmp"; \
 	echo "validate-krew-manifest -manifest krm.yaml -skip-install"; \
 	"$$validate" -manifest "$$tmp/krm.yaml" -skip-install
+
+CHART := charts/krm
+
+.PHONY: verify-helm
+verify-helm: ## helm lint the chart and render it with its defaults and every charts/krm/examples/*.yaml (helm built once into KRM_CACHE).
+	cd test/tools/helm && $(GO) mod tidy -diff
+	@set -e; helm=$$($(GO) run ./test/cmd/krm-helm path); \
+	echo "helm lint --strict $(CHART)"; "$$helm" lint --strict --quiet $(CHART); \
+	"$$helm" template krm $(CHART) --namespace krm-system >/dev/null; \
+	for f in $(CHART)/examples/*.yaml; do \
+		echo "helm lint --strict and helm template $(CHART) --values $$f"; \
+		"$$helm" lint --strict --quiet $(CHART) --values "$$f"; \
+		"$$helm" template krm $(CHART) --namespace krm-system --values "$$f" >/dev/null; \
+	done
 
 .PHONY: e2e-kind
 e2e-kind: ## End-to-end test on a kind cluster: needs Docker or Podman; skips without one (CI does not run it).

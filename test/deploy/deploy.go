@@ -68,6 +68,11 @@ type Config struct {
 	// Kustomization is the directory to apply with `kubectl apply -k`, such
 	// as the repo's manifests/ or one of its overlays.
 	Kustomization string
+	// Install, if set, installs krm instead of `kubectl apply -k`: `helm
+	// install` or `helm upgrade` of the chart. What it installs is run the
+	// same way: the agent Deployment's initContainers (the chart has none)
+	// and a process behind each of its current pods.
+	Install func(ctx context.Context) ([]byte, error)
 	// Agent is the krm-agent binary to run behind the agent pods.
 	Agent string
 	// Dir holds the ServiceAccount's kubeconfig.
@@ -94,7 +99,7 @@ type Installed struct {
 	Kubeconfig string
 }
 
-// Apply runs `kubectl apply -k` on the kustomization, then starts Redis
+// Apply runs `kubectl apply -k` on the kustomization (or cfg.Install), then starts Redis
 // and one agent per agent pod behind the pods, and waits until every agent
 // answers /readyz and the Deployment is available.
 func Apply(ctx context.Context, cfg Config) (*Installed, error) {
@@ -108,7 +113,13 @@ func Apply(ctx context.Context, cfg Config) (*Installed, error) {
 		return nil, err
 	}
 	s := cfg.Cluster
-	if out, err := kubectl(ctx, s, "apply", "-k", cfg.Kustomization); err != nil {
+	if cfg.Install != nil {
+		out, err := cfg.Install(ctx)
+		cfg.Log.Write(out)
+		if err != nil {
+			return nil, err
+		}
+	} else if out, err := kubectl(ctx, s, "apply", "-k", cfg.Kustomization); err != nil {
 		return nil, fmt.Errorf("kubectl apply -k %s: %w\n%s", cfg.Kustomization, err, out)
 	} else {
 		cfg.Log.Write(out)

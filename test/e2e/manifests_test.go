@@ -40,10 +40,12 @@ var manifestsDir = filepath.Join("..", "..", "manifests")
 // Deployment's label, a port-forward to the pod. Then the same for the HA
 // overlay, whose replicas elect a leader with the Role's lease verbs.
 //
-// krm-system and the ClusterRole are cluster-wide, so this test owns them:
-// it removes an earlier install first and its own at the end.
+// krm-system and the ClusterRole are cluster-wide, so this test owns them
+// (clustertest.LockInstall, shared with TestHelm): it removes an earlier
+// install first and its own at the end.
 func TestManifests(t *testing.T) {
 	c := clustertest.Get(t)
+	clustertest.LockInstall(t, c)
 	cs, err := c.Clientset()
 	if err != nil {
 		t.Fatal(err)

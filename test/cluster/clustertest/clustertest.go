@@ -13,6 +13,7 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -178,4 +179,39 @@ func Namespace(t testing.TB, c *cluster.State) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// LockInstall makes the test the only one, across test binaries and
+// worktrees sharing the cluster, that installs krm into krm-system until it
+// ends: TestManifests and TestHelm each install and delete the namespace,
+// the ClusterRole and their bindings, and would otherwise delete each
+// other's. Call it before registering the test's own cleanups, so that the
+// lock is released after them.
+func LockInstall(t testing.TB, c *cluster.State) {
+	t.Helper()
+	path := filepath.Join(c.Dir, "krm-system.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			t.Fatalf("locking %s: %v", path, err)
+		}
+		select {
+		case <-t.Context().Done():
+			f.Close()
+			t.Fatalf("waiting for %s: %v", path, t.Context().Err())
+		case <-time.After(time.Second):
+		}
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
 }
