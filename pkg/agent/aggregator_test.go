@@ -243,12 +243,7 @@ func TestLedgerIsBounded(t *testing.T) {
 func BenchmarkApply(b *testing.B) {
 	for _, n := range []int{1000, 10000, 50000} {
 		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
-			a := newTestAggregator()
-			rows := make([]*store.Row, n)
-			for i := range rows {
-				rows[i] = row(fmt.Sprint("p", i), uint64(i+1), store.Verified)
-			}
-			a.verify(listed(uint64(n), rows...))
+			a, rows := benchAggregator(n)
 			rv := uint64(n)
 			b.ResetTimer()
 			for i := range b.N {
@@ -385,12 +380,7 @@ func TestLogKeepsTheNewestEventPerObject(t *testing.T) {
 func BenchmarkGetUnderChurn(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
-			a := newTestAggregator()
-			rows := make([]*store.Row, n)
-			for i := range rows {
-				rows[i] = row(fmt.Sprint("p", i), uint64(i+1), store.Verified)
-			}
-			a.verify(listed(uint64(n), rows...))
+			a, rows := benchAggregator(n)
 			rv := uint64(n)
 			b.ResetTimer()
 			for i := range b.N {
@@ -469,4 +459,16 @@ func TestDriftReportIsBounded(t *testing.T) {
 	if r.Unverified[0].Name != "p00000" || r.Unverified[len(r.Unverified)-1].Name != fmt.Sprintf("p%05d", api.MaxUnverified-1) {
 		t.Errorf("kept %s..%s, want the first by name", r.Unverified[0].Name, r.Unverified[len(r.Unverified)-1].Name)
 	}
+}
+
+// benchAggregator returns an aggregator whose views hold n objects, and
+// their rows.
+func benchAggregator(n int) (*aggregator, []*store.Row) {
+	a := newTestAggregator()
+	rows := make([]*store.Row, n)
+	for i := range rows {
+		rows[i] = row(fmt.Sprint("p", i), uint64(i+1), store.Verified)
+	}
+	a.verify(listed(uint64(n), rows...))
+	return a, rows
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -20,11 +19,7 @@ import (
 // resource, /readyz stayed 503 and status could not connect at all.
 func TestOneUnreadableResource(t *testing.T) {
 	c := clustertest.Get(t)
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := c.Clientset()
 	if err != nil {
 		t.Fatal(err)
 	}
