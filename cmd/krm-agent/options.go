@@ -260,6 +260,31 @@ func (o *Options) restConfig() (*rest.Config, string, error) {
 	return cfg, name, nil
 }
 
+// identityTimeout bounds reading the cluster's identity: an API server that
+// does not answer must not hold up the start.
+const identityTimeout = 10 * time.Second
+
+// clusterUID reads the kube-system namespace's UID, under which the store
+// keeps this cluster's frames. Without it (no get on namespaces/kube-system,
+// or no API server yet) the agent says so and identifies the cluster by its
+// name, as before: a rebuilt cluster of the same name would then find the
+// old one's frames.
+func (o *Options) clusterUID(ctx context.Context, cfg *rest.Config, name string, log *slog.Logger) string {
+	if o.Store != "redis" {
+		return "" // nothing outlives the process to tell apart
+	}
+	ctx, cancel := context.WithTimeout(ctx, identityTimeout)
+	defer cancel()
+	uid, err := agent.ClusterUID(ctx, cfg)
+	if err != nil {
+		log.Warn("cannot read the cluster's identity; keying stored frames by the cluster's name, so a rebuilt cluster of the same name would read the old one's frames. Grant get on namespaces/"+agent.IdentityNamespace+" to fix this",
+			"cluster", name, "err", err)
+		return ""
+	}
+	log.Info("cluster identity", "cluster", name, "kubeSystemUID", uid)
+	return uid
+}
+
 // Run starts the agent and its HTTP server and blocks until ctx is done,
 // then shuts both down.
 func (o *Options) Run(ctx context.Context) error {
@@ -286,6 +311,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeStore()
+	clusterUID := o.clusterUID(ctx, cfg, clusterName, log)
 	a, err := agent.Config{
 		RESTConfig:     cfg,
 		Resources:      o.Resources,
@@ -293,6 +319,7 @@ func (o *Options) Run(ctx context.Context) error {
 		Namespace:      o.Namespace,
 		LabelSelector:  o.LabelSelector,
 		ClusterName:    clusterName,
+		ClusterUID:     clusterUID,
 		Store:          st,
 		Registry:       reg,
 		Logger:         log,

@@ -71,6 +71,9 @@ type storeWriter struct {
 	log     *slog.Logger
 	metrics *storeMetrics
 	queue   chan store.Event
+	// clusterUID is what every frame written records (store.Header);
+	// cluster is the cluster part of the store's keys.
+	clusterUID string
 	// accepting is false while the store is down: events are dropped at
 	// once instead of queueing for a write that will fail.
 	accepting atomic.Bool
@@ -208,6 +211,10 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 	defer cancel()
 	verified, aggregated := r.agg.frames()
 	for _, f := range []*store.Frame{verified, aggregated} {
+		// The frame is the aggregator's; its rows are shared and
+		// immutable, its header is copied to record the cluster's UID.
+		f := &store.Frame{Header: f.Header, Rows: f.Rows}
+		f.Header.ClusterUID = w.clusterUID
 		err := w.store.PutFrame(ctx, f)
 		w.metrics.frameWrites.WithLabelValues(r.info.Name, result(err)).Inc()
 		if err != nil {

@@ -63,7 +63,8 @@ func (o *RedisOptions) complete() {
 
 // Redis keeps frames and events in Redis: a single server, Sentinel or a
 // Redis Cluster, whichever the UniversalClient talks to. The layout, per
-// cluster c, resource r and source s:
+// cluster c (Header.KeyCluster: the kube-system namespace's UID, else the
+// cluster's name), resource r and source s:
 //
 //	krm:{c/r}:s          hash: v (layout), gen, chunks, header (gob Header)
 //	krm:{c/r}:s:<gen>    hash: "0".."chunks-1" -> a chunk (Encode of ≤ ChunkRows rows)
@@ -144,7 +145,7 @@ const pipelineBytes = 8 << 20
 func (s *Redis) PutFrame(ctx context.Context, f *Frame) error {
 	h := f.Header
 	h.Version, h.Rows = FrameVersion, len(f.Rows)
-	head := HeadKey(h.Cluster, h.Resource, h.Source)
+	head := HeadKey(h.KeyCluster(), h.Resource, h.Source)
 	var hb bytes.Buffer
 	if err := gob.NewEncoder(&hb).Encode(&h); err != nil {
 		return fmt.Errorf("encoding the header of %s: %w", head, err)
@@ -314,7 +315,7 @@ func (s *Redis) readFrame(ctx context.Context, head string) (*Frame, bool, error
 			if err != nil {
 				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: %w", i, genKey, ErrCorrupt, err)
 			}
-			if c.Header.Cluster != h.Cluster || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
+			if c.Header.Cluster != h.Cluster || c.Header.ClusterUID != h.ClusterUID || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
 				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: it belongs to %s/%s/%s", i, genKey, ErrCorrupt,
 					c.Header.Cluster, c.Header.Resource, c.Header.Source)
 			}

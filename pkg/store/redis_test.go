@@ -604,3 +604,27 @@ func TestRedisSentinelRoundTrip(t *testing.T) {
 		t.Errorf("after the failover (-put +got):\n%s", diff)
 	}
 }
+
+// TestRedisFramesKeyedByClusterUID: a frame that knows its cluster's UID is
+// stored under the UID and reads back with it; the name's keys stay empty.
+func TestRedisFramesKeyedByClusterUID(t *testing.T) {
+	client, cluster := testRedis(t)
+	uid := cluster + "-uid"
+	t.Cleanup(func() { deleteKeys(t, client, "krm:{"+uid+"/*") })
+	s := store.NewRedis(client, store.RedisOptions{})
+	in := frame(cluster, store.Verified, 3, "m")
+	in.Header.ClusterUID = uid
+	if err := s.PutFrame(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.GetFrame(t.Context(), uid, "pods", store.Verified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want(in), out); diff != "" {
+		t.Errorf("frame keyed by the cluster's UID (-put +got):\n%s", diff)
+	}
+	if _, err := s.GetFrame(t.Context(), cluster, "pods", store.Verified); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("reading under the cluster's name: %v, want ErrNotFound", err)
+	}
+}
