@@ -155,3 +155,66 @@ func (s *Redis) FollowEvents(ctx context.Context, cluster, resource string, afte
 	}
 	return out, nil
 }
+
+// EventsTop returns the newest ID a resource's stream ever took (its
+// last-generated-id, which trimming does not lower) and its
+// resourceVersion; "" and 0 when there is no stream.
+//
+// Why a stream is reset rather than given "*" IDs: an ID that is the
+// resourceVersion is what lets a verified frame at v trim exactly the events
+// it covers (XTRIM MINID), a warm start and a follower read from a
+// resourceVersion on (XRANGE, XREAD) and a watch's replays be refused by
+// Redis itself. With "*" IDs each of those would need a scan. The price is
+// that XADD refuses every event once the cluster's resourceVersions go
+// back below the stream's (an etcd restore); the agent notices that the
+// stream holds IDs newer than its cluster can have, and ResetEvents drops
+// the stream.
+func (s *Redis) EventsTop(ctx context.Context, cluster, resource string) (uint64, string, error) {
+	key := EventsKey(cluster, resource)
+	info, err := s.client.XInfoStream(ctx, key).Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) || strings.Contains(err.Error(), "no such key") {
+			return 0, "", nil
+		}
+		return 0, "", fmt.Errorf("reading the newest ID of %s: %w", key, err)
+	}
+	ms, _, _ := strings.Cut(info.LastGeneratedID, "-")
+	rv, err := strconv.ParseUint(ms, 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("reading the newest ID of %s: %w: %q", key, ErrCorrupt, info.LastGeneratedID)
+	}
+	return rv, info.LastGeneratedID, nil
+}
+
+// resetEventsScript deletes a stream only if its last-generated-id is still
+// ARGV[1]: an event appended since the caller looked means the stream moves
+// on, and the caller decides again.
+var resetEventsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then
+    if info[i+1] == ARGV[1] then
+      redis.call('DEL', KEYS[1])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+`)
+
+// ResetEvents deletes a resource's event stream if its newest ID is still
+// id (from EventsTop), so that events of a cluster whose resourceVersions
+// went back are accepted again. It reports whether it deleted it. Readers
+// learn of it from the next frame: it is written with a new generation,
+// which followers reload, and they read the new stream from its
+// resourceVersion.
+func (s *Redis) ResetEvents(ctx context.Context, cluster, resource, id string) (bool, error) {
+	key := EventsKey(cluster, resource)
+	n, err := resetEventsScript.Run(ctx, s.client, []string{key}, id).Int()
+	if err != nil {
+		return false, fmt.Errorf("resetting %s: %w", key, err)
+	}
+	return n == 1, nil
+}
