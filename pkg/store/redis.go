@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,10 +39,26 @@ type RedisOptions struct {
 	// before they are published; a writer that dies mid-frame leaves
 	// nothing behind for longer. Default 10m.
 	PendingTTL time.Duration
-	// MaxEvents caps each resource's event stream (approximately) for when
-	// no verified frame trims it, e.g. while LISTs fail. Default 1,000,000.
-	MaxEvents int64
+	// StreamBytes bounds each resource's event stream by bytes, for when
+	// no verified frame trims it, e.g. while LISTs fail: every XADD trims
+	// the stream (MAXLEN ~) to StreamBytes divided by the mean size of the
+	// resource's events so far. Default DefaultStreamBytes.
+	StreamBytes int64
+	// MaxEvents caps each stream's entries whatever their size, and
+	// MinEvents is the least a stream keeps however large its events.
+	// Defaults 100,000 and 100.
+	MaxEvents, MinEvents int64
 }
+
+// DefaultStreamBytes is the default byte budget of one resource's event
+// stream: at the 2-8 KiB a pod event takes (see docs/benchmarks.md), 4,000
+// to 16,000 events.
+const DefaultStreamBytes = 32 << 20
+
+// streamEntryOverhead is what Redis spends on a stream entry beside the
+// encoded row (its ID, the field names and listpack headers), measured
+// with MEMORY USAGE; see BenchmarkRedisBytesPerObject.
+const streamEntryOverhead = 64
 
 func (o *RedisOptions) complete() {
 	if o.Grace <= 0 {
@@ -56,9 +73,16 @@ func (o *RedisOptions) complete() {
 	if o.PendingTTL <= 0 {
 		o.PendingTTL = 10 * time.Minute
 	}
-	if o.MaxEvents <= 0 {
-		o.MaxEvents = 1_000_000
+	if o.StreamBytes <= 0 {
+		o.StreamBytes = DefaultStreamBytes
 	}
+	if o.MaxEvents <= 0 {
+		o.MaxEvents = 100_000
+	}
+	if o.MinEvents <= 0 {
+		o.MinEvents = 100
+	}
+	o.MinEvents = min(o.MinEvents, o.MaxEvents)
 }
 
 // Redis keeps frames and events in Redis: a single server, Sentinel or a
@@ -78,6 +102,10 @@ func (o *RedisOptions) complete() {
 type Redis struct {
 	client redis.UniversalClient
 	opts   RedisOptions
+	// sizes is the mean encoded size of each stream's events, which
+	// turns StreamBytes into a MAXLEN.
+	sizesMu sync.Mutex
+	sizes   map[string]*meanSize
 }
 
 var _ Store = (*Redis)(nil)
@@ -86,8 +114,11 @@ var _ Store = (*Redis)(nil)
 // it.
 func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	opts.complete()
-	return &Redis{client: client, opts: opts}
+	return &Redis{client: client, opts: opts, sizes: map[string]*meanSize{}}
 }
+
+// Options returns the options in use, defaults filled in.
+func (s *Redis) Options() RedisOptions { return s.opts }
 
 func resourcePrefix(cluster, resource string) string {
 	return "krm:{" + cluster + "/" + resource + "}"

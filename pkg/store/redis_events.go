@@ -27,7 +27,8 @@ type Event struct {
 	Row *Row
 }
 
-// AppendEvents adds events to their resources' streams in one round trip.
+// AppendEvents adds events to their resources' streams in one round trip,
+// trimming each to what RedisOptions.StreamBytes allows.
 // Each XADD costs the same whatever the size of the frame. An event older
 // than the newest one already in its stream is left out (a stream is kept in
 // resourceVersion order): skipped counts those. Its ID is the event's
@@ -37,19 +38,25 @@ func (s *Redis) AppendEvents(ctx context.Context, events []Event) (skipped int, 
 	if len(events) == 0 {
 		return 0, nil
 	}
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(events))
+	rows := make([][]byte, len(events))
 	for i, ev := range events {
 		var row bytes.Buffer
 		if err := gob.NewEncoder(&row).Encode(ev.Row); err != nil {
 			return 0, fmt.Errorf("encoding %s event of %s %s: %w", ev.Type, ev.Resource, ev.Row.Key(), err)
 		}
+		rows[i] = row.Bytes()
+	}
+	maxLen := s.streamLengths(events, rows)
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(events))
+	for i, ev := range events {
+		key := EventsKey(ev.Cluster, ev.Resource)
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{
-			Stream: EventsKey(ev.Cluster, ev.Resource),
-			MaxLen: s.opts.MaxEvents,
+			Stream: key,
+			MaxLen: maxLen[key],
 			Approx: true,
 			ID:     strconv.FormatUint(ev.Row.ResourceVersion, 10) + "-*",
-			Values: []any{"v", eventLayout, "type", ev.Type, "row", row.Bytes()},
+			Values: []any{"v", eventLayout, "type", ev.Type, "row", rows[i]},
 		})
 	}
 	_, _ = pipe.Exec(ctx)
@@ -68,6 +75,59 @@ func (s *Redis) AppendEvents(ctx context.Context, events []Event) (skipped int, 
 		return skipped, fmt.Errorf("%d of %d events not written: %w", len(errs), len(events), errs[0])
 	}
 	return skipped, nil
+}
+
+// meanSize is a running mean of a stream's entry sizes, weighted toward
+// recent events (objects of a resource change size slowly).
+type meanSize struct {
+	mean float64
+}
+
+func (m *meanSize) add(n int) {
+	if m.mean == 0 {
+		m.mean = float64(n)
+		return
+	}
+	m.mean += (float64(n) - m.mean) / 64
+}
+
+// streamLengths returns, by stream key, the MAXLEN that keeps each stream
+// of events within StreamBytes at its events' mean size so far: the bound
+// by bytes holds on every XADD, whether or not a LIST trims the stream.
+func (s *Redis) streamLengths(events []Event, rows [][]byte) map[string]int64 {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	out := map[string]int64{}
+	for i, ev := range events {
+		key := EventsKey(ev.Cluster, ev.Resource)
+		m := s.sizes[key]
+		if m == nil {
+			m = &meanSize{}
+			s.sizes[key] = m
+		}
+		m.add(len(rows[i]) + streamEntryOverhead)
+		out[key] = 0
+	}
+	for key := range out {
+		out[key] = s.streamLengthLocked(key)
+	}
+	return out
+}
+
+// StreamLength is the MAXLEN the next XADD to a resource's stream asks
+// for: what StreamBytes allows at the mean size of its events so far.
+func (s *Redis) StreamLength(cluster, resource string) int64 {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	return s.streamLengthLocked(EventsKey(cluster, resource))
+}
+
+func (s *Redis) streamLengthLocked(key string) int64 {
+	m := s.sizes[key]
+	if m == nil {
+		return s.opts.MaxEvents
+	}
+	return min(max(int64(float64(s.opts.StreamBytes)/m.mean), s.opts.MinEvents), s.opts.MaxEvents)
 }
 
 // isStaleID reports Redis refusing an ID not above the stream's last one.

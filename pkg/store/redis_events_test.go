@@ -257,3 +257,50 @@ func TestRedisEventsResetAfterRestore(t *testing.T) {
 		t.Errorf("ResetEvents of no stream = %t, %v", ok, err)
 	}
 }
+
+// TestRedisEventStreamBoundedByBytes: with no LIST to trim it (LISTs
+// failing), a stream of large events stays within its byte budget: every
+// XADD trims it to StreamBytes over the events' mean size.
+func TestRedisEventStreamBoundedByBytes(t *testing.T) {
+	client, cluster := testRedis(t)
+	const budget = 1 << 20
+	s := store.NewRedis(client, store.RedisOptions{StreamBytes: budget})
+	ctx := t.Context()
+	pad := strings.Repeat("x", 8<<10)
+	rv := uint64(0)
+	for range 20 {
+		batch := events(cluster, "MODIFIED", make([]uint64, 100)...)
+		for i := range batch {
+			rv++
+			batch[i].Row.ResourceVersion = rv
+			batch[i].Row.Object = []byte(`{"pad":"` + pad + `"}`)
+		}
+		if skipped, err := s.AppendEvents(ctx, batch); err != nil || skipped != 0 {
+			t.Fatalf("AppendEvents = %d skipped, %v", skipped, err)
+		}
+	}
+	key := store.EventsKey(cluster, "pods")
+	maxLen := s.StreamLength(cluster, "pods")
+	if maxLen < 100 || maxLen > budget/(8<<10) {
+		t.Errorf("StreamLength = %d for 8 KiB events in %d bytes, want about %d", maxLen, budget, budget/(8<<10))
+	}
+	n, err := client.XLen(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// MAXLEN ~ trims whole stream nodes: allow one node's worth more.
+	if n > maxLen+100 {
+		t.Errorf("the stream holds %d events after 2,000 appends, want at most about %d", n, maxLen)
+	}
+	bytes, err := client.MemoryUsage(ctx, key, 0).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes > budget*3/2 {
+		t.Errorf("the stream takes %d bytes in Redis, budget %d", bytes, budget)
+	}
+	t.Logf("%d events, %d bytes in Redis (budget %d)", n, bytes, budget)
+	if got, err := s.Events(ctx, cluster, "pods", 0, 1); err != nil || len(got) != 1 || got[0].Row.ResourceVersion <= 2000-uint64(n) {
+		t.Errorf("the oldest event kept: %v, %v; want one of the newest %d", got, err, n)
+	}
+}
