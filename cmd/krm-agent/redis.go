@@ -36,7 +36,7 @@ type RedisOptions struct {
 	DB               int
 	TLS              bool
 	// StreamBytes is each resource's event stream budget, a quantity
-	// ("32Mi"); "" is store.DefaultStreamBytes.
+	// ("64Mi"); "" is store.DefaultStreamBytes.
 	StreamBytes string
 }
 
@@ -49,7 +49,7 @@ func (o *RedisOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.SentinelPassword, "redis-sentinel-password", o.SentinelPassword, "Password of the Sentinels themselves (their requirepass), with --redis-sentinel-master. Default: $"+redisSentinelPasswordEnv+". Never logged.")
 	f.IntVar(&o.DB, "redis-db", o.DB, "Database number with --redis-addrs and Sentinel (a Redis Cluster has only 0); --redis-url carries its own.")
 	f.BoolVar(&o.TLS, "redis-tls", o.TLS, "Use TLS with --redis-addrs (--redis-url says so with rediss://).")
-	f.StringVar(&o.StreamBytes, "redis-stream-bytes", o.StreamBytes, "Bytes each resource's event stream may take in Redis (e.g. 32Mi): every append trims the stream to this over its events' mean size, LISTs or not. Default: "+resource.NewQuantity(store.DefaultStreamBytes, resource.BinarySI).String()+".")
+	f.StringVar(&o.StreamBytes, "redis-stream-bytes", o.StreamBytes, "Bytes each resource's event stream may take in Redis (e.g. 128Mi): every append trims the stream to this over its events' mean size, LISTs or not. Default: "+resource.NewQuantity(store.DefaultStreamBytes, resource.BinarySI).String()+".")
 }
 
 // streamBytes parses --redis-stream-bytes; 0 is the store's default.

@@ -51,14 +51,19 @@ type RedisOptions struct {
 }
 
 // DefaultStreamBytes is the default byte budget of one resource's event
-// stream: at the 2-8 KiB a pod event takes (see docs/benchmarks.md), 4,000
-// to 16,000 events.
-const DefaultStreamBytes = 32 << 20
+// stream. A realistic pod's event takes about 6.6 KB in Redis (5 KB of
+// JSON; docs/benchmarks.md), so this keeps about 10,000 pod events: 100 s
+// at 100 events/s, more than the default minute between the LISTs that
+// trim the stream anyway.
+const DefaultStreamBytes = 64 << 20
 
-// streamEntryOverhead is what Redis spends on a stream entry beside the
-// encoded row (its ID, the field names and listpack headers), measured
-// with MEMORY USAGE; see BenchmarkRedisBytesPerObject.
-const streamEntryOverhead = 64
+// streamEntrySize estimates what Redis spends on a stream entry whose row
+// encodes to n bytes: the allocator's size classes (up to a quarter more
+// for entries of 4 to 16 KiB, each in a listpack node of its own past
+// stream-node-max-bytes) and the ID, field names and headers. Measured with
+// MEMORY USAGE by BenchmarkRedisBytesPerObject and
+// TestRedisEventStreamBoundedByBytes.
+func streamEntrySize(n int) int { return n + n/4 + 64 }
 
 func (o *RedisOptions) complete() {
 	if o.Grace <= 0 {

@@ -105,7 +105,7 @@ func (s *Redis) streamLengths(events []Event, rows [][]byte) map[string]int64 {
 			m = &meanSize{}
 			s.sizes[key] = m
 		}
-		m.add(len(rows[i]) + streamEntryOverhead)
+		m.add(streamEntrySize(len(rows[i])))
 		out[key] = 0
 	}
 	for key := range out {
