@@ -393,3 +393,29 @@ func (s *Redis) FrameGeneration(ctx context.Context, cluster, resource string, s
 func (s *Redis) Ping(ctx context.Context) error {
 	return s.client.Ping(ctx).Err()
 }
+
+// identityKey holds the kube-system UID a cluster name had when last read,
+// for an agent that starts while kube-apiserver does not answer. Resource
+// keys always hold a '/' in their hash tag; this one does not.
+func identityKey(cluster string) string { return "krm:{" + cluster + "}:uid" }
+
+// RememberClusterUID records that the cluster called name has uid.
+func (s *Redis) RememberClusterUID(ctx context.Context, name, uid string) error {
+	if err := s.client.Set(ctx, identityKey(name), uid, 0).Err(); err != nil {
+		return fmt.Errorf("writing %s: %w", identityKey(name), err)
+	}
+	return nil
+}
+
+// RememberedClusterUID returns the UID RememberClusterUID last recorded
+// for name, "" when none.
+func (s *Redis) RememberedClusterUID(ctx context.Context, name string) (string, error) {
+	uid, err := s.client.Get(ctx, identityKey(name)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", identityKey(name), err)
+	}
+	return uid, nil
+}

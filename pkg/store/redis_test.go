@@ -628,3 +628,23 @@ func TestRedisFramesKeyedByClusterUID(t *testing.T) {
 		t.Errorf("reading under the cluster's name: %v, want ErrNotFound", err)
 	}
 }
+
+// TestRedisRemembersClusterUID: the UID recorded for a cluster name reads
+// back, under a key of its own that no resource's key matches.
+func TestRedisRemembersClusterUID(t *testing.T) {
+	client, cluster := testRedis(t)
+	t.Cleanup(func() { client.Del(context.Background(), "krm:{"+cluster+"}:uid") })
+	s := store.NewRedis(client, store.RedisOptions{})
+	if uid, err := s.RememberedClusterUID(t.Context(), cluster); err != nil || uid != "" {
+		t.Fatalf("RememberedClusterUID before any = %q, %v", uid, err)
+	}
+	if err := s.RememberClusterUID(t.Context(), cluster, "uid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if uid, err := s.RememberedClusterUID(t.Context(), cluster); err != nil || uid != "uid-1" {
+		t.Errorf("RememberedClusterUID = %q, %v; want uid-1", uid, err)
+	}
+	if n := client.Exists(t.Context(), "krm:{"+cluster+"}:uid").Val(); n != 1 {
+		t.Errorf("the identity is not under krm:{%s}:uid", cluster)
+	}
+}
