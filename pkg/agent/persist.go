@@ -234,7 +234,14 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 		}
 	}
 	st.written = true
-	st.listedRV.Store(verified.Header.ResourceVersion)
+	if prev := st.listedRV.Swap(verified.Header.ResourceVersion); verified.Header.ResourceVersion < prev {
+		// A LIST older than the last one: the cluster's resourceVersions
+		// went back (an etcd restore). Events newer than this LIST are
+		// new, not replays of ones queued before the restore.
+		st.queuedRV.Store(verified.Header.ResourceVersion)
+		w.log.Warn("the cluster's resourceVersion went back (etcd restored?); queueing its events again from this LIST's",
+			"store", w.kind, "resource", r.info.Name, "resourceVersion", verified.Header.ResourceVersion, "previousList", prev)
+	}
 	if w.events != nil {
 		if err := w.events.TrimEvents(ctx, w.cluster, r.info.Name, verified.Header.ResourceVersion); err != nil {
 			return err
@@ -248,7 +255,7 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 
 // resetFutureEvents drops r's event stream when it holds an ID newer than
 // anything r's cluster can have produced: newer than the last LIST written
-// and than every event queued. A stream IDs are resourceVersions of
+// and than every event queued. A stream whose IDs are resourceVersions
 // refuses every older event, so after an etcd restore (resourceVersions
 // going back) it would refuse them all, forever. Before r's first LIST of
 // this run nothing tells the cluster's resourceVersion, and nothing is
