@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -22,6 +23,7 @@ import (
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/server"
+	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/pkg/version"
 )
 
@@ -262,6 +264,57 @@ func (o *Options) restConfig() (*rest.Config, string, error) {
 	return cfg, name, nil
 }
 
+// identityTimeout bounds reading the cluster's identity: an API server that
+// does not answer must not hold up the start.
+const identityTimeout = 10 * time.Second
+
+// clusterIdentities is what clusterUID needs from the store
+// (store.Redis): the kube-system UID each cluster name had last time.
+type clusterIdentities interface {
+	RememberClusterUID(ctx context.Context, name, uid string) error
+	RememberedClusterUID(ctx context.Context, name string) (string, error)
+}
+
+// clusterUID reads the kube-system namespace's UID, under which the store
+// keeps this cluster's frames, and records it in the store. Without get on
+// namespaces/kube-system the agent says so and identifies the cluster by
+// its name: a rebuilt cluster of the same name would then find the old
+// one's frames. When kube-apiserver does not answer, it uses the UID the
+// store recorded for the name, so a warm start still finds its frames; the
+// first LIST replaces them if the cluster was rebuilt meanwhile.
+func (o *Options) clusterUID(ctx context.Context, cfg *rest.Config, name string, st store.Store, log *slog.Logger) string {
+	if o.Store != "redis" {
+		return "" // nothing outlives the process to tell apart
+	}
+	ids, _ := st.(clusterIdentities)
+	ctx, cancel := context.WithTimeout(ctx, identityTimeout)
+	defer cancel()
+	uid, err := agent.ClusterUID(ctx, cfg)
+	switch {
+	case err == nil:
+		log.Info("cluster identity", "cluster", name, "kubeSystemUID", uid)
+		if ids != nil {
+			if err := ids.RememberClusterUID(ctx, name, uid); err != nil {
+				log.Debug("could not record the cluster's identity in the store", "err", err)
+			}
+		}
+		return uid
+	case apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || ids == nil:
+		log.Warn("cannot read the cluster's identity; keying stored frames by the cluster's name, so a rebuilt cluster of the same name would read the old one's frames. Grant get on namespaces/"+agent.IdentityNamespace+" to fix this",
+			"cluster", name, "err", err)
+		return ""
+	}
+	remembered, rerr := ids.RememberedClusterUID(ctx, name)
+	if rerr != nil || remembered == "" {
+		log.Warn("cannot read the cluster's identity, nor find the one recorded last time; keying stored frames by the cluster's name",
+			"cluster", name, "err", err, "storeErr", rerr)
+		return ""
+	}
+	log.Warn("cannot read the cluster's identity; using the one recorded for this cluster name last time, unverified",
+		"cluster", name, "kubeSystemUID", remembered, "err", err)
+	return remembered
+}
+
 // Run starts the agent and its HTTP server and blocks until ctx is done,
 // then shuts both down.
 func (o *Options) Run(ctx context.Context) error {
@@ -292,6 +345,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeStore()
+	clusterUID := o.clusterUID(ctx, cfg, clusterName, st, log)
 	a, err := agent.Config{
 		RESTConfig:     cfg,
 		Resources:      o.Resources,
@@ -299,6 +353,7 @@ func (o *Options) Run(ctx context.Context) error {
 		Namespace:      o.Namespace,
 		LabelSelector:  o.LabelSelector,
 		ClusterName:    clusterName,
+		ClusterUID:     clusterUID,
 		Store:          st,
 		Registry:       reg,
 		Logger:         log,

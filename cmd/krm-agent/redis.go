@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/krm-project/krm/pkg/store"
 )
@@ -34,6 +35,9 @@ type RedisOptions struct {
 	SentinelPassword string
 	DB               int
 	TLS              bool
+	// StreamBytes is each resource's event stream budget, a quantity
+	// ("64Mi"); "" is store.DefaultStreamBytes.
+	StreamBytes string
 }
 
 func (o *RedisOptions) addFlags(cmd *cobra.Command) {
@@ -45,11 +49,31 @@ func (o *RedisOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.SentinelPassword, "redis-sentinel-password", o.SentinelPassword, "Password of the Sentinels themselves (their requirepass), with --redis-sentinel-master. Default: $"+redisSentinelPasswordEnv+". Never logged.")
 	f.IntVar(&o.DB, "redis-db", o.DB, "Database number with --redis-addrs and Sentinel (a Redis Cluster has only 0); --redis-url carries its own.")
 	f.BoolVar(&o.TLS, "redis-tls", o.TLS, "Use TLS with --redis-addrs (--redis-url says so with rediss://).")
+	f.StringVar(&o.StreamBytes, "redis-stream-bytes", o.StreamBytes, "Bytes each resource's event stream may take in Redis (e.g. 128Mi): every append trims the stream to this over its events' mean size, LISTs or not. Default: "+resource.NewQuantity(store.DefaultStreamBytes, resource.BinarySI).String()+".")
 }
+
+// streamBytes parses --redis-stream-bytes; 0 is the store's default.
+func (o *RedisOptions) streamBytes() (int64, error) {
+	if o.StreamBytes == "" {
+		return 0, nil
+	}
+	q, err := resource.ParseQuantity(o.StreamBytes)
+	if err != nil {
+		return 0, fmt.Errorf("--redis-stream-bytes %q: want a size such as 32Mi: %w", o.StreamBytes, err)
+	}
+	if n := q.Value(); n < minStreamBytes {
+		return 0, fmt.Errorf("--redis-stream-bytes %q: want at least %s, or a stream holds too few events to replay", o.StreamBytes, resource.NewQuantity(minStreamBytes, resource.BinarySI))
+	}
+	return q.Value(), nil
+}
+
+// minStreamBytes keeps --redis-stream-bytes from a typo such as "32".
+const minStreamBytes = 1 << 20
 
 // set reports whether any --redis-* flag was given.
 func (o *RedisOptions) set() bool {
-	return o.URL != "" || len(o.Addrs) > 0 || o.SentinelMaster != "" || o.Password != "" || o.SentinelPassword != "" || o.DB != 0 || o.TLS
+	return o.URL != "" || len(o.Addrs) > 0 || o.SentinelMaster != "" || o.Password != "" || o.SentinelPassword != "" || o.DB != 0 || o.TLS ||
+		o.StreamBytes != ""
 }
 
 // validate checks the flags of --store=redis.
@@ -69,6 +93,9 @@ func (o *RedisOptions) validate() error {
 		return errors.New("--redis-db: a Redis Cluster has only database 0")
 	case o.DB < 0:
 		return fmt.Errorf("--redis-db must not be negative, got %d", o.DB)
+	}
+	if _, err := o.streamBytes(); err != nil {
+		return err
 	}
 	for _, a := range o.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -161,9 +188,14 @@ func (o *Options) openStore(getenv func(string) string, log *slog.Logger) (store
 	// failed, so these are debug lines. They carry addresses, never the
 	// password.
 	redis.SetLogger(redisLogger{log})
+	streamBytes, err := o.Redis.streamBytes()
+	if err != nil {
+		return nil, nil, err
+	}
 	client := redis.NewUniversalClient(u)
-	log.Info("keeping frames in Redis", describe(u)...)
-	return store.NewRedis(client, store.RedisOptions{}), client.Close, nil
+	s := store.NewRedis(client, store.RedisOptions{StreamBytes: streamBytes})
+	log.Info("keeping frames in Redis", append(describe(u), "streamBytesPerResource", s.Options().StreamBytes)...)
+	return s, client.Close, nil
 }
 
 // redisLogger turns go-redis's printf logging into structured debug lines.

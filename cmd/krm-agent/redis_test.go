@@ -42,6 +42,10 @@ func TestValidateStore(t *testing.T) {
 		{"addr without a port", "redis", RedisOptions{Addrs: []string{"redis.example"}}, `--redis-addrs "redis.example": want host:port`},
 		{"wrong scheme", "redis", RedisOptions{URL: "http://x:6379"}, "--redis-url http://x:6379: redis: invalid URL scheme: http"},
 		{"bad db keeps the password out", "redis", RedisOptions{URL: "redis://:" + secret + "@x:6379/abc"}, "--redis-url redis://:xxxxx@x:6379/abc: redis: invalid database number"},
+		{"stream bytes", "redis", RedisOptions{URL: "redis://x:6379", StreamBytes: "64Mi"}, ""},
+		{"stream bytes not a size", "redis", RedisOptions{URL: "redis://x:6379", StreamBytes: "lots"}, `--redis-stream-bytes "lots": want a size such as 32Mi`},
+		{"stream bytes too few", "redis", RedisOptions{URL: "redis://x:6379", StreamBytes: "32"}, `--redis-stream-bytes "32": want at least 1Mi`},
+		{"stream bytes without redis", "memory", RedisOptions{StreamBytes: "64Mi"}, "the --redis-* flags need --store=redis"},
 		{"not a url keeps the password out", "redis", RedisOptions{URL: "redis://:" + secret + "@x:port/0"}, "--redis-url is not a URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -390,7 +390,8 @@ func TestChartExamplesRender(t *testing.T) {
 			objs := decodeAll(t, rel, out)
 			cr := objs["ClusterRole <nil>/krm-agent"]
 			got := ruleSet(cr["rules"])
-			want := []any{" nodes get", " nodes list", " nodes watch", " pods get", " pods list", " pods watch",
+			// get on namespaces is kube-system's, by name: the cluster's identity.
+			want := []any{" namespaces get", " nodes get", " nodes list", " nodes watch", " pods get", " pods list", " pods watch",
 				"cert-manager.io certificates get", "cert-manager.io certificates list", "cert-manager.io certificates watch"}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("%s: ClusterRole rules (-want +got):\n%s", rel, d)

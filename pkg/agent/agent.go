@@ -61,6 +61,11 @@ type Config struct {
 	LeaderElection *LeaderElection
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// ClusterUID is the UID of the cluster's kube-system namespace (see
+	// ClusterUID): stored frames are keyed by it and a warm start refuses
+	// frames written for another. "" identifies the cluster by its name.
+	ClusterUID string
 }
 
 // Agent runs one runner per resource and serves them to the API.
@@ -85,6 +90,10 @@ type Agent struct {
 	probe *probe
 	// version is the cluster's, as its /version said at start.
 	version *version.Info
+
+	// clusterUID and keyCluster identify the cluster in the store: see
+	// Config.ClusterUID and store.Header.KeyCluster.
+	clusterUID, keyCluster string
 }
 
 var _ api.Backend = (*Agent)(nil)
@@ -148,11 +157,14 @@ func (c Config) Complete() (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger, version: clusterVersion}
+	a.clusterUID = c.ClusterUID
+	a.keyCluster = (&store.Header{Cluster: c.ClusterName, ClusterUID: c.ClusterUID}).KeyCluster()
 	sm, err := newStoreMetrics(c.Registry)
 	if err != nil {
 		return nil, err
 	}
-	a.persist = newStoreWriter(c.Store, a.storeKind, c.ClusterName, c.Logger, sm)
+	a.persist = newStoreWriter(c.Store, a.storeKind, a.keyCluster, c.Logger, sm)
+	a.persist.clusterUID = c.ClusterUID
 	if c.LeaderElection != nil {
 		var ok bool
 		if a.follows, ok = c.Store.(followStore); !ok || a.persist.events == nil {

@@ -70,14 +70,14 @@ type following struct {
 }
 
 func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
-	gen, err := a.follows.FrameGeneration(ctx, a.cluster, r.info.Name, store.Aggregated)
+	gen, err := a.follows.FrameGeneration(ctx, a.keyCluster, r.info.Name, store.Aggregated)
 	if err != nil {
 		return err
 	}
 	if gen != "" && gen != f.gen {
 		verified, aggregated, err := a.leaderFrames(ctx, r)
 		switch {
-		case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt):
+		case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt), errors.Is(err, errForeignFrame):
 			// The leader writes a good one after its next LIST.
 			a.log.Warn("skipping a frame of the leader's that does not read back", "resource", r.info.Name, "err", err)
 			f.gen = gen
@@ -93,7 +93,7 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 			f.after = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
 		}
 	}
-	evs, err := a.follows.FollowEvents(ctx, a.cluster, r.info.Name, f.after, followBlock, followPage)
+	evs, err := a.follows.FollowEvents(ctx, a.keyCluster, r.info.Name, f.after, followBlock, followPage)
 	if err != nil {
 		return err
 	}
@@ -130,10 +130,16 @@ func (a *Agent) stopFollowing() {
 }
 
 func (a *Agent) leaderFrames(ctx context.Context, r *runner) (verified, aggregated *store.Frame, err error) {
-	if verified, err = a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Verified); err != nil {
+	if verified, err = a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Verified); err != nil {
 		return nil, nil, err
 	}
-	if aggregated, err = a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Aggregated); err != nil {
+	if aggregated, err = a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Aggregated); err != nil {
+		return nil, nil, err
+	}
+	if err := a.foreignFrame(verified); err != nil {
+		return nil, nil, err
+	}
+	if err := a.foreignFrame(aggregated); err != nil {
 		return nil, nil, err
 	}
 	return verified, aggregated, nil

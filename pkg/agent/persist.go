@@ -23,6 +23,14 @@ type eventLog interface {
 	TrimEvents(ctx context.Context, cluster, resource string, through uint64) error
 }
 
+// streamResetter is what the agent needs to recover a stream whose IDs
+// (resourceVersions) are ahead of its cluster's, after an etcd restore
+// (store.Redis; see EventsTop for why IDs are resourceVersions).
+type streamResetter interface {
+	EventsTop(ctx context.Context, cluster, resource string) (rv uint64, id string, err error)
+	ResetEvents(ctx context.Context, cluster, resource, id string) (bool, error)
+}
+
 // storeChecker is what the agent needs to watch a store that can fail
 // (store.Redis): whether it answers, and whether it still holds a frame the
 // agent wrote (a Redis that restarted empty answers, but lost them).
@@ -66,11 +74,15 @@ type storeWriter struct {
 	store   store.Store
 	events  eventLog     // nil: the store keeps no events
 	checker storeChecker // nil: the store cannot fail (memory)
+	resets  streamResetter
 	kind    string
 	cluster string
 	log     *slog.Logger
 	metrics *storeMetrics
 	queue   chan store.Event
+	// clusterUID is what every frame written records (store.Header);
+	// cluster is the cluster part of the store's keys.
+	clusterUID string
 	// accepting is false while the store is down: events are dropped at
 	// once instead of queueing for a write that will fail.
 	accepting atomic.Bool
@@ -95,8 +107,10 @@ type storeWriter struct {
 type frameState struct {
 	mu      sync.Mutex
 	written bool
-	// queuedRV is the newest event queued (streamer goroutine only).
-	queuedRV uint64
+	// queuedRV is the newest event queued; listedRV the resourceVersion of
+	// the newest LIST written. Neither can exceed the cluster's current
+	// resourceVersion, which is how a stream ahead of it is told.
+	queuedRV, listedRV atomic.Uint64
 }
 
 func newStoreWriter(s store.Store, kind, cluster string, log *slog.Logger, m *storeMetrics) *storeWriter {
@@ -110,6 +124,7 @@ func newStoreWriter(s store.Store, kind, cluster string, log *slog.Logger, m *st
 	}
 	w.events, _ = s.(eventLog)
 	w.checker, _ = s.(storeChecker)
+	w.resets, _ = s.(streamResetter)
 	w.accepting.Store(true)
 	w.leading.Store(true)
 	m.healthy.Set(1)
@@ -208,6 +223,10 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 	defer cancel()
 	verified, aggregated := r.agg.frames()
 	for _, f := range []*store.Frame{verified, aggregated} {
+		// The frame is the aggregator's; its rows are shared and
+		// immutable, its header is copied to record the cluster's UID.
+		f := &store.Frame{Header: f.Header, Rows: f.Rows}
+		f.Header.ClusterUID = w.clusterUID
 		err := w.store.PutFrame(ctx, f)
 		w.metrics.frameWrites.WithLabelValues(r.info.Name, result(err)).Inc()
 		if err != nil {
@@ -215,12 +234,54 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 		}
 	}
 	st.written = true
+	if prev := st.listedRV.Swap(verified.Header.ResourceVersion); verified.Header.ResourceVersion < prev {
+		// A LIST older than the last one: the cluster's resourceVersions
+		// went back (an etcd restore). Events newer than this LIST are
+		// new, not replays of ones queued before the restore.
+		st.queuedRV.Store(verified.Header.ResourceVersion)
+		w.log.Warn("the cluster's resourceVersion went back (etcd restored?); queueing its events again from this LIST's",
+			"store", w.kind, "resource", r.info.Name, "resourceVersion", verified.Header.ResourceVersion, "previousList", prev)
+	}
 	if w.events != nil {
 		if err := w.events.TrimEvents(ctx, w.cluster, r.info.Name, verified.Header.ResourceVersion); err != nil {
 			return err
 		}
 	}
-	return nil
+	// The frames just written carry a new generation, so followers reload
+	// them and read a reset stream from their resourceVersion.
+	_, err := w.resetFutureEvents(ctx, r)
+	return err
+}
+
+// resetFutureEvents drops r's event stream when it holds an ID newer than
+// anything r's cluster can have produced: newer than the last LIST written
+// and than every event queued. A stream whose IDs are resourceVersions
+// refuses every older event, so after an etcd restore (resourceVersions
+// going back) it would refuse them all, forever. Before r's first LIST of
+// this run nothing tells the cluster's resourceVersion, and nothing is
+// decided. The top is read before the queued resourceVersion: an event
+// appended in between was queued first.
+func (w *storeWriter) resetFutureEvents(ctx context.Context, r *runner) (bool, error) {
+	st := w.frames[r]
+	if w.resets == nil || st.listedRV.Load() == 0 {
+		return false, nil
+	}
+	top, id, err := w.resets.EventsTop(ctx, w.cluster, r.info.Name)
+	if err != nil {
+		return false, err
+	}
+	known := max(st.listedRV.Load(), st.queuedRV.Load())
+	if top <= known {
+		return false, nil
+	}
+	reset, err := w.resets.ResetEvents(ctx, w.cluster, r.info.Name, id)
+	if err != nil || !reset {
+		return false, err
+	}
+	w.metrics.streamResets.WithLabelValues(r.info.Name).Inc()
+	w.log.Warn("dropped the event stream: it holds resourceVersions newer than the cluster's (etcd restored, or the cluster rebuilt?), so it refused every new event; new events are appended again",
+		"store", w.kind, "resource", r.info.Name, "streamResourceVersion", top, "clusterResourceVersion", known)
+	return true, nil
 }
 
 // event queues a watch event for the store without ever blocking the
@@ -230,10 +291,10 @@ func (w *storeWriter) event(r *runner, typ string, row *store.Row) {
 		return
 	}
 	st := w.frames[r]
-	if row.ResourceVersion <= st.queuedRV {
+	if row.ResourceVersion <= st.queuedRV.Load() {
 		return // a resumed watch replaying what was queued already
 	}
-	st.queuedRV = row.ResourceVersion
+	st.queuedRV.Store(row.ResourceVersion)
 	if !w.accepting.Load() {
 		w.metrics.eventsDropped.WithLabelValues(r.info.Name, dropUnhealthy).Inc()
 		return
@@ -293,8 +354,41 @@ func (w *storeWriter) appendBatch(ctx context.Context, batch []store.Event) {
 	// they are not worth a label each.
 	if skipped > 0 {
 		w.metrics.eventsDropped.WithLabelValues(batch[0].Resource, dropOutOfOrder).Add(float64(skipped))
+		w.recoverStreams(ctx, batch)
 	}
 	w.metrics.eventsWritten.Add(float64(len(batch) - skipped))
+}
+
+// recoverStreams resets the streams of batch's resources that are ahead of
+// their cluster (see resetFutureEvents) and writes those resources' frames
+// again: they hold the events the stream refused, and their new generation
+// tells followers to reload.
+func (w *storeWriter) recoverStreams(ctx context.Context, batch []store.Event) {
+	if w.resets == nil || !w.leading.Load() {
+		return
+	}
+	seen := map[string]bool{}
+	for _, ev := range batch {
+		if seen[ev.Resource] {
+			continue
+		}
+		seen[ev.Resource] = true
+		for r := range w.frames {
+			if r.info.Name != ev.Resource {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			reset, err := w.resetFutureEvents(rctx, r)
+			cancel()
+			if err == nil && reset {
+				err = w.write(ctx, r)
+			}
+			if err != nil && ctx.Err() == nil {
+				w.fail(err)
+				return
+			}
+		}
+	}
 }
 
 // watchHealth checks a healthy store every storeCheckInterval, and a failed
@@ -397,6 +491,7 @@ type storeMetrics struct {
 	frameWrites   *prometheus.CounterVec
 	eventsWritten prometheus.Counter
 	eventsDropped *prometheus.CounterVec
+	streamResets  *prometheus.CounterVec
 }
 
 func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
@@ -413,9 +508,12 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "krm_store_events_dropped_total", Help: "Watch events not appended to the store, by resource and reason (queue-full, store-unhealthy, write-failed, out-of-order); the next frame write covers them.",
 		}, []string{"resource", "reason"}),
+		streamResets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "krm_store_event_stream_resets_total", Help: "Event streams dropped because they held resourceVersions newer than the cluster's (an etcd restore), by resource.",
+		}, []string{"resource"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.healthy, m.frameWrites, m.eventsWritten, m.eventsDropped} {
+		for _, c := range []prometheus.Collector{m.healthy, m.frameWrites, m.eventsWritten, m.eventsDropped, m.streamResets} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

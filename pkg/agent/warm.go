@@ -34,12 +34,18 @@ func (a *Agent) warmAll(ctx context.Context) {
 // discarded: that LIST rebuilds it. A store that does not answer is
 // degraded; the agent starts cold.
 func (a *Agent) warm(ctx context.Context, r *runner) {
-	verified, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Verified)
+	verified, err := a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Verified)
+	if err == nil {
+		err = a.foreignFrame(verified)
+	}
 	if err != nil {
 		a.storeReadFailed(ctx, r, err)
 		return
 	}
-	aggregated, err := a.store.GetFrame(ctx, a.cluster, r.info.Name, store.Aggregated)
+	aggregated, err := a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Aggregated)
+	if err == nil {
+		err = a.foreignFrame(aggregated)
+	}
 	if err != nil {
 		a.storeReadFailed(ctx, r, err)
 		aggregated = nil
@@ -61,6 +67,9 @@ func (a *Agent) warm(ctx context.Context, r *runner) {
 func (a *Agent) storeReadFailed(ctx context.Context, r *runner, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, errForeignFrame):
+		a.log.Warn("refusing a stored frame written for another cluster (rebuilt, or etcd restored from elsewhere?); starting cold, the next LIST replaces it",
+			"resource", r.info.Name, "err", err)
 	case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt):
 		a.log.Warn("discarding a stored frame that does not read back; the next LIST rebuilds it", "resource", r.info.Name, "err", err)
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -68,6 +77,22 @@ func (a *Agent) storeReadFailed(ctx context.Context, r *runner, err error) {
 		a.log.Warn("reading stored frames failed; starting cold", "resource", r.info.Name, "err", err)
 		a.persist.fail(err)
 	}
+}
+
+// errForeignFrame is wrapped by foreignFrame's errors.
+var errForeignFrame = errors.New("frame of another cluster")
+
+// foreignFrame returns an error wrapping errForeignFrame when f was written
+// for a cluster whose kube-system UID is not this one's. Keys carry the UID,
+// so only a frame put there by hand, or read under the name because the UID
+// could not be read, gets here; serving it would show another cluster's
+// objects.
+func (a *Agent) foreignFrame(f *store.Frame) error {
+	if f.Header.ClusterUID == a.clusterUID {
+		return nil
+	}
+	return fmt.Errorf("%w: the %s %s frame was written for cluster %q (kube-system UID %q), this is %q (kube-system UID %q)",
+		errForeignFrame, f.Header.Resource, f.Header.Source, f.Header.Cluster, f.Header.ClusterUID, a.cluster, a.clusterUID)
 }
 
 // replay applies the events the store kept after resourceVersion from, in
@@ -79,7 +104,7 @@ func (a *Agent) replay(ctx context.Context, r *runner, from uint64) int {
 	}
 	n := 0
 	for {
-		evs, err := a.persist.events.Events(ctx, a.cluster, r.info.Name, from, replayPage)
+		evs, err := a.persist.events.Events(ctx, a.keyCluster, r.info.Name, from, replayPage)
 		if err != nil {
 			a.storeReadFailed(ctx, r, err)
 			return n

@@ -13,7 +13,7 @@ func (s *Redis) WriteUnpublished(ctx context.Context, f *Frame) (genKey, gen str
 	h := f.Header
 	h.Version, h.Rows = FrameVersion, len(f.Rows)
 	gen = newGeneration()
-	genKey = generationKey(HeadKey(h.Cluster, h.Resource, h.Source), gen)
+	genKey = generationKey(HeadKey(h.KeyCluster(), h.Resource, h.Source), gen)
 	chunks, err = s.writeChunks(ctx, genKey, h, f.Rows)
 	return genKey, gen, chunks, err
 }
@@ -26,5 +26,5 @@ func (s *Redis) Publish(ctx context.Context, f *Frame, gen string, chunks int) e
 	if err := gob.NewEncoder(&hb).Encode(&h); err != nil {
 		return err
 	}
-	return s.publish(ctx, HeadKey(h.Cluster, h.Resource, h.Source), gen, chunks, hb.Bytes())
+	return s.publish(ctx, HeadKey(h.KeyCluster(), h.Resource, h.Source), gen, chunks, hb.Bytes())
 }

@@ -40,13 +40,29 @@ const FrameVersion = 1
 
 // Header describes a frame.
 type Header struct {
-	Version         int
+	Version int
+	// Cluster is the cluster's name, for people; ClusterUID is the UID of
+	// its kube-system namespace, which survives renames and differs in a
+	// rebuilt cluster. "" when the agent could not read it (and in frames
+	// written before the field existed).
 	Cluster         string
+	ClusterUID      string
 	Resource        string
 	Source          Source
 	ResourceVersion uint64
 	VerifiedAt      time.Time
 	Rows            int
+}
+
+// KeyCluster is the cluster part of the frame's store keys: its UID when
+// known, so that a renamed cluster keeps its frames and a rebuilt one (new
+// UID, perhaps the same name, such as the default "in-cluster") never
+// reads another's; else its name.
+func (h *Header) KeyCluster() string {
+	if h.ClusterUID != "" {
+		return h.ClusterUID
+	}
+	return h.Cluster
 }
 
 // Row is one object. Object holds its JSON with managedFields stripped; rows

@@ -12,7 +12,8 @@ type Store interface {
 	// PutFrame replaces the frame for f's cluster, resource and source.
 	// Readers see the old frame or the new one, never a mix.
 	PutFrame(ctx context.Context, f *Frame) error
-	// GetFrame returns the frame last put, or ErrNotFound.
+	// GetFrame returns the frame last put, or ErrNotFound. cluster is the
+	// frame's Header.KeyCluster().
 	GetFrame(ctx context.Context, cluster, resource string, source Source) (*Frame, error)
 }
 
@@ -42,7 +43,7 @@ func (m *Memory) PutFrame(_ context.Context, f *Frame) error {
 	c.Header.Version = FrameVersion
 	c.Header.Rows = len(c.Rows)
 	m.mu.Lock()
-	m.frames[memoryKey(f.Header.Cluster, f.Header.Resource, f.Header.Source)] = c
+	m.frames[memoryKey(c.Header.KeyCluster(), f.Header.Resource, f.Header.Source)] = c
 	m.mu.Unlock()
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,10 +39,31 @@ type RedisOptions struct {
 	// before they are published; a writer that dies mid-frame leaves
 	// nothing behind for longer. Default 10m.
 	PendingTTL time.Duration
-	// MaxEvents caps each resource's event stream (approximately) for when
-	// no verified frame trims it, e.g. while LISTs fail. Default 1,000,000.
-	MaxEvents int64
+	// StreamBytes bounds each resource's event stream by bytes, for when
+	// no verified frame trims it, e.g. while LISTs fail: every XADD trims
+	// the stream (MAXLEN ~) to StreamBytes divided by the mean size of the
+	// resource's events so far. Default DefaultStreamBytes.
+	StreamBytes int64
+	// MaxEvents caps each stream's entries whatever their size, and
+	// MinEvents is the least a stream keeps however large its events.
+	// Defaults 100,000 and 100.
+	MaxEvents, MinEvents int64
 }
+
+// DefaultStreamBytes is the default byte budget of one resource's event
+// stream. A realistic pod's event takes about 6.6 KB in Redis (5 KB of
+// JSON; docs/benchmarks.md), so this keeps about 10,000 pod events: 100 s
+// at 100 events/s, more than the default minute between the LISTs that
+// trim the stream anyway.
+const DefaultStreamBytes = 64 << 20
+
+// streamEntrySize estimates what Redis spends on a stream entry whose row
+// encodes to n bytes: the allocator's size classes (up to a quarter more
+// for entries of 4 to 16 KiB, each in a listpack node of its own past
+// stream-node-max-bytes) and the ID, field names and headers. Measured with
+// MEMORY USAGE by BenchmarkRedisBytesPerObject and
+// TestRedisEventStreamBoundedByBytes.
+func streamEntrySize(n int) int { return n + n/4 + 64 }
 
 func (o *RedisOptions) complete() {
 	if o.Grace <= 0 {
@@ -56,14 +78,22 @@ func (o *RedisOptions) complete() {
 	if o.PendingTTL <= 0 {
 		o.PendingTTL = 10 * time.Minute
 	}
-	if o.MaxEvents <= 0 {
-		o.MaxEvents = 1_000_000
+	if o.StreamBytes <= 0 {
+		o.StreamBytes = DefaultStreamBytes
 	}
+	if o.MaxEvents <= 0 {
+		o.MaxEvents = 100_000
+	}
+	if o.MinEvents <= 0 {
+		o.MinEvents = 100
+	}
+	o.MinEvents = min(o.MinEvents, o.MaxEvents)
 }
 
 // Redis keeps frames and events in Redis: a single server, Sentinel or a
 // Redis Cluster, whichever the UniversalClient talks to. The layout, per
-// cluster c, resource r and source s:
+// cluster c (Header.KeyCluster: the kube-system namespace's UID, else the
+// cluster's name), resource r and source s:
 //
 //	krm:{c/r}:s          hash: v (layout), gen, chunks, header (gob Header)
 //	krm:{c/r}:s:<gen>    hash: "0".."chunks-1" -> a chunk (Encode of ≤ ChunkRows rows)
@@ -77,6 +107,10 @@ func (o *RedisOptions) complete() {
 type Redis struct {
 	client redis.UniversalClient
 	opts   RedisOptions
+	// sizes is the mean encoded size of each stream's events, which
+	// turns StreamBytes into a MAXLEN.
+	sizesMu sync.Mutex
+	sizes   map[string]*meanSize
 }
 
 var _ Store = (*Redis)(nil)
@@ -85,8 +119,11 @@ var _ Store = (*Redis)(nil)
 // it.
 func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	opts.complete()
-	return &Redis{client: client, opts: opts}
+	return &Redis{client: client, opts: opts, sizes: map[string]*meanSize{}}
 }
+
+// Options returns the options in use, defaults filled in.
+func (s *Redis) Options() RedisOptions { return s.opts }
 
 func resourcePrefix(cluster, resource string) string {
 	return "krm:{" + cluster + "/" + resource + "}"
@@ -144,7 +181,7 @@ const pipelineBytes = 8 << 20
 func (s *Redis) PutFrame(ctx context.Context, f *Frame) error {
 	h := f.Header
 	h.Version, h.Rows = FrameVersion, len(f.Rows)
-	head := HeadKey(h.Cluster, h.Resource, h.Source)
+	head := HeadKey(h.KeyCluster(), h.Resource, h.Source)
 	var hb bytes.Buffer
 	if err := gob.NewEncoder(&hb).Encode(&h); err != nil {
 		return fmt.Errorf("encoding the header of %s: %w", head, err)
@@ -314,7 +351,7 @@ func (s *Redis) readFrame(ctx context.Context, head string) (*Frame, bool, error
 			if err != nil {
 				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: %w", i, genKey, ErrCorrupt, err)
 			}
-			if c.Header.Cluster != h.Cluster || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
+			if c.Header.Cluster != h.Cluster || c.Header.ClusterUID != h.ClusterUID || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
 				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: it belongs to %s/%s/%s", i, genKey, ErrCorrupt,
 					c.Header.Cluster, c.Header.Resource, c.Header.Source)
 			}
@@ -355,4 +392,30 @@ func (s *Redis) FrameGeneration(ctx context.Context, cluster, resource string, s
 // Ping checks that Redis answers.
 func (s *Redis) Ping(ctx context.Context) error {
 	return s.client.Ping(ctx).Err()
+}
+
+// identityKey holds the kube-system UID a cluster name had when last read,
+// for an agent that starts while kube-apiserver does not answer. Resource
+// keys always hold a '/' in their hash tag; this one does not.
+func identityKey(cluster string) string { return "krm:{" + cluster + "}:uid" }
+
+// RememberClusterUID records that the cluster called name has uid.
+func (s *Redis) RememberClusterUID(ctx context.Context, name, uid string) error {
+	if err := s.client.Set(ctx, identityKey(name), uid, 0).Err(); err != nil {
+		return fmt.Errorf("writing %s: %w", identityKey(name), err)
+	}
+	return nil
+}
+
+// RememberedClusterUID returns the UID RememberClusterUID last recorded
+// for name, "" when none.
+func (s *Redis) RememberedClusterUID(ctx context.Context, name string) (string, error) {
+	uid, err := s.client.Get(ctx, identityKey(name)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", identityKey(name), err)
+	}
+	return uid, nil
 }

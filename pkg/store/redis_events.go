@@ -27,7 +27,8 @@ type Event struct {
 	Row *Row
 }
 
-// AppendEvents adds events to their resources' streams in one round trip.
+// AppendEvents adds events to their resources' streams in one round trip,
+// trimming each to what RedisOptions.StreamBytes allows.
 // Each XADD costs the same whatever the size of the frame. An event older
 // than the newest one already in its stream is left out (a stream is kept in
 // resourceVersion order): skipped counts those. Its ID is the event's
@@ -37,19 +38,25 @@ func (s *Redis) AppendEvents(ctx context.Context, events []Event) (skipped int, 
 	if len(events) == 0 {
 		return 0, nil
 	}
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(events))
+	rows := make([][]byte, len(events))
 	for i, ev := range events {
 		var row bytes.Buffer
 		if err := gob.NewEncoder(&row).Encode(ev.Row); err != nil {
 			return 0, fmt.Errorf("encoding %s event of %s %s: %w", ev.Type, ev.Resource, ev.Row.Key(), err)
 		}
+		rows[i] = row.Bytes()
+	}
+	maxLen := s.streamLengths(events, rows)
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(events))
+	for i, ev := range events {
+		key := EventsKey(ev.Cluster, ev.Resource)
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{
-			Stream: EventsKey(ev.Cluster, ev.Resource),
-			MaxLen: s.opts.MaxEvents,
+			Stream: key,
+			MaxLen: maxLen[key],
 			Approx: true,
 			ID:     strconv.FormatUint(ev.Row.ResourceVersion, 10) + "-*",
-			Values: []any{"v", eventLayout, "type", ev.Type, "row", row.Bytes()},
+			Values: []any{"v", eventLayout, "type", ev.Type, "row", rows[i]},
 		})
 	}
 	_, _ = pipe.Exec(ctx)
@@ -68,6 +75,59 @@ func (s *Redis) AppendEvents(ctx context.Context, events []Event) (skipped int, 
 		return skipped, fmt.Errorf("%d of %d events not written: %w", len(errs), len(events), errs[0])
 	}
 	return skipped, nil
+}
+
+// meanSize is a running mean of a stream's entry sizes, weighted toward
+// recent events (objects of a resource change size slowly).
+type meanSize struct {
+	mean float64
+}
+
+func (m *meanSize) add(n int) {
+	if m.mean == 0 {
+		m.mean = float64(n)
+		return
+	}
+	m.mean += (float64(n) - m.mean) / 64
+}
+
+// streamLengths returns, by stream key, the MAXLEN that keeps each stream
+// of events within StreamBytes at its events' mean size so far: the bound
+// by bytes holds on every XADD, whether or not a LIST trims the stream.
+func (s *Redis) streamLengths(events []Event, rows [][]byte) map[string]int64 {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	out := map[string]int64{}
+	for i, ev := range events {
+		key := EventsKey(ev.Cluster, ev.Resource)
+		m := s.sizes[key]
+		if m == nil {
+			m = &meanSize{}
+			s.sizes[key] = m
+		}
+		m.add(streamEntrySize(len(rows[i])))
+		out[key] = 0
+	}
+	for key := range out {
+		out[key] = s.streamLengthLocked(key)
+	}
+	return out
+}
+
+// StreamLength is the MAXLEN the next XADD to a resource's stream asks
+// for: what StreamBytes allows at the mean size of its events so far.
+func (s *Redis) StreamLength(cluster, resource string) int64 {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	return s.streamLengthLocked(EventsKey(cluster, resource))
+}
+
+func (s *Redis) streamLengthLocked(key string) int64 {
+	m := s.sizes[key]
+	if m == nil {
+		return s.opts.MaxEvents
+	}
+	return min(max(int64(float64(s.opts.StreamBytes)/m.mean), s.opts.MinEvents), s.opts.MaxEvents)
 }
 
 // isStaleID reports Redis refusing an ID not above the stream's last one.
@@ -154,4 +214,67 @@ func (s *Redis) FollowEvents(ctx context.Context, cluster, resource string, afte
 		}
 	}
 	return out, nil
+}
+
+// EventsTop returns the newest ID a resource's stream ever took (its
+// last-generated-id, which trimming does not lower) and its
+// resourceVersion; "" and 0 when there is no stream.
+//
+// Why a stream is reset rather than given "*" IDs: an ID that is the
+// resourceVersion is what lets a verified frame at v trim exactly the events
+// it covers (XTRIM MINID), a warm start and a follower read from a
+// resourceVersion on (XRANGE, XREAD) and a watch's replays be refused by
+// Redis itself. With "*" IDs each of those would need a scan. The price is
+// that XADD refuses every event once the cluster's resourceVersions go
+// back below the stream's (an etcd restore); the agent notices that the
+// stream holds IDs newer than its cluster can have, and ResetEvents drops
+// the stream.
+func (s *Redis) EventsTop(ctx context.Context, cluster, resource string) (uint64, string, error) {
+	key := EventsKey(cluster, resource)
+	info, err := s.client.XInfoStream(ctx, key).Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) || strings.Contains(err.Error(), "no such key") {
+			return 0, "", nil
+		}
+		return 0, "", fmt.Errorf("reading the newest ID of %s: %w", key, err)
+	}
+	ms, _, _ := strings.Cut(info.LastGeneratedID, "-")
+	rv, err := strconv.ParseUint(ms, 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("reading the newest ID of %s: %w: %q", key, ErrCorrupt, info.LastGeneratedID)
+	}
+	return rv, info.LastGeneratedID, nil
+}
+
+// resetEventsScript deletes a stream only if its last-generated-id is still
+// ARGV[1]: an event appended since the caller looked means the stream moves
+// on, and the caller decides again.
+var resetEventsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then
+    if info[i+1] == ARGV[1] then
+      redis.call('DEL', KEYS[1])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+`)
+
+// ResetEvents deletes a resource's event stream if its newest ID is still
+// id (from EventsTop), so that events of a cluster whose resourceVersions
+// went back are accepted again. It reports whether it deleted it. Readers
+// learn of it from the next frame: it is written with a new generation,
+// which followers reload, and they read the new stream from its
+// resourceVersion.
+func (s *Redis) ResetEvents(ctx context.Context, cluster, resource, id string) (bool, error) {
+	key := EventsKey(cluster, resource)
+	n, err := resetEventsScript.Run(ctx, s.client, []string{key}, id).Int()
+	if err != nil {
+		return false, fmt.Errorf("resetting %s: %w", key, err)
+	}
+	return n == 1, nil
 }

@@ -214,3 +214,93 @@ func TestRedisFrameGeneration(t *testing.T) {
 		t.Errorf("two writes share generation %s", gens[0])
 	}
 }
+
+// TestRedisEventsResetAfterRestore: once the cluster's resourceVersions go
+// back below the stream's (an etcd restore), XADD refuses every event, even
+// after trimming, since Redis compares with the stream's last-generated-id.
+// ResetEvents drops the stream, only if nobody appended since EventsTop
+// looked, and events are accepted again.
+func TestRedisEventsResetAfterRestore(t *testing.T) {
+	client, cluster := testRedis(t)
+	s := store.NewRedis(client, store.RedisOptions{})
+	ctx := t.Context()
+	if _, err := s.AppendEvents(ctx, events(cluster, "ADDED", 5000, 5001)); err != nil {
+		t.Fatal(err)
+	}
+	// Trimming everything does not help: the last ID stays.
+	if err := s.TrimEvents(ctx, cluster, "pods", 6000); err != nil {
+		t.Fatal(err)
+	}
+	if skipped, err := s.AppendEvents(ctx, events(cluster, "ADDED", 40)); err != nil || skipped != 1 {
+		t.Fatalf("appending 40 after 5001: %d skipped, %v; want it refused", skipped, err)
+	}
+	top, id, err := s.EventsTop(ctx, cluster, "pods")
+	if err != nil || top != 5001 || !strings.HasPrefix(id, "5001-") {
+		t.Fatalf("EventsTop = %d %q %v, want 5001", top, id, err)
+	}
+	if ok, err := s.ResetEvents(ctx, cluster, "pods", "5000-0"); err != nil || ok {
+		t.Errorf("ResetEvents with an ID that is not the newest = %t, %v; want it left alone", ok, err)
+	}
+	if ok, err := s.ResetEvents(ctx, cluster, "pods", id); err != nil || !ok {
+		t.Fatalf("ResetEvents = %t, %v; want the stream dropped", ok, err)
+	}
+	if top, id, err := s.EventsTop(ctx, cluster, "pods"); err != nil || top != 0 || id != "" {
+		t.Errorf("EventsTop after the reset = %d %q %v, want no stream", top, id, err)
+	}
+	if skipped, err := s.AppendEvents(ctx, events(cluster, "ADDED", 40, 41)); err != nil || skipped != 0 {
+		t.Fatalf("appending 40 after the reset: %d skipped, %v", skipped, err)
+	}
+	if got, err := s.Events(ctx, cluster, "pods", 0, 10); err != nil || len(got) != 2 || got[0].Row.ResourceVersion != 40 {
+		t.Errorf("events after the reset: %d, %v; want 40 and 41", len(got), err)
+	}
+	if ok, err := s.ResetEvents(ctx, cluster, "nothing", "1-0"); err != nil || ok {
+		t.Errorf("ResetEvents of no stream = %t, %v", ok, err)
+	}
+}
+
+// TestRedisEventStreamBoundedByBytes: with no LIST to trim it (LISTs
+// failing), a stream of large events stays within its byte budget: every
+// XADD trims it to StreamBytes over the events' mean size.
+func TestRedisEventStreamBoundedByBytes(t *testing.T) {
+	client, cluster := testRedis(t)
+	const budget = 1 << 20
+	s := store.NewRedis(client, store.RedisOptions{StreamBytes: budget})
+	ctx := t.Context()
+	pad := strings.Repeat("x", 8<<10)
+	rv := uint64(0)
+	for range 20 {
+		batch := events(cluster, "MODIFIED", make([]uint64, 100)...)
+		for i := range batch {
+			rv++
+			batch[i].Row.ResourceVersion = rv
+			batch[i].Row.Object = []byte(`{"pad":"` + pad + `"}`)
+		}
+		if skipped, err := s.AppendEvents(ctx, batch); err != nil || skipped != 0 {
+			t.Fatalf("AppendEvents = %d skipped, %v", skipped, err)
+		}
+	}
+	key := store.EventsKey(cluster, "pods")
+	maxLen := s.StreamLength(cluster, "pods")
+	if maxLen < 100 || maxLen > budget/(8<<10) {
+		t.Errorf("StreamLength = %d for 8 KiB events in %d bytes, want about %d", maxLen, budget, budget/(8<<10))
+	}
+	n, err := client.XLen(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// MAXLEN ~ trims whole stream nodes: allow one node's worth more.
+	if n > maxLen+100 {
+		t.Errorf("the stream holds %d events after 2,000 appends, want at most about %d", n, maxLen)
+	}
+	bytes, err := client.MemoryUsage(ctx, key, 0).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes > budget*11/10 {
+		t.Errorf("the stream takes %d bytes in Redis, budget %d", bytes, budget)
+	}
+	t.Logf("%d events, %d bytes in Redis (budget %d)", n, bytes, budget)
+	if got, err := s.Events(ctx, cluster, "pods", 0, 1); err != nil || len(got) != 1 || got[0].Row.ResourceVersion <= 2000-uint64(n) {
+		t.Errorf("the oldest event kept: %v, %v; want one of the newest %d", got, err, n)
+	}
+}

@@ -52,3 +52,24 @@ func TestKeysShareASlotPerResource(t *testing.T) {
 		t.Errorf("HeadKey = %q, want %q", got, want)
 	}
 }
+
+// TestKeysFollowTheClusterUID: a frame whose header knows the cluster's UID
+// is stored under it, not under the name, so a rebuilt cluster that keeps
+// the name (the default "in-cluster") never finds the old cluster's frames,
+// and a renamed one keeps its own.
+func TestKeysFollowTheClusterUID(t *testing.T) {
+	named := store.Header{Cluster: "in-cluster"}
+	if got := named.KeyCluster(); got != "in-cluster" {
+		t.Errorf("KeyCluster without a UID = %q, want the name", got)
+	}
+	a := store.Header{Cluster: "in-cluster", ClusterUID: "6f1c3a52-0000-4000-8000-000000000001"}
+	b := store.Header{Cluster: "in-cluster", ClusterUID: "6f1c3a52-0000-4000-8000-000000000002"}
+	if a.KeyCluster() == b.KeyCluster() {
+		t.Errorf("two clusters of one name share the key cluster %q", a.KeyCluster())
+	}
+	renamed := a
+	renamed.Cluster = "prod"
+	if renamed.KeyCluster() != a.KeyCluster() {
+		t.Errorf("renaming the cluster moved its keys from %q to %q", a.KeyCluster(), renamed.KeyCluster())
+	}
+}

@@ -604,3 +604,47 @@ func TestRedisSentinelRoundTrip(t *testing.T) {
 		t.Errorf("after the failover (-put +got):\n%s", diff)
 	}
 }
+
+// TestRedisFramesKeyedByClusterUID: a frame that knows its cluster's UID is
+// stored under the UID and reads back with it; the name's keys stay empty.
+func TestRedisFramesKeyedByClusterUID(t *testing.T) {
+	client, cluster := testRedis(t)
+	uid := cluster + "-uid"
+	t.Cleanup(func() { deleteKeys(t, client, "krm:{"+uid+"/*") })
+	s := store.NewRedis(client, store.RedisOptions{})
+	in := frame(cluster, store.Verified, 3, "m")
+	in.Header.ClusterUID = uid
+	if err := s.PutFrame(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.GetFrame(t.Context(), uid, "pods", store.Verified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want(in), out); diff != "" {
+		t.Errorf("frame keyed by the cluster's UID (-put +got):\n%s", diff)
+	}
+	if _, err := s.GetFrame(t.Context(), cluster, "pods", store.Verified); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("reading under the cluster's name: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRedisRemembersClusterUID: the UID recorded for a cluster name reads
+// back, under a key of its own that no resource's key matches.
+func TestRedisRemembersClusterUID(t *testing.T) {
+	client, cluster := testRedis(t)
+	t.Cleanup(func() { client.Del(context.Background(), "krm:{"+cluster+"}:uid") })
+	s := store.NewRedis(client, store.RedisOptions{})
+	if uid, err := s.RememberedClusterUID(t.Context(), cluster); err != nil || uid != "" {
+		t.Fatalf("RememberedClusterUID before any = %q, %v", uid, err)
+	}
+	if err := s.RememberClusterUID(t.Context(), cluster, "uid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if uid, err := s.RememberedClusterUID(t.Context(), cluster); err != nil || uid != "uid-1" {
+		t.Errorf("RememberedClusterUID = %q, %v; want uid-1", uid, err)
+	}
+	if n := client.Exists(t.Context(), "krm:{"+cluster+"}:uid").Val(); n != 1 {
+		t.Errorf("the identity is not under krm:{%s}:uid", cluster)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/krm-project/krm/test/cluster/clustertest"
 )
@@ -28,17 +29,28 @@ func TestAgentSentinelPassword(t *testing.T) {
 			"--redis-sentinel-password", sentinelPassword}
 	}
 
+	// The agent keys its frames by the cluster's identity, kube-system's
+	// UID, whatever --cluster-name says.
+	cs, err := c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeSystem, err := cs.CoreV1().Namespaces().Get(t.Context(), "kube-system", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern := "krm:{" + string(kubeSystem.UID) + "/*"
 	good := startAgent(t, bin, args("good", password)...)
 	good.waitReady(t, 60*time.Second)
 	master := redis.NewClient(&redis.Options{Addr: rs.Master.Addr})
 	defer master.Close()
 	waitFor(t, 30*time.Second, "the agent's frames in the master", func() error {
-		keys, err := master.Keys(t.Context(), "krm:{good/*").Result()
+		keys, err := master.Keys(t.Context(), pattern).Result()
 		if err != nil {
 			return err
 		}
 		if len(keys) == 0 {
-			return fmt.Errorf("no keys krm:{good/* in the master")
+			return fmt.Errorf("no keys %s in the master", pattern)
 		}
 		return storeHealth(t.Context(), good, true, "")
 	})

@@ -182,6 +182,16 @@ func testDefaultInstall(t *testing.T, c *cluster.State, cs kubernetes.Interface,
 		t.Errorf("the agent's ServiceAccount may not watch pods: %s", r)
 	}
 	testStatusReader(t, cs, p)
+	// The cluster's identity in Redis is kube-system's UID: get on that one
+	// namespace, by name, and no other.
+	if r := kc.run(t, "auth", "can-i", "get", "namespaces/kube-system"); r.code != 0 {
+		t.Errorf("the agent's ServiceAccount may not get namespaces/kube-system, the cluster's identity: %s", r)
+	}
+	for _, q := range [][]string{{"get", "namespaces/default"}, {"list", "namespaces"}} {
+		if r := kc.run(t, append([]string{"auth", "can-i"}, q...)...); r.code == 0 {
+			t.Errorf("the agent's ServiceAccount may %v: %s", q, r)
+		}
+	}
 	// --secure-listen delegates to the API server through
 	// system:auth-delegator (TestSecureListener exercises both reviews).
 	for _, review := range []string{"tokenreviews.authentication.k8s.io", "subjectaccessreviews.authorization.k8s.io"} {
