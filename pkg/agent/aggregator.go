@@ -338,7 +338,10 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		horizon = v.rv
 		v.caughtUp = true
 	}
-	judge := a.hasVerified && !a.stale && !a.following // see judging
+	// A LIST older than the last one: etcd was restored from a backup, or
+	// the cluster rebuilt. What the views held is from another timeline.
+	backwards := a.hasVerified && v.rv < a.verifiedRV
+	judge := a.hasVerified && !a.stale && !a.following && !backwards // see judging
 	var drift api.DriftCounts
 	var found []api.DriftEntry
 	listRV := store.FormatResourceVersion(v.rv)
@@ -400,11 +403,13 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
 	}
 
-	restart := !a.hasVerified || a.stale || a.following
-	if a.stale || a.following {
+	restart := !a.hasVerified || a.stale || a.following || backwards
+	if a.stale || a.following || backwards {
 		// The frames and events loaded from the store are an earlier run's
-		// or another replica's: this LIST supersedes them all, even if
-		// etcd's revisions went back.
+		// or another replica's, or etcd's revisions went back: this LIST
+		// supersedes them all, and the stream's resourceVersion drops back
+		// to it, so events after it are taken and frames say where the
+		// cluster is.
 		a.log.reset()
 		a.streamRV = v.rv
 		a.following = false
