@@ -139,26 +139,38 @@ func (c Config) Complete() (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolveResources(dc, c.Resources)
-	if err != nil {
-		return nil, err
-	}
-	clusterVersion, err := dc.ServerVersion()
-	if err != nil {
-		return nil, fmt.Errorf("asking the API server for its version: %w", err)
-	}
+	keyCluster := (&store.Header{Cluster: c.ClusterName, ClusterUID: c.ClusterUID}).KeyCluster()
 	dyn, err := dynamic.NewForConfig(c.RESTConfig)
 	if err != nil {
 		return nil, err
 	}
-	printerColumns(dyn, res, c.Logger)
+	// The API server's version first: if it does not answer, the agent
+	// starts from what the last run resolved and stored, so it serves the
+	// frames Redis holds instead of exiting; each resource's LIST then
+	// retries until the API server is back. If it answers, discovery's
+	// errors are real ones (an unknown resource name).
+	var res []resolved
+	clusterVersion, err := dc.ServerVersion()
+	if err != nil {
+		var serr error
+		if clusterVersion, res, serr = rememberedDiscovery(c.Store, keyCluster, c.Resources); serr != nil {
+			return nil, fmt.Errorf("asking the API server for its version: %w (and no stored discovery to start from: %v)", err, serr)
+		}
+		c.Logger.Warn("the API server does not answer: starting from the resources the last run discovered, serving the frames the store holds until LISTs succeed", "err", err)
+	} else {
+		if res, err = resolveResources(dc, c.Resources); err != nil {
+			return nil, err
+		}
+		printerColumns(dyn, res, c.Logger)
+		rememberDiscovery(c.Store, keyCluster, c.Resources, clusterVersion, res, c.Logger)
+	}
 	m, err := newMetrics(c.Registry)
 	if err != nil {
 		return nil, err
 	}
 	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger, version: clusterVersion}
 	a.clusterUID = c.ClusterUID
-	a.keyCluster = (&store.Header{Cluster: c.ClusterName, ClusterUID: c.ClusterUID}).KeyCluster()
+	a.keyCluster = keyCluster
 	sm, err := newStoreMetrics(c.Registry)
 	if err != nil {
 		return nil, err

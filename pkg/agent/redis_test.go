@@ -458,3 +458,70 @@ func TestRedisCorruptFrameIsRebuilt(t *testing.T) {
 		return cmp.Diff(served, frameVersions(f)), nil
 	})
 }
+
+// TestRedisStartsWhileAPIServerIsDown: an agent started while kube-apiserver
+// does not answer at all takes the resources the last run discovered from
+// Redis, serves the frames stored there (stale) instead of exiting, and
+// lists once the API server is back. Before, discovery ran first and the
+// agent exited: in a pod, a crash loop.
+func TestRedisStartsWhileAPIServerIsDown(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	restCfg, cs, ri := configMapClients(t, c, ns)
+	cluster := "t-" + rand.String(8)
+	st, _ := redisStore(t, c.RedisURL, cluster)
+	w := newConfigMapWriter(cs, ns)
+	createConfigMaps(t, w, "cm-0", "cm-1")
+
+	cfg := agent.Config{RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
+		VerifyInterval: time.Hour, ClusterName: cluster, Store: st}
+	first := completeStoreAgent(t, cfg)
+	first.start()
+	waitMatchesList(t, 30*time.Second, first.client, "configmaps", ri, "", "aggregated")
+	eventually(t, 10*time.Second, "the first agent's frames in Redis", func(ctx context.Context) (string, error) {
+		if _, err := st.GetFrame(ctx, cluster, "configmaps", store.Verified); err != nil {
+			return err.Error(), nil
+		}
+		return "", nil
+	})
+	before, _, err := servedVersions(t.Context(), first.client, "configmaps", "aggregated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.stop()
+
+	// An API server that refuses every connection, then answers again.
+	proxy := watchproxy.New(t, restCfg, nil)
+	proxy.Refuse(true)
+	cfg.RESTConfig = proxy.RESTConfig()
+	second := completeStoreAgent(t, cfg)
+	if !strings.Contains(second.logs.String(), "the API server does not answer: starting from the resources the last run discovered") {
+		t.Errorf("no log line says the agent starts from the stored discovery:\n%s", second.logs.String())
+	}
+	second.start()
+	eventually(t, 5*time.Second, "the agent started offline to be ready", func(ctx context.Context) (string, error) {
+		if err := second.client.Readyz(ctx); err != nil {
+			return err.Error(), nil
+		}
+		return "", nil
+	})
+	got, list, err := servedVersions(t.Context(), second.client, "configmaps", "aggregated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, got); diff != "" || !list.Freshness.Stale {
+		t.Errorf("served offline (stale %v; -before +offline):\n%s", list.Freshness.Stale, diff)
+	}
+	proxy.Refuse(false)
+	createConfigMaps(t, w, "cm-2")
+	waitMatchesList(t, 60*time.Second, second.client, "configmaps", ri, "", "aggregated", "verified")
+
+	// Without a stored discovery there is nothing to start from: an error
+	// that says both.
+	cfg.ClusterName = "t-" + rand.String(8)
+	cfg.Store, _ = redisStore(t, c.RedisURL, cfg.ClusterName)
+	proxy.Refuse(true)
+	if _, err := cfg.Complete(); err == nil || !strings.Contains(err.Error(), "no stored discovery to start from") {
+		t.Errorf("offline with an empty store: %v, want an error saying there is no stored discovery", err)
+	}
+}

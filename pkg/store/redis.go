@@ -419,3 +419,30 @@ func (s *Redis) RememberedClusterUID(ctx context.Context, name string) (string, 
 	}
 	return uid, nil
 }
+
+// discoveryKey holds what discovery resolved for a cluster's store key,
+// for an agent that starts while kube-apiserver does not answer.
+func discoveryKey(keyCluster string) string { return "krm:{" + keyCluster + "}:discovery" }
+
+// RememberDiscovery records what the agent resolved through discovery (its
+// own encoding), so that a later start without kube-apiserver can serve
+// the frames stored under keyCluster.
+func (s *Redis) RememberDiscovery(ctx context.Context, keyCluster string, b []byte) error {
+	if err := s.client.Set(ctx, discoveryKey(keyCluster), b, 0).Err(); err != nil {
+		return fmt.Errorf("writing %s: %w", discoveryKey(keyCluster), err)
+	}
+	return nil
+}
+
+// RememberedDiscovery returns what RememberDiscovery last recorded for
+// keyCluster, or ErrNotFound.
+func (s *Redis) RememberedDiscovery(ctx context.Context, keyCluster string) ([]byte, error) {
+	b, err := s.client.Get(ctx, discoveryKey(keyCluster)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", discoveryKey(keyCluster), err)
+	}
+	return b, nil
+}

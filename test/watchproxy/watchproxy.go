@@ -40,6 +40,9 @@ type Proxy struct {
 	watches []string // the resourceVersion each watch asked for, in order
 	// failLists is how many of the next LISTs fail with 500.
 	failLists int
+	// refuse: every request's connection is closed unanswered, as by a
+	// kube-apiserver that is down.
+	refuse bool
 }
 
 // forwarded is a watch being forwarded.
@@ -93,6 +96,15 @@ var hopHeaders = []string{
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	refuse := p.refuse
+	p.mu.Unlock()
+	if refuse {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+		return
+	}
 	q := r.URL.Query()
 	watching := q.Get("watch") == "true" || q.Get("watch") == "1"
 	ctx := r.Context()
@@ -144,6 +156,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.relay(ctx, r.Context(), fw, w, resp.Body)
+}
+
+// Refuse makes the proxy close every new request's connection unanswered
+// (true), as a kube-apiserver that is down, or forward again (false); it
+// also cuts the watches open.
+func (p *Proxy) Refuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
+	if on {
+		p.Cut()
+	}
 }
 
 // FailLists makes the next n non-watch GETs (LISTs) fail with 500.
