@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -417,8 +418,11 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 // testStatusReader: krm-status-reader aggregates into view, so a cluster
 // viewer may read the agent's status through --secure-listen (the plugin
-// reads it first), and not the drift reports, which hold objects.
-func testStatusReader(t *testing.T, cs kubernetes.Interface, p *plugin) {
+// reads it first), and not the drift reports, which hold objects. Asked
+// with SubjectAccessReviews, as the secure listener asks: kubectl auth
+// can-i resolves types through the API server's discovery, which does not
+// serve krm.io.
+func testStatusReader(t *testing.T, cs kubernetes.Interface, _ *plugin) {
 	const user = "krm-e2e-viewer"
 	crb := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: user},
@@ -431,20 +435,35 @@ func testStatusReader(t *testing.T, cs kubernetes.Interface, p *plugin) {
 	t.Cleanup(func() {
 		_ = cs.RbacV1().ClusterRoleBindings().Delete(context.WithoutCancel(t.Context()), user, metav1.DeleteOptions{})
 	})
+	allowed := func(verb, resource string) (bool, error) {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Group: "krm.io", Resource: resource, Verb: verb,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, err
+		}
+		return sar.Status.Allowed, nil
+	}
 	// kube-controller-manager aggregates the rules into view.
-	waitFor(t, 30*time.Second, "view to include krm-status-reader", func() error {
-		for _, q := range []string{"agentstatuses.krm.io", "resourcestatuses.krm.io"} {
+	waitFor(t, 60*time.Second, "view to include krm-status-reader", func() error {
+		for _, resource := range []string{"agentstatuses", "resourcestatuses"} {
 			for _, verb := range []string{"get", "list"} {
-				if r := p.run(t, "auth", "can-i", verb, q, "--as", user); r.code != 0 {
-					return fmt.Errorf("a viewer may not %s %s: %s", verb, q, r)
+				ok, err := allowed(verb, resource)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("a viewer may not %s %s.krm.io", verb, resource)
 				}
 			}
 		}
 		return nil
 	})
-	for _, q := range []string{"driftreports.krm.io", "delayreports.krm.io"} {
-		if r := p.run(t, "auth", "can-i", "get", q, "--as", user); r.code == 0 {
-			t.Errorf("a viewer may get %s, which krm-status-reader must not grant: %s", q, r)
+	for _, resource := range []string{"driftreports", "delayreports"} {
+		if ok, err := allowed("get", resource); err != nil || ok {
+			t.Errorf("a viewer may get %s.krm.io (%v), which krm-status-reader must not grant", resource, err)
 		}
 	}
 }
