@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -54,27 +56,51 @@ func parseAccept(values []string) []mediaType {
 	return out
 }
 
-// negotiate picks the first format in Accept that krm serves. Protobuf and
-// CBOR are answered as JSON, which every Kubernetes client also reads; a
-// Table or metadata version krm does not serve is skipped, as
-// kube-apiserver does, in favour of the next choice.
-func negotiate(accept []string) format {
-	for _, mt := range parseAccept(accept) {
+// answeredAsJSON are the media types krm answers, with JSON: JSON itself,
+// the wildcards, and protobuf and CBOR, which every Kubernetes client that
+// asks for them also reads as JSON.
+var answeredAsJSON = map[string]bool{
+	"application/json": true, "application/*": true, "*/*": true,
+	"application/vnd.kubernetes.protobuf": true, "application/cbor": true,
+}
+
+// negotiate picks the first format in Accept that krm serves; a Table or
+// metadata version krm does not serve is skipped, as kube-apiserver does,
+// in favour of the next choice. No Accept header means the objects. ok is
+// false when Accept names nothing krm serves: 406, as kube-apiserver.
+func negotiate(accept []string) (f format, ok bool) {
+	types := parseAccept(accept)
+	if len(types) == 0 && len(strings.Join(accept, "")) == 0 {
+		return formatObject, true
+	}
+	for _, mt := range types {
+		if !answeredAsJSON[mt.typ] {
+			continue
+		}
 		as := mt.params["as"]
 		if as == "" {
-			return formatObject
+			return formatObject, true
 		}
 		if mt.params["g"] != "meta.k8s.io" || mt.params["v"] != "v1" {
 			continue
 		}
 		switch as {
 		case "Table":
-			return formatTable
+			return formatTable, true
 		case "PartialObjectMetadata", "PartialObjectMetadataList":
-			return formatMetadata
+			return formatMetadata, true
 		}
 	}
-	return formatObject
+	return formatObject, false
+}
+
+// notAcceptable is the 406 for an Accept header negotiate found nothing in.
+func notAcceptable(accept []string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusNotAcceptable, Reason: metav1.StatusReasonNotAcceptable,
+		Message: fmt.Sprintf("the krm agent serves application/json: the objects, or as=Table or as=PartialObjectMetadata of meta.k8s.io/v1; the Accept header %q names none of them",
+			strings.Join(accept, ", ")),
+	}}
 }
 
 // topLevel returns the raw value of member key of the JSON object obj, or

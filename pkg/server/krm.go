@@ -83,7 +83,12 @@ func (s *Server) krmPath(w http.ResponseWriter, r *http.Request, ver string, res
 		s.writeStatus(w, err)
 		return
 	}
-	if negotiate(r.Header.Values("Accept")) == formatTable {
+	f, acceptable := negotiate(r.Header.Values("Accept"))
+	if !acceptable {
+		s.writeStatus(w, notAcceptable(r.Header.Values("Accept")))
+		return
+	}
+	if f == formatTable {
 		table, err := s.krmTable(obj, r.URL.Query().Get("includeObject"))
 		if err != nil {
 			s.writeStatus(w, err)

@@ -250,7 +250,15 @@ func (s *Server) parse(r *http.Request, res api.Resource, info api.ResourceInfo,
 		}
 		req.maxStaleness = d
 	}
-	req.format = negotiate(r.Header.Values("Accept"))
+	if t := req.opts.TimeoutSeconds; t != nil && *t < 0 {
+		// kube-apiserver ends such a watch at once; a negative timeout is
+		// a mistake worth saying so.
+		return nil, badRequest("timeoutSeconds must not be negative, got %d", *t)
+	}
+	var acceptable bool
+	if req.format, acceptable = negotiate(r.Header.Values("Accept")); !acceptable {
+		return nil, notAcceptable(r.Header.Values("Accept"))
+	}
 	req.includeObject = metav1.IncludeMetadata
 	if v := q.Get("includeObject"); v != "" {
 		switch p := metav1.IncludeObjectPolicy(v); p {
