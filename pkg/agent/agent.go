@@ -267,6 +267,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	for _, r := range a.runners {
 		wg.Go(func() { _ = r.Start(ctx) })
 	}
+	if a.election != nil {
+		wg.Go(func() { a.publishStreamStates(ctx) })
+	}
 	if a.probe != nil {
 		wg.Go(func() { _ = a.probe.Start(ctx) })
 	}

@@ -188,6 +188,21 @@ func (a *aggregator) setConnected(connected bool) {
 	}
 }
 
+// streamState is the watch's state: connected, and its last event or
+// bookmark.
+func (a *aggregator) streamState() (bool, time.Time) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.streamConnected, a.lastStreamAt
+}
+
+// setLeaderStream makes a follower's stream state the leader's.
+func (a *aggregator) setLeaderStream(connected bool, last time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.streamConnected, a.lastStreamAt = connected, last
+}
+
 // errorSource says which part of a resource an error came from.
 type errorSource int
 

@@ -15,6 +15,39 @@ import (
 type followStore interface {
 	FrameGeneration(ctx context.Context, cluster, resource string, source store.Source) (string, error)
 	FollowEvents(ctx context.Context, cluster, resource string, after uint64, block time.Duration, limit int64) ([]store.Event, error)
+	PutStreamState(ctx context.Context, cluster, resource string, st store.StreamState) error
+	GetStreamState(ctx context.Context, cluster, resource string) (store.StreamState, error)
+}
+
+// streamStateEvery is how often the leader records its watches' state
+// for followers; a state older than streamStateStale is a leader gone.
+const (
+	streamStateEvery = 2 * time.Second
+	streamStateStale = 5 * streamStateEvery
+)
+
+// publishStreamStates records, while this replica leads, each resource's
+// watch state in the store, so that followers report the leader's stream
+// lag, not their own reads of Redis.
+func (a *Agent) publishStreamStates(ctx context.Context) {
+	t := time.NewTicker(streamStateEvery)
+	defer t.Stop()
+	for {
+		for _, r := range a.runners {
+			connected, last := r.agg.streamState()
+			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			err := a.follows.PutStreamState(wctx, a.keyCluster, r.info.Name, store.StreamState{Connected: connected, LastStreamAt: last, WrittenAt: time.Now()})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				a.log.Debug("recording the watch state for followers failed", "resource", r.info.Name, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 const (
@@ -97,12 +130,19 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 	if err != nil {
 		return err
 	}
+	st, stErr := a.follows.GetStreamState(ctx, a.keyCluster, r.info.Name)
 	a.followed(func() {
 		r.agg.setConnected(true)
 		r.agg.setError(fromStream, nil)
 		for _, ev := range evs {
 			r.agg.apply(ev.Type, ev.Row)
 			f.after = ev.Row.ResourceVersion
+		}
+		// The views are as fresh as the leader's watch: report its state.
+		// Without one (a leader of an older version), following works
+		// is all that can be said.
+		if stErr == nil {
+			r.agg.setLeaderStream(st.Connected && time.Since(st.WrittenAt) < streamStateStale, st.LastStreamAt)
 		}
 	})
 	return nil

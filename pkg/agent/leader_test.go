@@ -15,6 +15,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // role returns the agent's leader election role and the leader it knows.
@@ -181,4 +182,47 @@ func TestLeaderLosesLease(t *testing.T) {
 	if l, err = cs.CoordinationV1().Leases(ns).Get(t.Context(), lease, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "intruder" {
 		t.Errorf("after the leader exited the Lease is %+v (%v), want it held by the intruder", l.Spec, err)
 	}
+}
+
+// TestFollowerReportsTheLeadersStream: a follower's views are as fresh as
+// the leader's watch, so it reports the leader's stream state, not its own
+// reads of Redis: while the leader's watch is down, the follower says its
+// stream is disconnected, and connected again once the leader's is.
+func TestFollowerReportsTheLeadersStream(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	restCfg, cs, ri := configMapClients(t, c, ns)
+	cluster := "t-" + rand.String(8)
+	createConfigMaps(t, newConfigMapWriter(cs, ns), "cm-0")
+
+	proxy := watchproxy.New(t, restCfg, nil)
+	a := leaderReplica(t, c.RedisURL, proxy.RESTConfig(), ns, cluster, "a")
+	a.start()
+	waitRole(t, a, 30*time.Second, "leader")
+	b := leaderReplica(t, c.RedisURL, restCfg, ns, cluster, "b")
+	b.start()
+	waitMatchesList(t, 30*time.Second, b.client, "configmaps", ri, "", "aggregated")
+	waitRole(t, b, 10*time.Second, "follower")
+
+	stream := func(sa *storeAgent, want bool) {
+		t.Helper()
+		eventually(t, 15*time.Second, fmt.Sprintf("the stream to be connected=%v", want), func(ctx context.Context) (string, error) {
+			if st := resourceStatus(t, sa.client, "configmaps"); st.StreamConnected != want {
+				return fmt.Sprintf("connected=%v", st.StreamConnected), nil
+			}
+			return "", nil
+		})
+	}
+	stream(b, true)
+	// The leader's watch goes down and cannot come back; its Lease renews.
+	proxy.Hold()
+	proxy.Cut()
+	stream(a, false)
+	stream(b, false)
+	if role, _, err := b.role(t.Context()); err != nil || role != "follower" {
+		t.Fatalf("b is %q (%v) while the leader's watch is down, want still a follower", role, err)
+	}
+	proxy.Release()
+	stream(a, true)
+	stream(b, true)
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"encoding/gob"
 	"encoding/hex"
@@ -445,4 +446,49 @@ func (s *Redis) RememberedDiscovery(ctx context.Context, keyCluster string) ([]b
 		return nil, fmt.Errorf("reading %s: %w", discoveryKey(keyCluster), err)
 	}
 	return b, nil
+}
+
+// StreamState is the leading replica's watch of one resource, which
+// followers, whose own views come through Redis, report as theirs.
+type StreamState struct {
+	Connected    bool      `json:"connected"`
+	LastStreamAt time.Time `json:"lastStreamAt"`
+	// WrittenAt is when the leader wrote it: a state not renewed for a
+	// while is a leader that is gone.
+	WrittenAt time.Time `json:"writtenAt"`
+}
+
+// streamStateTTL removes a state its leader stopped renewing.
+const streamStateTTL = time.Minute
+
+func streamStateKey(cluster, resource string) string {
+	return resourcePrefix(cluster, resource) + ":stream"
+}
+
+// PutStreamState records the leader's watch state of resource.
+func (s *Redis) PutStreamState(ctx context.Context, cluster, resource string, st StreamState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := s.client.Set(ctx, streamStateKey(cluster, resource), b, streamStateTTL).Err(); err != nil {
+		return fmt.Errorf("writing %s: %w", streamStateKey(cluster, resource), err)
+	}
+	return nil
+}
+
+// GetStreamState returns what PutStreamState last recorded, or ErrNotFound.
+func (s *Redis) GetStreamState(ctx context.Context, cluster, resource string) (StreamState, error) {
+	var st StreamState
+	b, err := s.client.Get(ctx, streamStateKey(cluster, resource)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return st, ErrNotFound
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading %s: %w", streamStateKey(cluster, resource), err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%w: %s: %v", ErrCorrupt, streamStateKey(cluster, resource), err)
+	}
+	return st, nil
 }
