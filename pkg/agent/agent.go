@@ -268,7 +268,13 @@ func (a *Agent) Start(ctx context.Context) error {
 		wg.Go(func() { _ = r.Start(ctx) })
 	}
 	if a.election != nil {
-		wg.Go(func() { a.publishStreamStates(ctx) })
+		changed := make(chan struct{}, 1)
+		for _, r := range a.runners {
+			r.agg.mu.Lock()
+			r.agg.streamChanged = changed
+			r.agg.mu.Unlock()
+		}
+		wg.Go(func() { a.publishStreamStates(ctx, changed) })
 	}
 	if a.probe != nil {
 		wg.Go(func() { _ = a.probe.Start(ctx) })

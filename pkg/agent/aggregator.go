@@ -84,6 +84,10 @@ type aggregator struct {
 	ledger          []api.DriftEntry
 	lastError       [2]string // by errorSource
 
+	// streamChanged, when set, is told (without blocking) each time the
+	// watch connects or disconnects: the HA leader records it for
+	// followers at once.
+	streamChanged chan<- struct{}
 	// viewMu serialises the views' snapshot caches (store.Rows.View)
 	// between readers that share mu's read lock.
 	viewMu sync.Mutex
@@ -182,9 +186,16 @@ func (a *aggregator) progress(rv uint64) {
 func (a *aggregator) setConnected(connected bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	changed := a.streamConnected != connected
 	a.streamConnected = connected
 	if connected {
 		a.lastStreamAt = a.now()
+	}
+	if changed && a.streamChanged != nil {
+		select {
+		case a.streamChanged <- struct{}{}:
+		default:
+		}
 	}
 }
 

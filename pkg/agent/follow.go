@@ -29,7 +29,7 @@ const (
 // publishStreamStates records, while this replica leads, each resource's
 // watch state in the store, so that followers report the leader's stream
 // lag, not their own reads of Redis.
-func (a *Agent) publishStreamStates(ctx context.Context) {
+func (a *Agent) publishStreamStates(ctx context.Context, changed <-chan struct{}) {
 	t := time.NewTicker(streamStateEvery)
 	defer t.Stop()
 	for {
@@ -46,6 +46,7 @@ func (a *Agent) publishStreamStates(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-changed:
 		}
 	}
 }
