@@ -241,7 +241,7 @@ func TestLedgerIsBounded(t *testing.T) {
 // BenchmarkApply measures the per-event cost at several object counts; it
 // must not grow with the count.
 func BenchmarkApply(b *testing.B) {
-	for _, n := range []int{1000, 10000, 50000} {
+	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
 			a, rows := benchAggregator(n)
 			rv := uint64(n)

@@ -141,7 +141,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	r.createTook = time.Since(start)
-	if err := b.waitAgentHasAll(ctx, 6*time.Minute); err != nil {
+	if err := b.waitAgentHasAll(ctx, max(6*time.Minute, time.Duration(o.pods/10000)*3*time.Minute)); err != nil {
 		return err
 	}
 	r.settleTook = time.Since(start)
