@@ -301,6 +301,14 @@ func (a *aggregator) boundTombstones() {
 	}
 }
 
+// forgottenDeletions is status's ForgottenDeletions, without building the
+// rest of the status.
+func (a *aggregator) forgottenDeletions() int64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.forgotten
+}
+
 // needsRelist reports that tombstones were dropped after the LIST that
 // just landed began: deletions it predates may show again until a newer
 // LIST lands.
@@ -402,11 +410,10 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		}
 		// Keep one copy of each object's bytes: a row the LIST confirms
 		// keeps the bytes the views already hold.
-		switch {
-		case s != nil && s.ResourceVersion == l.ResourceVersion:
+		if s != nil && s.ResourceVersion == l.ResourceVersion {
 			l = confirmed(s)
-		case a.verified.get(l.UID) != nil && a.verified.get(l.UID).ResourceVersion == l.ResourceVersion:
-			l = a.verified.get(l.UID)
+		} else if v := a.verified.get(l.UID); v != nil && v.ResourceVersion == l.ResourceVersion {
+			l = v
 		}
 		// The runner may hand over a streamed row it found at the LIST's
 		// resourceVersion; in the verified view it is verified.

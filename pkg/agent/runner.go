@@ -158,7 +158,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	r.metrics.listSeconds.WithLabelValues(r.info.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		r.agg.setError(fromList, err)
-		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.status(r.info).ForgottenDeletions))
+		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.forgottenDeletions()))
 		return err
 	}
 	// Drift is judged against an earlier LIST; the first has nothing to

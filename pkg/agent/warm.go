@@ -166,7 +166,7 @@ func (a *Agent) readyDetail() string {
 		parts = append(parts, "serving stored frames of "+strings.Join(stale, ", ")+" (stale) until their first LIST")
 	}
 	for _, r := range a.runners {
-		if n := r.agg.status(r.info).ForgottenDeletions; n > 0 {
+		if n := r.agg.forgottenDeletions(); n > 0 {
 			parts = append(parts, fmt.Sprintf("%d deletions of %s left out of the drift report while its LISTs fail", n, r.info.Name))
 		}
 	}

@@ -123,7 +123,7 @@ func (m listMeta) append(buf []byte) []byte {
 func selectPage(rows *store.View, req *request, after string) (page []*store.Row, remaining int) {
 	limit := req.opts.Limit
 	filtered := req.filtered()
-	each := func(row *store.Row) bool {
+	ascendRequest(rows, req, after, func(row *store.Row) bool {
 		if filtered && !req.selects(row) {
 			return true
 		}
@@ -133,29 +133,30 @@ func selectPage(rows *store.View, req *request, after string) (page []*store.Row
 		}
 		page = append(page, row)
 		return true
-	}
-	if req.namespace != "" {
-		rows.AscendNamespace(req.namespace, after, each)
-	} else {
-		rows.AscendAfter(after, each)
-	}
+	})
 	return page, remaining
+}
+
+// ascendRequest calls fn, in key order, for each row of the request's
+// namespace (every row without one) after key after ("" for all), until
+// fn returns false.
+func ascendRequest(rows *store.View, req *request, after string, fn func(*store.Row) bool) {
+	if req.namespace != "" {
+		rows.AscendNamespace(req.namespace, after, fn)
+	} else {
+		rows.AscendAfter(after, fn)
+	}
 }
 
 // eachRow calls fn for each row of the request's namespace (every row
 // without one) that its selectors select, in key order.
 func eachRow(rows *store.View, req *request, fn func(*store.Row)) {
-	each := func(row *store.Row) bool {
+	ascendRequest(rows, req, "", func(row *store.Row) bool {
 		if req.selects(row) {
 			fn(row)
 		}
 		return true
-	}
-	if req.namespace != "" {
-		rows.AscendNamespace(req.namespace, "", each)
-	} else {
-		rows.Ascend(each)
-	}
+	})
 }
 
 func (s *Server) writeObjectList(w http.ResponseWriter, req *request, page []*store.Row, meta listMeta) {
