@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +17,6 @@ import (
 
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/connect"
-	"github.com/krm-project/krm/test/cluster"
-	"github.com/krm-project/krm/test/cluster/clustertest"
 )
 
 // TestSecurePlugin runs the real plugin against the real agent's
@@ -29,35 +25,13 @@ import (
 // server lets that user read, with a token or an exec plugin; a kubeconfig
 // the agent cannot check is refused up front.
 func TestSecurePlugin(t *testing.T) {
-	c := clustertest.Get(t)
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsA, nsB := clustertest.Namespace(t, c), clustertest.Namespace(t, c)
-	createPod(t, cs, nsA, "readable", false)
-	createPod(t, cs, nsB, "hidden", false)
-
-	// reader may read pods in nsA, and the agent's own status objects,
-	// which the plugin reads first; nothing else.
-	kubeconfig := restrictedKubeconfig(t, c, cs, nsA, "reader", []rbacv1.PolicyRule{{
-		APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"},
-	}})
+	f := startSecureFixture(t, "pods")
+	c, cs, nsA, kubeconfig := f.c, f.cs, f.nsA, f.kubeconfig
+	// reader may also read the agent's own status objects, which the
+	// plugin reads first.
 	user := fmt.Sprintf("system:serviceaccount:%s:reader", nsA)
 	grantKrmStatus(t, cs, kubeconfig, nsA, "reader")
-
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	a := startAgent(t, buildAgent(t), "--kubeconfig", c.Kubeconfig, "--resources", "pods", "--secure-listen", addr)
-	a.waitReady(t, 30*time.Second)
-	agentURL := "https://" + addr
+	agentURL := "https://" + f.addr
 	// The agent runs without --tls-cert-file: its certificate is
 	// self-signed.
 	secure := []string{"--agent-url", agentURL, "--agent-insecure-skip-tls-verify"}

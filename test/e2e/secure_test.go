@@ -34,23 +34,8 @@ const authzDenyAfter = 10*time.Second + 5*time.Second
 // what the API server lets it read, and losing the RoleBinding takes effect
 // within the authorization cache's TTL.
 func TestSecureListener(t *testing.T) {
-	c := clustertest.Get(t)
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsA, nsB := clustertest.Namespace(t, c), clustertest.Namespace(t, c)
-	createPod(t, cs, nsA, "readable", false)
-	createPod(t, cs, nsB, "hidden", false)
-
-	// reader may get, list and watch pods in nsA, and nothing else.
-	kubeconfig := restrictedKubeconfig(t, c, cs, nsA, "reader", []rbacv1.PolicyRule{{
-		APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"},
-	}})
+	f := startSecureFixture(t, "pods,nodes")
+	c, cs, nsA, nsB, kubeconfig := f.c, f.cs, f.nsA, f.nsB, f.kubeconfig
 	kc, err := clientcmd.LoadFromFile(kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -62,15 +47,7 @@ func TestSecureListener(t *testing.T) {
 	// A token whose ServiceAccount is gone: the TokenReview fails.
 	goneToken := deletedServiceAccountToken(t, cs, nsA, "gone")
 	expiredToken := expiredServiceAccountToken(t, c, cs, nsA, "expired")
-
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p := startAgent(t, buildAgent(t), "--kubeconfig", c.Kubeconfig, "--resources", "pods,nodes", "--secure-listen", addr)
-	p.waitReady(t, 30*time.Second)
-	base := "https://" + addr
+	base := "https://" + f.addr
 
 	// The certificate is self-signed; what matters here is who may read.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
@@ -211,4 +188,39 @@ func deletedServiceAccountToken(t *testing.T, cs kubernetes.Interface, ns, name 
 		return nil
 	})
 	return tr.Status.Token
+}
+
+// secureFixture is what the secure listener's tests share: namespace nsA
+// with a pod "readable" that ServiceAccount "reader" (kubeconfig) may get,
+// list and watch, namespace nsB with a pod "hidden" it may not read, and
+// the real agent serving --secure-listen at addr.
+type secureFixture struct {
+	c          *cluster.State
+	cs         kubernetes.Interface
+	nsA, nsB   string
+	kubeconfig string
+	addr       string
+}
+
+func startSecureFixture(t *testing.T, resources string) secureFixture {
+	t.Helper()
+	f := secureFixture{c: clustertest.Get(t)}
+	cs, err := f.c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cs = cs
+	f.nsA, f.nsB = clustertest.Namespace(t, f.c), clustertest.Namespace(t, f.c)
+	createPod(t, cs, f.nsA, "readable", false)
+	createPod(t, cs, f.nsB, "hidden", false)
+	f.kubeconfig = restrictedKubeconfig(t, f.c, cs, f.nsA, "reader", []rbacv1.PolicyRule{{
+		APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"},
+	}})
+	port, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	startAgent(t, buildAgent(t), "--kubeconfig", f.c.Kubeconfig, "--resources", resources, "--secure-listen", f.addr).waitReady(t, 30*time.Second)
+	return f
 }
