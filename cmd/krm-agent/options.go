@@ -33,6 +33,7 @@ type Options struct {
 	Context        string
 	Resources      []string
 	VerifyInterval time.Duration
+	VerifyWith     string
 	Listen         string
 	HealthListen   string
 	MaxWatches     int
@@ -82,6 +83,7 @@ func NewCommand() *cobra.Command {
 	o := &Options{
 		Resources:      agent.DefaultResources,
 		VerifyInterval: 60 * time.Second,
+		VerifyWith:     agent.VerifyList,
 		Listen:         "127.0.0.1:8080",
 		MaxWatches:     server.DefaultMaxWatches,
 		Store:          "memory",
@@ -115,6 +117,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringVar(&o.Context, "context", o.Context, "The kubeconfig context to use.")
 	f.StringSliceVar(&o.Resources, "resources", o.Resources, "Resources to watch: plural, singular or short names, kinds, or plural.group, including CRDs.")
 	f.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "Time between verifying LISTs of each resource (plus up to 10% jitter).")
+	f.StringVar(&o.VerifyWith, "verify-with", o.VerifyWith, "How the verifier reads each collection: list (paginated LISTs of 500) or watchlist (a watch with sendInitialEvents=true, served from kube-apiserver's watch cache; with a server that has no WatchList it falls back to LISTs). See docs/benchmarks.md for what each costs.")
 	f.StringVar(&o.Listen, "listen", o.Listen, "Address the HTTP API listens on. The default is reachable only through a port-forward.")
 	f.StringVar(&o.HealthListen, "health-listen", o.HealthListen, "Address of a second listener that serves only /healthz, /readyz and /metrics, for kubelet's probes and Prometheus (the manifests: :8081). Default: none; the API listener serves them too.")
 	f.IntVar(&o.MaxWatches, "max-watches", o.MaxWatches, "Watches served at once; beyond them a watch gets 429 with Retry-After, which clients back off on. Each holds at most a 4,096-change channel and a 64 KiB write buffer.")
@@ -142,6 +145,11 @@ state and the drift between them over HTTP under /api/v1/.`,
 
 // Validate checks the flags before anything connects.
 func (o *Options) Validate() error {
+	switch o.VerifyWith {
+	case "", agent.VerifyList, agent.VerifyWatchList:
+	default:
+		return fmt.Errorf("--verify-with must be %s or %s, got %q", agent.VerifyList, agent.VerifyWatchList, o.VerifyWith)
+	}
 	if o.VerifyInterval < time.Second {
 		return fmt.Errorf("--verify-interval must be at least 1s, got %s", o.VerifyInterval)
 	}
@@ -350,6 +358,7 @@ func (o *Options) Run(ctx context.Context) error {
 		RESTConfig:     cfg,
 		Resources:      o.Resources,
 		VerifyInterval: o.VerifyInterval,
+		VerifyWith:     o.VerifyWith,
 		Namespace:      o.Namespace,
 		LabelSelector:  o.LabelSelector,
 		ClusterName:    clusterName,

@@ -30,6 +30,15 @@ import (
 	"github.com/krm-project/krm/pkg/store"
 )
 
+// How the verifier reads a collection (Config.VerifyWith).
+const (
+	// VerifyList: a paginated LIST (limit=500 and continue).
+	VerifyList = "list"
+	// VerifyWatchList: a watch with sendInitialEvents=true that ends at
+	// the initial-events-end bookmark, from kube-apiserver's watch cache.
+	VerifyWatchList = "watchlist"
+)
+
 // Config is everything the agent needs; Complete turns it into an Agent.
 type Config struct {
 	RESTConfig *rest.Config
@@ -37,6 +46,9 @@ type Config struct {
 	Resources []string
 	// VerifyInterval is the time between LISTs (plus up to 10% jitter).
 	VerifyInterval time.Duration
+	// VerifyWith is how the verifier reads each collection: VerifyList
+	// (paginated LISTs, the default) or VerifyWatchList.
+	VerifyWith string
 	// Namespace and LabelSelector restrict what is cached; empty means all.
 	Namespace     string
 	LabelSelector string
@@ -103,6 +115,13 @@ var _ api.Backend = (*Agent)(nil)
 func (c Config) Complete() (*Agent, error) {
 	if c.RESTConfig == nil {
 		return nil, errors.New("no Kubernetes client configuration")
+	}
+	switch c.VerifyWith {
+	case "":
+		c.VerifyWith = VerifyList
+	case VerifyList, VerifyWatchList:
+	default:
+		return nil, fmt.Errorf("verify with %q: want %q or %q", c.VerifyWith, VerifyList, VerifyWatchList)
 	}
 	if c.VerifyInterval <= 0 {
 		return nil, fmt.Errorf("verify interval must be positive, got %s", c.VerifyInterval)
@@ -209,20 +228,22 @@ func (c Config) Complete() (*Agent, error) {
 		tables := !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0
 		client := newAPISource(rc, r.gvr, namespace, tables)
 		run := &runner{
-			info:     r.info,
-			client:   client,
-			selector: metav1.ListOptions{LabelSelector: c.LabelSelector},
-			interval: c.VerifyInterval,
-			agg:      newAggregator(c.ClusterName, r.info.Name, c.Now),
-			rows:     newRowBuilder(r.info.Kind, c.Now),
-			writer:   a.persist,
-			metrics:  m,
-			log:      c.Logger,
-			relist:   make(chan struct{}, 1),
-			listed:   make(chan struct{}, 1),
-			delay:    c.Delay,
-			cluster:  c.ClusterName,
+			info:      r.info,
+			client:    client,
+			selector:  metav1.ListOptions{LabelSelector: c.LabelSelector},
+			interval:  c.VerifyInterval,
+			watchList: c.VerifyWith == VerifyWatchList,
+			agg:       newAggregator(c.ClusterName, r.info.Name, c.Now),
+			rows:      newRowBuilder(r.info.Kind, c.Now),
+			writer:    a.persist,
+			metrics:   m,
+			log:       c.Logger,
+			relist:    make(chan struct{}, 1),
+			listed:    make(chan struct{}, 1),
+			delay:     c.Delay,
+			cluster:   c.ClusterName,
 		}
+		run.agg.driftFound = run.driftFound
 		a.runners = append(a.runners, run)
 		a.persist.add(run)
 		for _, n := range r.info.Names() {

@@ -83,6 +83,15 @@ type aggregator struct {
 	totalDrift      api.DriftCounts
 	ledger          []api.DriftEntry
 	lastError       [2]string // by errorSource
+	// pending are LISTs' drift candidates waiting for the watch to deliver
+	// up to their resourceVersion (judge.go), oldest first; pendingCount
+	// sums their candidates, and unjudged counts those given up on.
+	pending      []*judgment
+	pendingCount int
+	unjudged     int64
+	// driftFound, when set, is told of each drift recorded (under mu: it
+	// must not call the aggregator).
+	driftFound func(d api.DriftCounts, listRV string)
 
 	// streamChanged, when set, is told (without blocking) each time the
 	// watch connects or disconnects: the HA leader records it for
@@ -157,8 +166,12 @@ func (a *aggregator) apply(typ string, row *store.Row) {
 	defer a.mu.Unlock()
 	now := a.now()
 	a.lastStreamAt = now
+	if len(a.pending) > 0 {
+		a.judgeEvent(typ, row.UID, row.ResourceVersion)
+	}
 	if row.ResourceVersion > a.streamRV {
 		a.streamRV = row.ResourceVersion
+		a.judgeUpTo(a.streamRV)
 	}
 	if row.ResourceVersion <= a.verifiedRV {
 		return
@@ -179,6 +192,7 @@ func (a *aggregator) progress(rv uint64) {
 	a.lastStreamAt = a.now()
 	if rv > a.streamRV {
 		a.streamRV = rv
+		a.judgeUpTo(rv)
 		a.bookmark(rv)
 	}
 }
@@ -355,9 +369,6 @@ type verification struct {
 	rows []*store.Row // source verified
 	rv   uint64
 	at   time.Time
-	// caughtUp says the watch has delivered every event up to rv, so an
-	// object the stream lacks was missed, not merely in flight.
-	caughtUp bool
 }
 
 // verify lands a LIST: it records the drift it exposes, makes it the
@@ -367,17 +378,17 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
-	horizon := a.streamRV
-	if v.caughtUp || a.streamRV >= v.rv {
-		horizon = v.rv
-		v.caughtUp = true
-	}
+	// The watch has delivered everything up to delivered: what the LIST
+	// shows at or below it and the stream lacks was missed. The rest waits
+	// for the watch (judge.go).
+	delivered := a.streamRV
 	// A LIST older than the last one: etcd was restored from a backup, or
 	// the cluster rebuilt. What the views held is from another timeline.
 	backwards := a.hasVerified && v.rv < a.verifiedRV
 	judge := a.hasVerified && !a.stale && !a.following && !backwards // see judging
-	var drift api.DriftCounts
+	seq := a.verifications + 1
 	var found []api.DriftEntry
+	wait := &judgment{rv: v.rv, seq: seq, cands: map[string]*driftCandidate{}}
 	listRV := store.FormatResourceVersion(v.rv)
 	entry := func(kind string, streamed, listed *store.Row) {
 		e := api.DriftEntry{Kind: kind, FoundAt: v.at, ListResourceVersion: listRV}
@@ -392,6 +403,14 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		if listed != nil {
 			e.VerifiedResourceVersion = store.FormatResourceVersion(listed.ResourceVersion)
 		}
+		if listed != nil && listed.ResourceVersion > delivered || listed == nil && v.rv > delivered {
+			need := uint64(0)
+			if listed != nil {
+				need = listed.ResourceVersion
+			}
+			wait.cands[r.UID] = &driftCandidate{entry: e, rv: need}
+			return
+		}
 		found = append(found, e)
 	}
 
@@ -400,11 +419,9 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		s := a.current.get(l.UID)
 		if judge {
 			switch {
-			case s == nil && a.tombstones[l.UID] == nil && l.ResourceVersion <= horizon:
-				drift.MissedAdded++
+			case s == nil && a.tombstones[l.UID] == nil:
 				entry(api.MissedAdded, nil, l)
-			case s != nil && s.ResourceVersion < l.ResourceVersion && l.ResourceVersion <= horizon:
-				drift.MissedModified++
+			case s != nil && s.ResourceVersion < l.ResourceVersion:
 				entry(api.MissedModified, s, l)
 			}
 		}
@@ -420,24 +437,17 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		l = confirmed(l)
 		listed.set(l)
 	}
-	if judge && v.caughtUp {
+	if judge {
 		for uid, s := range a.current.byUID {
 			if listed.get(uid) == nil && s.ResourceVersion <= v.rv {
-				drift.MissedDeleted++
 				entry(api.MissedDeleted, s, nil)
 			}
 		}
 	}
-	sort.Slice(found, func(i, j int) bool {
-		return key(found[i].Namespace, found[i].Name) < key(found[j].Namespace, found[j].Name)
-	})
-	a.ledger = append(a.ledger, found...)
-	if over := len(a.ledger) - ledgerSize; over > 0 {
-		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
-	}
 
 	restart := !a.hasVerified || a.stale || a.following || backwards
 	if a.stale || a.following || backwards {
+		a.dropJudgments()
 		// The frames and events loaded from the store are an earlier run's
 		// or another replica's, or etcd's revisions went back: this LIST
 		// supersedes them all, and the stream's resourceVersion drops back
@@ -461,13 +471,12 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		a.forgotten, a.forgottenRV = 0, 0
 	}
 	a.log.keepAfter(v.rv, func(e event) { a.applyLocked(e.typ, e.row) })
-	a.verifications++
-	a.lastDrift = drift
-	a.totalDrift.MissedAdded += drift.MissedAdded
-	a.totalDrift.MissedDeleted += drift.MissedDeleted
-	a.totalDrift.MissedModified += drift.MissedModified
+	a.verifications = seq
+	a.lastDrift = api.DriftCounts{}
+	a.recordDrift(found, seq, v.rv)
+	a.deferJudgment(wait)
 	a.rebuilt(oldCurrent, oldVerified, restart)
-	return drift
+	return a.lastDrift
 }
 
 // rebuilt tells watchers how the views changed when they were rebuilt from a
@@ -747,6 +756,8 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 		Verifications:           a.verifications,
 		LastDrift:               a.lastDrift,
 		TotalDrift:              a.totalDrift,
+		DriftPending:            a.pendingCount,
+		DriftUnjudged:           a.unjudged,
 		Stale:                   a.stale,
 		LastError:               a.lastErrors(),
 		ForgottenDeletions:      a.forgotten,

@@ -24,7 +24,7 @@ func row(name string, rv uint64, src store.Source) *store.Row {
 }
 
 func listed(rv uint64, rows ...*store.Row) verification {
-	return verification{rows: rows, rv: rv, at: t0, caughtUp: true}
+	return verification{rows: rows, rv: rv, at: t0}
 }
 
 // view summarises a snapshot as name -> rv/source.
@@ -143,26 +143,103 @@ func TestNoDriftForWhatTheStreamSawFirst(t *testing.T) {
 	}
 }
 
+// Drift is judged only up to what the watch delivered, however long it lags:
+// a LIST the watch is behind waits for it, and each difference is settled
+// by its event arriving (no drift) or by the watch passing the LIST
+// without it (drift). Elapsed time decides nothing.
 func TestDriftIsNotJudgedBeyondWhatTheStreamDelivered(t *testing.T) {
 	a := newTestAggregator()
-	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified)))
+	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified), row("c", 8, store.Verified)))
 	a.apply(modified, row("a", 12, store.Streamed)) // the stream reached 12
-	// The LIST at 20 has "n" created at 18 and lacks "b"; the watch has
-	// not caught up to 20 and is not known to be quiet.
-	v := listed(20, row("a", 12, store.Verified), row("n", 18, store.Verified))
-	v.caughtUp = false
+	// The LIST at 20 has "n" created at 18 and "m" at 19, "c" modified at
+	// 17, and lacks "b": the watch has delivered only up to 12.
+	v := listed(20, row("a", 12, store.Verified), row("c", 17, store.Verified), row("n", 18, store.Verified), row("m", 19, store.Verified))
 	if drift := a.verify(v); drift.Total() != 0 {
 		t.Errorf("drift = %+v, want none while the watch is behind the LIST", drift)
 	}
-	if diff := cmp.Diff(map[string]string{"a": "12/verified", "n": "18/verified"}, view(a, store.Aggregated)); diff != "" {
+	if got := a.status(api.ResourceInfo{}).DriftPending; got != 4 {
+		t.Errorf("DriftPending = %d, want 4 (c, n, m, b)", got)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "12/verified", "c": "17/verified", "n": "18/verified", "m": "19/verified"}, view(a, store.Aggregated)); diff != "" {
 		t.Errorf("aggregated is the LIST all the same (-want +got):\n%s", diff)
 	}
-	// The late events then arrive; they are older than the LIST and change
-	// nothing.
+	// The late events arrive, older than the LIST: they change nothing in
+	// the views, and settle "c", "n" and "b" as in flight, not missed.
+	a.apply(modified, row("c", 17, store.Streamed))
 	a.apply(added, row("n", 18, store.Streamed))
 	a.apply(deleted, row("b", 19, store.Streamed))
-	if diff := cmp.Diff(map[string]string{"a": "12/verified", "n": "18/verified"}, view(a, store.Aggregated)); diff != "" {
+	if diff := cmp.Diff(map[string]string{"a": "12/verified", "c": "17/verified", "n": "18/verified", "m": "19/verified"}, view(a, store.Aggregated)); diff != "" {
 		t.Errorf("aggregated after late events (-want +got):\n%s", diff)
+	}
+	if st := a.status(api.ResourceInfo{}); st.DriftPending != 1 || st.TotalDrift.Total() != 0 {
+		t.Errorf("status = pending %d, drift %+v; want 1 pending (m) and no drift yet", st.DriftPending, st.TotalDrift)
+	}
+	// A bookmark past the LIST: the watch delivered everything up to 20
+	// and never "m", which it missed.
+	a.progress(25)
+	st := a.status(api.ResourceInfo{})
+	if want := (api.DriftCounts{MissedAdded: 1}); st.LastDrift != want || st.TotalDrift != want || st.DriftPending != 0 {
+		t.Errorf("after the bookmark: last %+v, total %+v, pending %d; want %+v and nothing pending", st.LastDrift, st.TotalDrift, st.DriftPending, want)
+	}
+	var ledger []string
+	for _, e := range a.drift().Ledger {
+		ledger = append(ledger, fmt.Sprintf("%s %s list=%s at=%s", e.Kind, e.Name, e.VerifiedResourceVersion, e.ListResourceVersion))
+	}
+	if diff := cmp.Diff([]string{"MissedAdded m list=19 at=20"}, ledger); diff != "" {
+		t.Errorf("ledger (-want +got):\n%s", diff)
+	}
+}
+
+// An event after the LIST also tells that the watch passed it; and the
+// event itself is judged first, so a missed deletion settled by its own
+// DELETED event at the LIST's resourceVersion is not drift.
+func TestDriftIsJudgedWhenAnEventPassesTheList(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("a", 5, store.Verified), row("b", 7, store.Verified), row("d", 8, store.Verified)))
+	a.verify(listed(20, row("a", 5, store.Verified)))
+	a.apply(deleted, row("b", 19, store.Streamed)) // before the LIST: delivered
+	if st := a.status(api.ResourceInfo{}); st.DriftPending != 1 || st.TotalDrift.Total() != 0 {
+		t.Fatalf("pending %d, drift %+v; want d pending and no drift", st.DriftPending, st.TotalDrift)
+	}
+	a.apply(added, row("x", 21, store.Streamed))
+	if want := (api.DriftCounts{MissedDeleted: 1}); a.status(api.ResourceInfo{}).TotalDrift != want {
+		t.Errorf("drift = %+v, want %+v (d's deletion never came)", a.status(api.ResourceInfo{}).TotalDrift, want)
+	}
+}
+
+// A watch that restarts past a waiting LIST will never deliver what it
+// waits for: its candidates are counted as unjudged, not guessed.
+func TestDriftUnjudgedWhenTheWatchRestartsPastTheList(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10, row("b", 7, store.Verified)))
+	a.verify(listed(20, row("n", 18, store.Verified)))
+	a.watchFrom(a.resumeFrom())
+	a.progress(30)
+	st := a.status(api.ResourceInfo{})
+	if st.TotalDrift.Total() != 0 || st.DriftPending != 0 || st.DriftUnjudged != 2 {
+		t.Errorf("drift %+v, pending %d, unjudged %d; want no drift, nothing pending, 2 unjudged", st.TotalDrift, st.DriftPending, st.DriftUnjudged)
+	}
+}
+
+// The candidates waiting for the watch are bounded: past pendingLimit the
+// oldest LISTs' are given up on and counted.
+func TestDriftPendingIsBounded(t *testing.T) {
+	a := newTestAggregator()
+	a.verify(listed(10))
+	var rows []*store.Row
+	for l := range 3 {
+		for i := range pendingLimit / 2 {
+			rows = append(rows, row(fmt.Sprint("m", l, "-", i), uint64(11+l), store.Verified))
+		}
+		a.verify(listed(uint64(20+l), rows...))
+	}
+	st := a.status(api.ResourceInfo{})
+	if st.DriftPending != pendingLimit || st.DriftUnjudged != pendingLimit/2 {
+		t.Errorf("pending %d, unjudged %d; want %d pending and the first LIST's %d unjudged", st.DriftPending, st.DriftUnjudged, pendingLimit, pendingLimit/2)
+	}
+	a.progress(30)
+	if st := a.status(api.ResourceInfo{}); st.DriftPending != 0 || st.TotalDrift.MissedAdded != pendingLimit {
+		t.Errorf("after the bookmark: pending %d, drift %+v; want 0 and the last two LISTs' %d missed adds", st.DriftPending, st.TotalDrift, pendingLimit)
 	}
 }
 
@@ -232,6 +309,7 @@ func TestLedgerIsBounded(t *testing.T) {
 	for i := range ledgerSize + 10 {
 		rows = append(rows, row(fmt.Sprint("m", i), 11, store.Verified))
 	}
+	a.progress(20) // the watch is at the LIST: nothing in flight
 	a.verify(listed(20, rows...))
 	if n := len(a.drift().Ledger); n != ledgerSize {
 		t.Errorf("ledger holds %d entries, want %d", n, ledgerSize)

@@ -18,7 +18,9 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/krm-project/krm/pkg/agent"
+	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/test/cluster/clustertest"
+	"github.com/krm-project/krm/test/watchproxy"
 )
 
 // churnKind is a resource the churn tests create, change and delete.
@@ -240,5 +242,54 @@ func TestChurnMatchesList(t *testing.T) {
 				t.Errorf("status of %s counts %d LISTs, want only the first: the views must come from the watch", k.resource, st.Verifications)
 			}
 		})
+	}
+}
+
+// TestWatchListVerifies verifies with WatchList (sendInitialEvents) while
+// the stream misses events: each verification reads the whole collection
+// from the watch, judges drift and repairs the views, as a LIST does, and
+// no LIST is made.
+func TestWatchListVerifies(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	cfg, cs, ri := configMapClients(t, c, ns)
+	proxy := watchproxy.New(t, cfg, dropMisses)
+	const interval = 2 * time.Second
+	ag := startAgent(t, agent.Config{
+		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns,
+		VerifyInterval: interval, VerifyWith: agent.VerifyWatchList,
+	})
+	ctx := t.Context()
+	w := newConfigMapWriter(cs, ns)
+	for i := range 20 {
+		if err := w.create(ctx, fmt.Sprint("normal-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.create(ctx, "miss-add-0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := churn(ctx, t, ri, configMaps, churnOptions{prefix: "wl-", objects: 100, workers: 4}); err != nil {
+		t.Fatal(err)
+	}
+	waitMatchesList(t, 30*time.Second, ag.client, "configmaps", ri, "", "aggregated", "streamed", "verified")
+	eventually(t, 90*time.Second, "the missed ADDED to be judged (at the next event or bookmark past the verification)", func(ctx context.Context) (string, error) {
+		if err := w.update(ctx, "normal-0"); err != nil {
+			return "", err
+		}
+		if st := resourceStatus(t, ag.client, "configmaps"); st.TotalDrift.MissedAdded != 1 {
+			return fmt.Sprintf("drift %+v, %d pending", st.TotalDrift, st.DriftPending), nil
+		}
+		return "", nil
+	})
+	st := resourceStatus(t, ag.client, "configmaps")
+	if st.TotalDrift != (api.DriftCounts{MissedAdded: 1}) {
+		t.Errorf("drift = %+v, want the one missed ADDED", st.TotalDrift)
+	}
+	if st.Verifications < 2 {
+		t.Errorf("%d verifications, want several", st.Verifications)
+	}
+	if n := proxy.PagedLists(); n != 0 {
+		t.Errorf("the agent made %d LISTs; with WatchList it should make none", n)
 	}
 }

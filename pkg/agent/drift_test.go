@@ -151,7 +151,12 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 	}
 
 	// (b) Within a verify interval or two, the ledger names each miss,
-	// with its kind and versions, and nothing else.
+	// with its kind and versions, and nothing else. Drift is judged only
+	// up to what the watch delivered: a missed deletion is known once the
+	// watch passes the LIST's resourceVersion without it, so the test keeps
+	// writing a configmap the watch delivers (a quiet watch would pass it
+	// at its next bookmark, about a minute later).
+	ticks := 0
 	var want []driftFinding
 	for _, name := range missAdd {
 		want = append(want, driftFinding{Kind: api.MissedAdded, Name: name, UID: w.log.uid[name], VerifiedResourceVersion: w.log.at(name, 0)})
@@ -172,6 +177,14 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 		}
 		found = findings(r)
 		if len(found) < len(want) {
+			tick := w.create
+			if ticks > 0 {
+				tick = w.update
+			}
+			if err := tick(ctx, "tick"); err != nil {
+				return "", err
+			}
+			ticks++
 			return fmt.Sprintf("ledger: %+v", found), nil
 		}
 		return "", nil
@@ -242,4 +255,58 @@ func findings(r *api.DriftReport) []driftFinding {
 
 func sortFindings(f []driftFinding) {
 	slices.SortFunc(f, func(a, b driftFinding) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// TestLaggingWatchIsNotDrift delays every watch event by more than the 2 s
+// a landed LIST used to wait for the watch, while objects are written and
+// LISTs land: events in flight are not drift, however late they are.
+// Judged by elapsed time, each LIST found the newest writes "missed".
+func TestLaggingWatchIsNotDrift(t *testing.T) {
+	c := clustertest.Get(t)
+	ns := clustertest.Namespace(t, c)
+	cfg, cs, ri := configMapClients(t, c, ns)
+	proxy := watchproxy.New(t, cfg, nil)
+	proxy.Lag(4 * time.Second)
+	const interval = 2 * time.Second
+	ag := startAgent(t, agent.Config{
+		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: interval,
+	})
+	ctx := t.Context()
+	eventually(t, 10*time.Second, "the first LIST", func(context.Context) (string, error) {
+		if n := resourceStatus(t, ag.client, "configmaps").Verifications; n == 0 {
+			return "no LIST yet", nil
+		}
+		return "", nil
+	})
+	w := newConfigMapWriter(cs, ns)
+	// Write for five verify intervals: every LIST lands with writes the
+	// lagging watch has not delivered yet.
+	maxPending := 0
+	for i := range 25 {
+		name := fmt.Sprint("lag-", i)
+		if err := w.create(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 && i > 0 {
+			if err := w.remove(ctx, fmt.Sprint("lag-", i-1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		maxPending = max(maxPending, resourceStatus(t, ag.client, "configmaps").DriftPending)
+		time.Sleep(interval / 5)
+	}
+	// Every write reaches the agent, four seconds late; nothing was missed.
+	waitMatchesList(t, 30*time.Second, ag.client, "configmaps", ri, "", "aggregated", "streamed")
+	st := resourceStatus(t, ag.client, "configmaps")
+	t.Logf("%d LISTs landed; at most %d objects waited for the watch; %d still wait, %d unjudged", st.Verifications, maxPending, st.DriftPending, st.DriftUnjudged)
+	if st.Verifications < 3 {
+		t.Errorf("only %d LISTs landed during the writes; the test needs LISTs ahead of the watch", st.Verifications)
+	}
+	if maxPending == 0 {
+		t.Errorf("no LIST ever waited for the watch: the proxy's lag did not put the watch behind")
+	}
+	if st.TotalDrift.Total() != 0 {
+		r, _ := ag.client.Drift(ctx, "configmaps")
+		t.Errorf("drift %+v from a watch that only lagged; ledger: %+v", st.TotalDrift, findings(r))
+	}
 }

@@ -21,9 +21,9 @@ import (
 
 const (
 	listPageSize = 500
-	// catchUpGrace is how long a landed LIST waits for the watch to deliver
-	// the events up to the LIST's resourceVersion before drift is judged.
-	catchUpGrace = 2 * time.Second
+	// resumedAfterList: a watch opened within this of a LIST replays
+	// nothing worth keeping out of the delay figures (freshBoundary).
+	resumedAfterList = 2 * time.Second
 	// jitterFactor spreads LISTs: each interval is up to 10% longer.
 	jitterFactor = 0.1
 	backoffMin   = 100 * time.Millisecond
@@ -44,6 +44,7 @@ var errWatchStalled = errors.New("delivered nothing, not even a bookmark")
 // pages read one item at a time, and a watch (an apiSource).
 type source interface {
 	ListPage(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (metav1.ListMeta, error)
+	WatchList(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (string, error)
 	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 }
 
@@ -78,6 +79,10 @@ type runner struct {
 	freshFrom uint64
 	// stallAfter overrides watchStallAfter (tests).
 	stallAfter time.Duration
+	// watchList: the verifier reads the collection as a WatchList
+	// (sendInitialEvents) instead of a paginated LIST. Verifier goroutine
+	// only: it falls back to LISTs for good when the server has none.
+	watchList bool
 }
 
 var _ api.Resource = (*runner)(nil)
@@ -161,25 +166,12 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.forgottenDeletions()))
 		return err
 	}
-	// Drift is judged against an earlier LIST; the first has nothing to
-	// wait for.
-	caughtUp := false
-	if r.agg.judging() {
-		caughtUp = r.waitCaughtUp(ctx, rv)
-	}
-	drift := r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now(), caughtUp: caughtUp})
+	r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now()})
 	r.agg.setError(fromList, nil)
-	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(drift.MissedAdded))
-	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(drift.MissedDeleted))
-	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(drift.MissedModified))
 	st := r.agg.status(r.info)
 	r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(st.ForgottenDeletions))
 	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Verified)).Set(float64(st.Objects.Verified))
 	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Aggregated)).Set(float64(st.Objects.Aggregated))
-	if drift.Total() > 0 {
-		r.log.Warn("LIST found events the stream missed; streamed view repaired", "resource", r.info.Name,
-			"resourceVersion", rv, "missedAdded", drift.MissedAdded, "missedDeleted", drift.MissedDeleted, "missedModified", drift.MissedModified)
-	}
 	r.persist(ctx)
 	if r.agg.needsRelist() {
 		// Deletions forgotten while LISTs failed may predate this LIST's
@@ -197,24 +189,14 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	return nil
 }
 
-// waitCaughtUp waits, up to catchUpGrace, for the watch to deliver events up
-// to rv. A connected watch that stays quiet that long has nothing in flight.
-func (r *runner) waitCaughtUp(ctx context.Context, rv uint64) bool {
-	deadline := time.Now().Add(catchUpGrace)
-	for {
-		ok, connected := r.agg.caughtUp(rv)
-		if ok {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return connected
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+// driftFound counts and logs drift when it is judged: when a LIST lands, or
+// later, when the watch has delivered up to the LIST's resourceVersion.
+func (r *runner) driftFound(d api.DriftCounts, listRV string) {
+	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(d.MissedAdded))
+	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(d.MissedDeleted))
+	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(d.MissedModified))
+	r.log.Warn("a LIST found events the stream missed; the streamed view was repaired", "resource", r.info.Name,
+		"resourceVersion", listRV, "missedAdded", d.MissedAdded, "missedDeleted", d.MissedDeleted, "missedModified", d.MissedModified)
 }
 
 // list runs one paginated LIST. Each item is read from the response as it
@@ -254,6 +236,24 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		}
 		rows = append(rows, row)
 		return nil
+	}
+	if r.watchList {
+		rvs, err := r.client.WatchList(ctx, r.selector, each)
+		if errors.Is(err, errNoWatchList) {
+			r.log.Warn("verifying with paginated LISTs instead of WatchList", "resource", r.info.Name, "err", err)
+			r.watchList = false
+			clear(rows)
+			rows = rows[:0]
+		} else {
+			if err != nil {
+				return nil, 0, fmt.Errorf("listing %s (WatchList): %w", r.info.Name, err)
+			}
+			rv, err := store.ParseResourceVersion(rvs)
+			if err != nil {
+				return nil, 0, fmt.Errorf("listing %s (WatchList): %w", r.info.Name, err)
+			}
+			return rows, rv, nil
+		}
 	}
 	for {
 		meta, err := r.client.ListPage(ctx, opts, each)
@@ -332,7 +332,8 @@ func (r *runner) stream(ctx context.Context) {
 // it normally (its timeout), so it is resumed at once.
 func (r *runner) watchOnce(ctx context.Context) error {
 	opts := r.selector
-	opts.ResourceVersion = store.FormatResourceVersion(r.agg.resumeFrom())
+	from := r.agg.resumeFrom()
+	opts.ResourceVersion = store.FormatResourceVersion(from)
 	opts.AllowWatchBookmarks = true
 	// The server ends each watch after this; resuming then is cheap and
 	// spreads reconnects.
@@ -343,6 +344,7 @@ func (r *runner) watchOnce(ctx context.Context) error {
 		return fmt.Errorf("watching %s: %w", r.info.Name, err)
 	}
 	defer w.Stop()
+	r.agg.watchFrom(from)
 	// Only once the watch is open: its request may have waited (in API
 	// Priority and Fairness queues, on a slow network) while changes went
 	// on, and the watch replays those too.
@@ -382,7 +384,7 @@ func (r *runner) watchOnce(ctx context.Context) error {
 // few samples is better than recording an outage as delay.
 func (r *runner) freshBoundary(ctx context.Context, rv string) uint64 {
 	from, _ := store.ParseResourceVersion(rv)
-	if r.delay == nil || time.Since(time.Unix(0, r.listedAt.Load())) < catchUpGrace {
+	if r.delay == nil || time.Since(time.Unix(0, r.listedAt.Load())) < resumedAfterList {
 		return from
 	}
 	opts := r.selector

@@ -166,6 +166,89 @@ func (t *apiSource) ListPage(ctx context.Context, opts metav1.ListOptions, each 
 	return meta, nil
 }
 
+// initialEventsEnd is the annotation on the BOOKMARK that ends a
+// WatchList's initial events.
+const initialEventsEnd = "k8s.io/initial-events-end"
+
+// errNoWatchList says the server does not stream a LIST as a watch
+// (WatchList, sendInitialEvents=true): the verifier LISTs instead.
+var errNoWatchList = errors.New("the server does not support WatchList (sendInitialEvents)")
+
+// WatchList reads the whole collection as a WatchList: a watch with
+// sendInitialEvents=true streams every object as an ADDED event from
+// kube-apiserver's watch cache, then a BOOKMARK marked initial-events-end
+// at the resourceVersion they are consistent at, which it returns. The
+// watch is then closed. Each object is handed to each as it arrives, as
+// ListPage does. With tables each event is a Table of one row, the
+// bookmark's object in its row.
+func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	send := true
+	opts.Watch, opts.SendInitialEvents, opts.AllowWatchBookmarks = true, &send, true
+	opts.ResourceVersion, opts.ResourceVersionMatch = "", metav1.ResourceVersionMatchNotOlderThan
+	opts.Limit, opts.Continue = 0, ""
+	body, err := t.request(opts).Stream(ctx)
+	if err != nil {
+		if apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) {
+			return "", fmt.Errorf("%w: %w", errNoWatchList, err)
+		}
+		return "", err
+	}
+	defer body.Close()
+	dec := json.NewDecoder(body)
+	for {
+		var ev struct {
+			Type   watch.EventType `json:"type"`
+			Object json.RawMessage `json:"object"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the watch ended before its initial events did")
+			}
+			return "", fmt.Errorf("reading a WatchList of %s: %w", t.path, err)
+		}
+		item := listItem{object: ev.Object}
+		if t.tables && (ev.Type == watch.Added || ev.Type == watch.Bookmark) {
+			var tb wireTable
+			if err := json.Unmarshal(ev.Object, &tb); err != nil {
+				return "", fmt.Errorf("a WatchList event of %s: %w", t.path, err)
+			}
+			if len(tb.Rows) != 1 || len(tb.Rows[0].Object) == 0 || bytes.Equal(tb.Rows[0].Object, []byte("null")) {
+				return "", fmt.Errorf("a WatchList event of %s is a Table of %d rows, want one with its object", t.path, len(tb.Rows))
+			}
+			t.setColumns(tb.ColumnDefinitions)
+			item = listItem{object: tb.Rows[0].Object, cells: tb.Rows[0].Cells}
+		}
+		switch ev.Type {
+		case watch.Added:
+			if err := each(item); err != nil {
+				return "", err
+			}
+		case watch.Bookmark:
+			var b struct {
+				Metadata metav1.ObjectMeta `json:"metadata"`
+			}
+			if err := json.Unmarshal(item.object, &b); err != nil {
+				return "", fmt.Errorf("a WatchList bookmark of %s: %w", t.path, err)
+			}
+			if b.Metadata.Annotations[initialEventsEnd] == "true" {
+				return b.Metadata.ResourceVersion, nil
+			}
+		case watch.Error:
+			var st metav1.Status
+			if err := json.Unmarshal(ev.Object, &st); err != nil {
+				return "", fmt.Errorf("a WatchList of %s failed: %s", t.path, ev.Object)
+			}
+			return "", apierrors.FromObject(&st)
+		default:
+			// Changes after the initial events come after their bookmark;
+			// a server that sends one first did not honour sendInitialEvents.
+			return "", fmt.Errorf("%w: a %s event came before the initial events ended", errNoWatchList, ev.Type)
+		}
+	}
+}
+
 // eachElement calls fn for each element of the array at the decoder's
 // cursor; fn decodes the element.
 func eachElement(dec *json.Decoder, fn func() error) error {

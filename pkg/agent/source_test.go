@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -401,6 +402,10 @@ func (s *silentSource) ListPage(context.Context, metav1.ListOptions, func(listIt
 	return metav1.ListMeta{ResourceVersion: "10"}, nil
 }
 
+func (s *silentSource) WatchList(context.Context, metav1.ListOptions, func(listItem) error) (string, error) {
+	return "", errNoWatchList
+}
+
 func (s *silentSource) Watch(context.Context, metav1.ListOptions) (watch.Interface, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -451,5 +456,75 @@ func TestWatchdogRestartsASilentWatch(t *testing.T) {
 	}
 	if got := restarts.GetCounter().GetValue(); got < 2 {
 		t.Errorf("krm_watch_restarts_total{reason=stalled} = %v, want the restarts counted", got)
+	}
+}
+
+// watchListSource is an apiSource (JSON, not Tables) on a server that
+// answers every request with body and code.
+func watchListSource(t *testing.T, code int, body string) *apiSource {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	client, err := newRESTClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newAPISource(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default", false)
+}
+
+// WatchList reads the initial events up to the initial-events-end
+// bookmark; a server without WatchList is told apart (errNoWatchList) so
+// the verifier LISTs instead, and a cut or failed one is an error.
+func TestWatchListSource(t *testing.T) {
+	cm := func(name, rv string) string {
+		return fmt.Sprintf(`{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":%q,"namespace":"default","uid":"u-%s","resourceVersion":%q}}}`, name, name, rv)
+	}
+	end := `{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"90","annotations":{"k8s.io/initial-events-end":"true"}}}}`
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		wantRV     string
+		wantNames  []string
+		wantErr    string
+		noWatch    bool
+	}{
+		{name: "complete", code: 200, body: cm("a", "10") + "\n" + cm("b", "20") + "\n" + end + "\n" + cm("late", "95"), wantRV: "90", wantNames: []string{"a", "b"}},
+		{name: "cut before the bookmark", code: 200, body: cm("a", "10") + "\n", wantErr: "the watch ended before its initial events did"},
+		{name: "no WatchList: a change before the bookmark", code: 200, body: `{"type":"MODIFIED","object":{"metadata":{"name":"a"}}}`, wantErr: "does not support WatchList", noWatch: true},
+		{name: "no WatchList: 400", code: 400, body: `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"BadRequest","message":"resourceVersionMatch is forbidden for watch","code":400}`, wantErr: "forbidden for watch", noWatch: true},
+		{name: "expired", code: 200, body: `{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","message":"too old resource version","code":410}}`, wantErr: "too old resource version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var names []string
+			rv, err := watchListSource(t, tc.code, tc.body).WatchList(t.Context(), metav1.ListOptions{}, func(it listItem) error {
+				var o struct {
+					Metadata metav1.ObjectMeta `json:"metadata"`
+				}
+				if err := json.Unmarshal(it.object, &o); err != nil {
+					return err
+				}
+				names = append(names, o.Metadata.Name)
+				return nil
+			})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)
+				}
+				if got := errors.Is(err, errNoWatchList); got != tc.noWatch {
+					t.Errorf("errors.Is(err, errNoWatchList) = %v, want %v", got, tc.noWatch)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rv != tc.wantRV || !cmp.Equal(names, tc.wantNames) {
+				t.Errorf("got rv %q and %v, want %q and %v", rv, names, tc.wantRV, tc.wantNames)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -43,6 +44,11 @@ type Proxy struct {
 	// refuse: every request's connection is closed unanswered, as by a
 	// kube-apiserver that is down.
 	refuse bool
+	// pagedLists counts the non-watch GETs with a limit: paginated LISTs.
+	pagedLists int
+	// lag delays every watch event by this much, as a slow network or a
+	// busy kube-apiserver does.
+	lag time.Duration
 }
 
 // forwarded is a watch being forwarded.
@@ -109,6 +115,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	watching := q.Get("watch") == "true" || q.Get("watch") == "1"
 	ctx := r.Context()
 	var fw *forwarded
+	if !watching && r.Method == http.MethodGet && q.Has("limit") {
+		p.mu.Lock()
+		p.pagedLists++
+		p.mu.Unlock()
+	}
 	if !watching && r.Method == http.MethodGet && p.failList() {
 		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"proxy: failing this LIST on purpose","code":500}`, http.StatusInternalServerError)
 		return
@@ -155,7 +166,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(w, resp.Body)
 		return
 	}
-	p.relay(ctx, r.Context(), fw, w, resp.Body)
+	// A WatchList (sendInitialEvents) is a verifier reading the whole
+	// collection: drop, which stands for events the stream misses, spares
+	// it, as it spares LISTs.
+	p.relay(ctx, r.Context(), fw, w, resp.Body, q.Get("sendInitialEvents") != "true")
 }
 
 // Refuse makes the proxy close every new request's connection unanswered
@@ -217,36 +231,81 @@ func (p *Proxy) pass(ctx context.Context, rv string) bool {
 // leaving out the ones to drop. When the watch is cut (ctx ends but the
 // client's request goes on) it breaks the connection, as a network failure
 // would.
-func (p *Proxy) relay(ctx, client context.Context, fw *forwarded, w http.ResponseWriter, body io.Reader) {
+func (p *Proxy) relay(ctx, client context.Context, fw *forwarded, w http.ResponseWriter, body io.Reader, dropping bool) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	p.mu.Lock()
 	fw.flowing = true
 	p.mu.Unlock()
-	br := bufio.NewReaderSize(body, 64<<10)
-	for {
-		line, err := br.ReadBytes('\n')
-		if err != nil {
-			if ctx.Err() != nil && client.Err() == nil {
-				panic(http.ErrAbortHandler)
+	type line struct {
+		b  []byte
+		at time.Time
+	}
+	lines := make(chan line, 4096)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReaderSize(body, 64<<10)
+		for {
+			b, err := br.ReadBytes('\n')
+			if err != nil {
+				return
 			}
+			select {
+			case lines <- line{b, time.Now()}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	end := func() {
+		if ctx.Err() != nil && client.Err() == nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for {
+		var l line
+		var ok bool
+		select {
+		case l, ok = <-lines:
+		case <-ctx.Done():
+		}
+		if !ok {
+			end()
 			return
 		}
-		if p.drop != nil {
-			if typ, name, ok := eventName(line); ok && p.drop(typ, name) {
+		if p.drop != nil && dropping {
+			if typ, name, ok := eventName(l.b); ok && p.drop(typ, name) {
 				p.mu.Lock()
 				p.dropped = append(p.dropped, Event{Type: typ, Name: name})
 				p.mu.Unlock()
 				continue
 			}
 		}
-		if _, err := w.Write(line); err != nil {
+		p.mu.Lock()
+		lag := p.lag
+		p.mu.Unlock()
+		if wait := time.Until(l.at.Add(lag)); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				end()
+				return
+			}
+		}
+		if _, err := w.Write(l.b); err != nil {
 			return
 		}
 		if err := rc.Flush(); err != nil {
 			return
 		}
 	}
+}
+
+// Lag delays every watch event by d from when the proxy read it (0: none).
+func (p *Proxy) Lag(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lag = d
 }
 
 // eventName reads a watch event's type and its object's name. A Table watch
@@ -336,6 +395,13 @@ func (p *Proxy) Dropped() []Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Event(nil), p.dropped...)
+}
+
+// PagedLists counts the paginated LISTs (GETs with a limit) forwarded.
+func (p *Proxy) PagedLists() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pagedLists
 }
 
 // Watches returns the resourceVersion each watch request asked for, in

@@ -158,6 +158,16 @@ type ResourceState struct {
 	// LastDrift is what the last verification found; TotalDrift sums all.
 	LastDrift  DriftCounts `json:"lastDrift"`
 	TotalDrift DriftCounts `json:"totalDrift"`
+	// DriftPending counts objects a landed LIST and the stream disagree on
+	// that wait for the watch to deliver up to that LIST's resourceVersion:
+	// drift is judged only up to what the watch delivered, so each is
+	// settled by its event arriving (no drift) or by the watch passing the
+	// LIST without it (drift). A quiet watch passes it at its next
+	// bookmark, about once a minute.
+	DriftPending int `json:"driftPending,omitempty"`
+	// DriftUnjudged counts candidates given up on undecided: the watch
+	// restarted past them, or more than 10,000 were waiting.
+	DriftUnjudged int64 `json:"driftUnjudged,omitempty"`
 	// Stale is true while the frames come from a warm restart and no new
 	// LIST has landed yet.
 	Stale     bool   `json:"stale,omitempty"`

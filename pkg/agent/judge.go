@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"sort"
+
+	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/store"
+)
+
+// pendingLimit bounds the drift candidates that wait for the watch to
+// deliver up to their LIST's resourceVersion. Past it the oldest LISTs'
+// candidates are dropped undecided and counted (DriftUnjudged).
+const pendingLimit = 10000
+
+// judgment is the drift a landed LIST may expose that the watch has not yet
+// been given the chance to deliver: the LIST is at rv, the watch had
+// delivered less. Drift is judged only up to what the watch delivered,
+// never by elapsed time: each candidate is settled when the watch delivers
+// its event (not drift) or delivers everything up to rv without it (drift).
+type judgment struct {
+	rv    uint64
+	seq   int64 // the verification it belongs to
+	cands map[string]*driftCandidate
+}
+
+// driftCandidate is one object a LIST and the stream disagree on.
+type driftCandidate struct {
+	entry api.DriftEntry
+	// rv is the resourceVersion an ADDED or MODIFIED event must reach to
+	// show the stream had it; a missed deletion waits for a DELETED event.
+	rv uint64
+}
+
+// judgeEvent settles candidates the watch has now delivered. It runs
+// before the event moves the stream's resourceVersion.
+func (a *aggregator) judgeEvent(typ, uid string, rv uint64) {
+	for _, j := range a.pending {
+		if rv > j.rv {
+			continue // after that LIST: it cannot be the event it lacked
+		}
+		c := j.cands[uid]
+		if c == nil {
+			continue
+		}
+		if (c.entry.Kind == api.MissedDeleted && typ == deleted) || (c.entry.Kind != api.MissedDeleted && rv >= c.rv) {
+			delete(j.cands, uid)
+			a.pendingCount--
+		}
+	}
+}
+
+// judgeUpTo settles the LISTs at or below rv, which the watch has now
+// delivered all of: what is still a candidate was missed.
+func (a *aggregator) judgeUpTo(rv uint64) {
+	for len(a.pending) > 0 && a.pending[0].rv <= rv {
+		j := a.pending[0]
+		a.pending[0] = nil
+		a.pending = a.pending[1:]
+		a.pendingCount -= len(j.cands)
+		found := make([]api.DriftEntry, 0, len(j.cands))
+		for _, c := range j.cands {
+			found = append(found, c.entry)
+		}
+		a.recordDrift(found, j.seq, j.rv)
+	}
+	if len(a.pending) == 0 {
+		a.pending = nil
+	}
+}
+
+// deferJudgment queues a LIST's undecided candidates, within pendingLimit.
+func (a *aggregator) deferJudgment(j *judgment) {
+	if len(j.cands) == 0 {
+		return
+	}
+	for len(a.pending) > 0 && a.pendingCount+len(j.cands) > pendingLimit {
+		a.dropJudgment()
+	}
+	if over := len(j.cands) - pendingLimit; over > 0 {
+		for uid := range j.cands {
+			if over == 0 {
+				break
+			}
+			delete(j.cands, uid)
+			a.unjudged++
+			over--
+		}
+	}
+	a.pending = append(a.pending, j)
+	a.pendingCount += len(j.cands)
+}
+
+func (a *aggregator) dropJudgment() {
+	n := len(a.pending[0].cands)
+	a.unjudged += int64(n)
+	a.pendingCount -= n
+	a.pending[0] = nil
+	a.pending = a.pending[1:]
+}
+
+// dropJudgments gives up on every waiting candidate: the watch will not
+// deliver what they wait for (it restarts past them, or the timeline
+// changed). They are counted, not guessed.
+func (a *aggregator) dropJudgments() {
+	for len(a.pending) > 0 {
+		a.dropJudgment()
+	}
+	a.pending = nil
+}
+
+// watchFrom records that a watch (re)starts from rv. Events between what
+// the stream delivered and rv will never arrive, so LISTs waiting on them
+// cannot be judged.
+func (a *aggregator) watchFrom(rv uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if rv > a.streamRV && len(a.pending) > 0 {
+		a.dropJudgments()
+	}
+}
+
+// recordDrift adds what a verification found to the ledger and the counts.
+// seq is the verification's number: the last one's counts are LastDrift.
+func (a *aggregator) recordDrift(found []api.DriftEntry, seq int64, listRV uint64) {
+	if len(found) == 0 {
+		return
+	}
+	sort.Slice(found, func(i, j int) bool {
+		return key(found[i].Namespace, found[i].Name) < key(found[j].Namespace, found[j].Name)
+	})
+	a.ledger = append(a.ledger, found...)
+	if over := len(a.ledger) - ledgerSize; over > 0 {
+		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
+	}
+	var d api.DriftCounts
+	for _, e := range found {
+		switch e.Kind {
+		case api.MissedAdded:
+			d.MissedAdded++
+		case api.MissedDeleted:
+			d.MissedDeleted++
+		case api.MissedModified:
+			d.MissedModified++
+		}
+	}
+	if seq == a.verifications {
+		a.lastDrift.MissedAdded += d.MissedAdded
+		a.lastDrift.MissedDeleted += d.MissedDeleted
+		a.lastDrift.MissedModified += d.MissedModified
+	}
+	a.totalDrift.MissedAdded += d.MissedAdded
+	a.totalDrift.MissedDeleted += d.MissedDeleted
+	a.totalDrift.MissedModified += d.MissedModified
+	if a.driftFound != nil {
+		a.driftFound(d, store.FormatResourceVersion(listRV))
+	}
+}
