@@ -15,7 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/history"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -78,6 +80,12 @@ type runner struct {
 	freshFrom uint64
 	// stallAfter overrides watchStallAfter (tests).
 	stallAfter time.Duration
+	// hist keeps every revision seen (nil when --history=0); see
+	// recordHistory and reconcileHistory.
+	hist *history.Log
+	// histManagers are the managers of the objects the running LIST
+	// decoded. Verifier goroutine only.
+	histManagers map[string][]krmv1alpha1.ManagerEntry
 }
 
 var _ api.Resource = (*runner)(nil)
@@ -167,7 +175,9 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	if r.agg.judging() {
 		caughtUp = r.waitCaughtUp(ctx, rv)
 	}
-	drift := r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now(), caughtUp: caughtUp})
+	at := r.agg.now()
+	drift := r.agg.verify(verification{rows: rows, rv: rv, at: at, caughtUp: caughtUp})
+	r.reconcileHistory(rows, rv, at, caughtUp)
 	r.agg.setError(fromList, nil)
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(drift.MissedAdded))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(drift.MissedDeleted))
@@ -252,6 +262,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		if err != nil {
 			return err
 		}
+		r.listedManagers(obj, row)
 		rows = append(rows, row)
 		return nil
 	}
@@ -443,6 +454,7 @@ func (r *runner) handle(ev watch.Event) error {
 		r.metrics.events.WithLabelValues(r.info.Name, string(ev.Type)).Inc()
 		r.measure(string(ev.Type), obj, row)
 		r.agg.apply(string(ev.Type), row)
+		r.recordHistory(string(ev.Type), obj, row)
 		r.writer.event(r, string(ev.Type), row)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package history
 
 import (
+	"sync"
+
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
@@ -29,9 +31,12 @@ func Managers(obj map[string]any, in *Interner) []krmv1alpha1.ManagerEntry {
 	return out
 }
 
-// Interner shares equal strings. Its zero value is ready; it is not safe
-// for concurrent use.
-type Interner struct{ m map[string]string }
+// Interner shares equal strings. Its zero value is ready; it is safe for
+// concurrent use.
+type Interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
 
 // internLimit bounds the interned strings; past it strings are kept as
 // they come.
@@ -41,6 +46,8 @@ func (in *Interner) intern(s string) string {
 	if in == nil {
 		return s
 	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	if v, ok := in.m[s]; ok {
 		return v
 	}
