@@ -16,12 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/krm-project/krm/pkg/agent"
 	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/history"
 	"github.com/krm-project/krm/pkg/server"
 	"github.com/krm-project/krm/pkg/store"
 	"github.com/krm-project/krm/pkg/version"
@@ -52,6 +54,9 @@ type Options struct {
 
 	ProbeInterval  time.Duration
 	ProbeNamespace string
+
+	History         time.Duration
+	HistoryMaxBytes string
 
 	Redis  RedisOptions
 	Leader LeaderOptions
@@ -84,6 +89,7 @@ func NewCommand() *cobra.Command {
 		Resources:      agent.DefaultResources,
 		VerifyInterval: 60 * time.Second,
 		VerifyWith:     agent.VerifyList,
+		History:        history.DefaultRetention,
 		Listen:         "127.0.0.1:8080",
 		MaxWatches:     server.DefaultMaxWatches,
 		Store:          "memory",
@@ -118,6 +124,8 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.StringSliceVar(&o.Resources, "resources", o.Resources, "Resources to watch: plural, singular or short names, kinds, or plural.group, including CRDs.")
 	f.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "Time between verifying LISTs of each resource (plus up to 10% jitter).")
 	f.StringVar(&o.VerifyWith, "verify-with", o.VerifyWith, "How the verifier reads each collection: list (paginated LISTs of 500) or watchlist (a watch with sendInitialEvents=true, served from kube-apiserver's watch cache; with a server that has no WatchList it falls back to LISTs). See docs/benchmarks.md for what each costs.")
+	f.DurationVar(&o.History, "history", o.History, "How long every revision of every object is kept, for `kubectl krm history`, `get --at` and Exact-resourceVersion LISTs; 0 keeps none. With --store=redis it survives a restart.")
+	f.StringVar(&o.HistoryMaxBytes, "history-max-bytes", o.HistoryMaxBytes, "Bytes history may take beyond the objects' current state, split evenly between the resources (e.g. 512Mi); past it the oldest revisions go first. Default: "+resource.NewQuantity(history.DefaultMaxBytes, resource.BinarySI).String()+".")
 	f.StringVar(&o.Listen, "listen", o.Listen, "Address the HTTP API listens on. The default is reachable only through a port-forward.")
 	f.StringVar(&o.HealthListen, "health-listen", o.HealthListen, "Address of a second listener that serves only /healthz, /readyz and /metrics, for kubelet's probes and Prometheus (the manifests: :8081). Default: none; the API listener serves them too.")
 	f.IntVar(&o.MaxWatches, "max-watches", o.MaxWatches, "Watches served at once; beyond them a watch gets 429 with Retry-After, which clients back off on. Each holds at most a 4,096-change channel and a 64 KiB write buffer.")
@@ -149,6 +157,12 @@ func (o *Options) Validate() error {
 	case "", agent.VerifyList, agent.VerifyWatchList:
 	default:
 		return fmt.Errorf("--verify-with must be %s or %s, got %q", agent.VerifyList, agent.VerifyWatchList, o.VerifyWith)
+	}
+	if o.History < 0 {
+		return fmt.Errorf("--history must not be negative, got %s; 0 turns history off", o.History)
+	}
+	if _, err := o.historyMaxBytes(); err != nil {
+		return err
 	}
 	if o.VerifyInterval < time.Second {
 		return fmt.Errorf("--verify-interval must be at least 1s, got %s", o.VerifyInterval)
@@ -348,6 +362,10 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	historyBytes, err := o.historyMaxBytes()
+	if err != nil {
+		return err
+	}
 	st, closeStore, err := o.openStore(os.Getenv, log)
 	if err != nil {
 		return err
@@ -355,21 +373,23 @@ func (o *Options) Run(ctx context.Context) error {
 	defer closeStore()
 	clusterUID := o.clusterUID(ctx, cfg, clusterName, st, log)
 	a, err := agent.Config{
-		RESTConfig:     cfg,
-		Resources:      o.Resources,
-		VerifyInterval: o.VerifyInterval,
-		VerifyWith:     o.VerifyWith,
-		Namespace:      o.Namespace,
-		LabelSelector:  o.LabelSelector,
-		ClusterName:    clusterName,
-		ClusterUID:     clusterUID,
-		Store:          st,
-		Registry:       reg,
-		Logger:         log,
-		Delay:          rec,
-		ProbeInterval:  o.ProbeInterval,
-		ProbeNamespace: o.probeNamespace(os.Getenv, os.ReadFile),
-		LeaderElection: o.Leader.config(os.Getenv, os.ReadFile),
+		RESTConfig:       cfg,
+		Resources:        o.Resources,
+		VerifyInterval:   o.VerifyInterval,
+		VerifyWith:       o.VerifyWith,
+		HistoryRetention: o.History,
+		HistoryMaxBytes:  historyBytes,
+		Namespace:        o.Namespace,
+		LabelSelector:    o.LabelSelector,
+		ClusterName:      clusterName,
+		ClusterUID:       clusterUID,
+		Store:            st,
+		Registry:         reg,
+		Logger:           log,
+		Delay:            rec,
+		ProbeInterval:    o.ProbeInterval,
+		ProbeNamespace:   o.probeNamespace(os.Getenv, os.ReadFile),
+		LeaderElection:   o.Leader.config(os.Getenv, os.ReadFile),
 	}.Complete()
 	if err != nil {
 		return err
@@ -513,4 +533,22 @@ func secureHTTPServer(baseCtx context.Context, h http.Handler, tlsCfg *tls.Confi
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+}
+
+// minHistoryBytes keeps --history-max-bytes from a typo such as "64".
+const minHistoryBytes = 1 << 20
+
+// historyMaxBytes parses --history-max-bytes; "" is the default.
+func (o *Options) historyMaxBytes() (int64, error) {
+	if o.HistoryMaxBytes == "" {
+		return history.DefaultMaxBytes, nil
+	}
+	q, err := resource.ParseQuantity(o.HistoryMaxBytes)
+	if err != nil {
+		return 0, fmt.Errorf("--history-max-bytes %q: want a size such as 512Mi: %w", o.HistoryMaxBytes, err)
+	}
+	if q.Value() < minHistoryBytes {
+		return 0, fmt.Errorf("--history-max-bytes %q: want at least 1Mi", o.HistoryMaxBytes)
+	}
+	return q.Value(), nil
 }

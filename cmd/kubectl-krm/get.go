@@ -73,6 +73,9 @@ type GetOptions struct {
 	showSource    bool
 	maxStaleness  time.Duration
 	chunkSize     int64
+	// at is --at as given; atTime the time it names.
+	at     string
+	atTime time.Time
 }
 
 // NewCmdGet builds `kubectl krm get`.
@@ -117,6 +120,7 @@ VERIFIED (how long ago the last LIST landed).`,
 	f.BoolVar(&o.showSource, "show-source", false, "Add SOURCE (verified or streamed) and VERIFIED (age of the last LIST) columns.")
 	f.DurationVar(&o.maxStaleness, "max-staleness", 0, "Fail instead of answering when the last verifying LIST is older than this (e.g. 30s).")
 	f.Int64Var(&o.chunkSize, "chunk-size", o.chunkSize, "Return large lists in chunks rather than all at once. Pass 0 to disable.")
+	f.StringVar(&o.at, "at", "", "List the view as it was then, from the agent's history: a duration ago such as 10m, or an RFC 3339 time. Fails when history does not reach that far.")
 	// -o, --no-headers, --sort-by, --show-labels, -L, --show-kind and the
 	// template flags are kubectl get's own.
 	o.printFlags.AddFlags(cmd)
@@ -180,6 +184,19 @@ func (o *GetOptions) Validate() error {
 	}
 	if o.maxStaleness < 0 {
 		return fmt.Errorf("--max-staleness must not be negative, got %s", o.maxStaleness)
+	}
+	if o.at != "" {
+		t, err := parseAt(o.at, time.Now())
+		if err != nil {
+			return err
+		}
+		o.atTime = t
+		if len(o.names) > 0 || o.watch || o.watchOnly {
+			return errors.New("--at lists a resource as it was; it takes no names and does not watch (`kubectl krm history TYPE/NAME` shows one object's revisions)")
+		}
+		if o.view != viewAggregated {
+			return errors.New("--at reads history, which records the aggregated view; leave --view out")
+		}
 	}
 	if o.chunkSize < 0 {
 		return fmt.Errorf("--chunk-size must not be negative (0 disables chunking), got %d", o.chunkSize)
@@ -319,7 +336,7 @@ func resolve(statuses *krmv1alpha1.ResourceStatusList, typ string) (client.Resou
 
 func (o *GetOptions) listOptions(info client.ResourceInfo) client.ListOptions {
 	opts := client.ListOptions{
-		LabelSelector: o.labelSelector, FieldSelector: o.fieldSelector, View: o.view, MaxStaleness: o.maxStaleness,
+		LabelSelector: o.labelSelector, FieldSelector: o.fieldSelector, View: o.view, MaxStaleness: o.maxStaleness, At: o.atTime,
 	}
 	if info.Namespaced && !o.allNamespaces {
 		opts.Namespace = o.namespace
@@ -654,4 +671,19 @@ func (f fetched) holds(obj json.RawMessage) bool {
 		}
 	}
 	return false
+}
+
+// parseAt reads --at: a duration before now, or an RFC 3339 time.
+func parseAt(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--at %s: a duration is how long ago, and must not be negative", v)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at %q: want a duration ago such as 10m, or an RFC 3339 time such as 2026-12-06T11:00:00Z", v)
+	}
+	return t, nil
 }

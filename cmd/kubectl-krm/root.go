@@ -96,6 +96,7 @@ port-forwards to it, or talks to --agent-url.`,
 	cmd.AddCommand(
 		NewCmdGet(configFlags, agent, streams),
 		NewCmdDiff(configFlags, agent, streams),
+		NewCmdHistory(configFlags, agent, streams),
 		NewCmdStatus(configFlags, agent, streams),
 		NewCmdDelay(configFlags, agent, streams),
 		NewCmdProxy(configFlags, agent, streams),

@@ -74,6 +74,13 @@ type Config struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 
+	// HistoryRetention is how long each object's revisions are kept (0:
+	// no history); HistoryMaxBytes bounds them, split evenly between the
+	// resources (see history.Log.Bytes). With the Redis store history is
+	// written through to it and a restarted agent keeps it.
+	HistoryRetention time.Duration
+	HistoryMaxBytes  int64
+
 	// ClusterUID is the UID of the cluster's kube-system namespace (see
 	// ClusterUID): stored frames are keyed by it and a warm start refuses
 	// frames written for another. "" identifies the cluster by its name.
@@ -244,6 +251,7 @@ func (c Config) Complete() (*Agent, error) {
 			cluster:   c.ClusterName,
 		}
 		run.agg.driftFound = run.driftFound
+		run.hist = newHistory(c, a.keyCluster, r.info.Name, len(res))
 		a.runners = append(a.runners, run)
 		a.persist.add(run)
 		for _, n := range r.info.Names() {
@@ -287,6 +295,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	for _, r := range a.runners {
 		wg.Go(func() { _ = r.Start(ctx) })
+		wg.Go(func() { r.runHistory(ctx) })
 	}
 	if a.election != nil {
 		changed := make(chan struct{}, 1)

@@ -15,7 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/delay"
+	"github.com/krm-project/krm/pkg/history"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -83,6 +85,12 @@ type runner struct {
 	// (sendInitialEvents) instead of a paginated LIST. Verifier goroutine
 	// only: it falls back to LISTs for good when the server has none.
 	watchList bool
+	// hist keeps every revision seen (nil when --history=0); see
+	// recordHistory and reconcileHistory.
+	hist *history.Log
+	// histManagers are the managers of the objects the running LIST
+	// decoded. Verifier goroutine only.
+	histManagers map[string][]krmv1alpha1.ManagerEntry
 }
 
 var _ api.Resource = (*runner)(nil)
@@ -166,7 +174,13 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.forgottenDeletions()))
 		return err
 	}
-	r.agg.verify(verification{rows: rows, rv: rv, at: r.agg.now()})
+	at := r.agg.now()
+	// History records as repairs only what the watch had the chance to
+	// deliver: the rest is recorded when its event arrives, or by a later
+	// LIST the watch has caught up with.
+	caughtUp, _ := r.agg.caughtUp(rv)
+	r.agg.verify(verification{rows: rows, rv: rv, at: at})
+	r.reconcileHistory(rows, rv, at, caughtUp)
 	r.agg.setError(fromList, nil)
 	st := r.agg.status(r.info)
 	r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(st.ForgottenDeletions))
@@ -234,6 +248,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		if err != nil {
 			return err
 		}
+		r.listedManagers(obj, row)
 		rows = append(rows, row)
 		return nil
 	}
@@ -445,6 +460,7 @@ func (r *runner) handle(ev watch.Event) error {
 		r.metrics.events.WithLabelValues(r.info.Name, string(ev.Type)).Inc()
 		r.measure(string(ev.Type), obj, row)
 		r.agg.apply(string(ev.Type), row)
+		r.recordHistory(string(ev.Type), obj, row)
 		r.writer.event(r, string(ev.Type), row)
 	}
 	return nil

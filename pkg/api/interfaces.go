@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krm-project/krm/pkg/history"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -49,6 +51,19 @@ type Resource interface {
 	// Table arrived.
 	TableColumns() []metav1.TableColumnDefinition
 }
+
+// Historian is what a Resource with history (pkg/history) adds.
+type Historian interface {
+	// History is the resource's revision log, nil when history is off.
+	History() *history.Log
+	// HistorySnapshot rebuilds the view from history at time at, or at
+	// resourceVersion rv when at is zero; a *history.TooOldError when
+	// history does not reach it, ErrHistoryOff when history is off.
+	HistorySnapshot(at time.Time, rv uint64) (*Snapshot, error)
+}
+
+// ErrHistoryOff says the agent keeps no history (--history=0).
+var ErrHistoryOff = errors.New("the agent keeps no history (--history=0); start it with --history=1h to keep revisions")
 
 // Snapshot is an immutable, consistent view of one resource. Readers must
 // not modify it or its rows.

@@ -100,6 +100,8 @@ type ListOptions struct {
 	ResourceVersion string
 	// MaxStaleness makes the agent refuse (503) data verified longer ago.
 	MaxStaleness time.Duration
+	// At lists the view as it was at that time, from the agent's history.
+	At time.Time
 }
 
 func (o ListOptions) values() url.Values {
@@ -119,6 +121,9 @@ func (o ListOptions) values() url.Values {
 	set("resourceVersion", o.ResourceVersion)
 	if o.MaxStaleness != 0 {
 		q.Set("maxStaleness", o.MaxStaleness.String())
+	}
+	if !o.At.IsZero() {
+		q.Set("at", o.At.UTC().Format(time.RFC3339Nano))
 	}
 	return q
 }
@@ -399,6 +404,24 @@ func (c *Client) DelayReport(ctx context.Context, resource, event string, since 
 		return nil, err
 	}
 	return &rep, nil
+}
+
+// Revisions lists an object's revisions, oldest first: resource as the
+// agent names it, namespace "" for a cluster-scoped object, since "" for
+// all (else a Go duration or an RFC 3339 time).
+func (c *Client) Revisions(ctx context.Context, resource, namespace, name, since string) (*krmv1alpha1.RevisionList, error) {
+	q := url.Values{"resource": {resource}, "name": {name}}
+	if namespace != "" {
+		q.Set("namespace", namespace)
+	}
+	if since != "" {
+		q.Set("since", since)
+	}
+	var list krmv1alpha1.RevisionList
+	if _, err := c.getJSON(ctx, &list, q, krmPath(krmv1alpha1.ResourceRevisions, "")...); err != nil {
+		return nil, err
+	}
+	return &list, nil
 }
 
 func krmPath(resource, name string) []string {

@@ -59,6 +59,9 @@ func (s *Server) admitCaller(w http.ResponseWriter, r *http.Request, authn authe
 		return false
 	}
 	attrs := requestAttributes(r, resp.User)
+	if r.URL.Path == revisionsPath || r.URL.Path == revisionsPath+"/" {
+		attrs = s.revisionAttributes(r, resp.User)
+	}
 	decision, reason, err := authz.Authorize(r.Context(), &attrs)
 	if decision == authorizer.DecisionAllow {
 		return true

@@ -28,6 +28,7 @@ var krmKinds = []api.ResourceInfo{
 	{Name: krmv1alpha1.ResourceResourceStatuses, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceResourceStatuses, Kind: "ResourceStatus"},
 	{Name: krmv1alpha1.ResourceDriftReports, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceDriftReports, Kind: "DriftReport"},
 	{Name: krmv1alpha1.ResourceDelayReports, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceDelayReports, Kind: "DelayReport"},
+	{Name: krmv1alpha1.ResourceRevisions, Group: krmv1alpha1.GroupName, Version: "v1alpha1", Resource: krmv1alpha1.ResourceRevisions, Kind: "Revision"},
 }
 
 var krmVerbs = metav1.Verbs{"get", "list"}
@@ -73,6 +74,8 @@ func (s *Server) krmPath(w http.ResponseWriter, r *http.Request, ver string, res
 		obj, err = s.driftReports(name)
 	case krmv1alpha1.ResourceDelayReports:
 		obj, err = s.delayReports(r, name)
+	case krmv1alpha1.ResourceRevisions:
+		obj, err = s.revisions(r, name)
 	default:
 		err = s.notCached(gr.WithVersion(krmv1alpha1.SchemeGroupVersion.Version))
 	}
@@ -156,6 +159,11 @@ func (s *Server) krmTable(obj any, includeObject string) (*metav1.Table, error) 
 				n += st.Count
 			}
 			t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{d.Name, d.Status.Source, strconv.FormatInt(n, 10), d.Status.Since.UTC().Format(time.RFC3339)}})
+			objects = append(objects, &o.Items[i])
+		}
+	case *krmv1alpha1.RevisionList:
+		t = revisionTable(o, now)
+		for i := range o.Items {
 			objects = append(objects, &o.Items[i])
 		}
 	default:

@@ -53,6 +53,12 @@ func (s *Server) listSnapshot(r *http.Request, req *request) (snap *api.Snapshot
 		return snap, tok.Key, nil
 	}
 	switch {
+	case !req.at.IsZero():
+		if req.rv != 0 {
+			return nil, "", badRequest("at and resourceVersion exclude each other: give one")
+		}
+		snap, err = historySnapshot(req.res, req.at, 0)
+		return snap, "", err
 	case req.rv == 0:
 		return req.res.Snapshot(req.view), "", nil
 	case req.opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact:
@@ -63,7 +69,10 @@ func (s *Server) listSnapshot(r *http.Request, req *request) (snap *api.Snapshot
 			return nil, "", err
 		}
 		if snap.Header.ResourceVersion != req.rv {
-			return nil, "", apierrors.NewResourceExpired("The resourceVersion for the provided list is too old.")
+			// Older than the view: history answers, as kube-apiserver
+			// answers from etcd within its compaction window.
+			snap, err = historySnapshot(req.res, time.Time{}, req.rv)
+			return snap, "", err
 		}
 		return snap, "", nil
 	default:

@@ -42,6 +42,9 @@ type request struct {
 	// (aggregated by default) and how old its last LIST may be.
 	view         store.Source
 	maxStaleness time.Duration
+	// at is krm's at parameter: a LIST of the view as it was then, from
+	// history; zero for now.
+	at time.Time
 }
 
 // resourcePath routes /api/... and /apis/... below the discovery roots.
@@ -242,6 +245,13 @@ func (s *Server) parse(r *http.Request, res api.Resource, info api.ResourceInfo,
 			return nil, badRequest("invalid view: %v", err)
 		}
 		req.view = view
+	}
+	if v := q.Get("at"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, badRequest("at must be an RFC 3339 time such as 2026-12-06T11:00:00Z, not %q", v)
+		}
+		req.at = t
 	}
 	if v := q.Get("maxStaleness"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -81,6 +81,7 @@ func TestDiscoveryListsOnlyCachedResourcesReadOnly(t *testing.T) {
 		"apps/v1 deployments Deployment get,list,watch",
 		"krm.io/v1alpha1 agentstatuses AgentStatus get,list",
 		"krm.io/v1alpha1 resourcestatuses ResourceStatus get,list",
+		"krm.io/v1alpha1 revisions Revision get,list",
 		"krm.io/v1alpha1 driftreports DriftReport get,list",
 		"krm.io/v1alpha1 delayreports DelayReport get,list",
 		"v1 pods Pod get,list,watch",

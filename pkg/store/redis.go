@@ -123,6 +123,10 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	return &Redis{client: client, opts: opts, sizes: map[string]*meanSize{}}
 }
 
+// Client is the client the store writes with, for what keeps its own keys
+// beside the frames (history).
+func (s *Redis) Client() redis.UniversalClient { return s.client }
+
 // Options returns the options in use, defaults filled in.
 func (s *Redis) Options() RedisOptions { return s.opts }
 

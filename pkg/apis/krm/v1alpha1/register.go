@@ -25,6 +25,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&ResourceStatus{}, &ResourceStatusList{},
 		&DriftReport{}, &DriftReportList{},
 		&DelayReport{}, &DelayReportList{},
+		&Revision{}, &RevisionList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
