@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/krm-project/krm/pkg/api"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -91,7 +92,7 @@ type aggregator struct {
 	unjudged     int64
 	// driftFound, when set, is told of each drift recorded (under mu: it
 	// must not call the aggregator).
-	driftFound func(d api.DriftCounts, listRV string)
+	driftFound func(found judged)
 
 	// streamChanged, when set, is told (without blocking) each time the
 	// watch connects or disconnects: the HA leader records it for
@@ -268,13 +269,6 @@ func (a *aggregator) resumeFrom() uint64 {
 	return max(a.streamRV, a.verifiedRV)
 }
 
-// caughtUp reports whether the watch has delivered everything up to rv.
-func (a *aggregator) caughtUp(rv uint64) (bool, bool) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.streamRV >= rv, a.streamConnected
-}
-
 // tombstoneLimit bounds the tombstones (and their events in the log) kept
 // between LISTs: a deleted object's row is kept to show, diff and replay
 // its deletion, and while LISTs fail, churn would otherwise grow them
@@ -369,6 +363,10 @@ type verification struct {
 	rows []*store.Row // source verified
 	rv   uint64
 	at   time.Time
+	// managers are the field managers of the rows the LIST decoded, by
+	// UID (nil without history): drift found hands them on with its
+	// entries.
+	managers map[string][]krmv1alpha1.ManagerEntry
 }
 
 // verify lands a LIST: it records the drift it exposes, makes it the
@@ -408,7 +406,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 			if listed != nil {
 				need = listed.ResourceVersion
 			}
-			wait.cands[r.UID] = &driftCandidate{entry: e, rv: need}
+			wait.cands[r.UID] = &driftCandidate{entry: e, rv: need, managers: v.managers[r.UID]}
 			return
 		}
 		found = append(found, e)
@@ -473,7 +471,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	a.log.keepAfter(v.rv, func(e event) { a.applyLocked(e.typ, e.row) })
 	a.verifications = seq
 	a.lastDrift = api.DriftCounts{}
-	a.recordDrift(found, seq, v.rv)
+	a.recordDrift(found, v.managers, seq, v.rv)
 	a.deferJudgment(wait)
 	a.rebuilt(oldCurrent, oldVerified, restart)
 	return a.lastDrift

@@ -55,6 +55,7 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 	const interval = 3 * time.Second
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: interval,
+		HistoryRetention: time.Hour,
 	})
 	ctx := t.Context()
 
@@ -235,6 +236,51 @@ func TestDriftIsFoundAndRepaired(t *testing.T) {
 			t.Errorf("krm_drift_objects_total{kind=%q} = %v, want 3", kind, got)
 		}
 	}
+
+	// (d) History records each miss the ledger names as a revision with
+	// source list, at the LIST's version of the object; the events the
+	// watch delivered are its own revisions.
+	listRV := map[string]string{}
+	for _, e := range r.Ledger {
+		listRV[e.Name] = e.ListResourceVersion
+	}
+	wantHistory := map[string]string{}
+	for _, name := range missAdd {
+		wantHistory[name] = "ADDED@" + w.log.at(name, 0) + "/list"
+	}
+	for _, name := range missMod {
+		wantHistory[name] = "ADDED@" + w.log.at(name, 0) + "/watch MODIFIED@" + w.log.at(name, 1) + "/list"
+	}
+	for _, name := range missDel {
+		wantHistory[name] = "ADDED@" + w.log.at(name, 0) + "/watch DELETED@" + listRV[name] + "/list"
+	}
+	for _, name := range []string{"normal-1", "normal-3"} {
+		h := "ADDED@" + w.log.at(name, 0) + "/watch MODIFIED@" + w.log.at(name, 1) + "/watch"
+		if name == "normal-3" {
+			h = "ADDED@" + w.log.at(name, 0) + "/watch DELETED/watch"
+		}
+		wantHistory[name] = h
+	}
+	gotHistory := map[string]string{}
+	for name := range wantHistory {
+		list, err := ag.client.Revisions(ctx, "configmaps", ns, name, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var revs []string
+		for _, rev := range list.Items {
+			if rev.Event == "DELETED" && rev.Source == "watch" {
+				// The deletion's resourceVersion is the watch's to tell.
+				revs = append(revs, "DELETED/watch")
+				continue
+			}
+			revs = append(revs, rev.Event+"@"+rev.ResourceVersion+"/"+rev.Source)
+		}
+		gotHistory[name] = strings.Join(revs, " ")
+	}
+	if diff := cmp.Diff(wantHistory, gotHistory); diff != "" {
+		t.Errorf("history of the written configmaps (-want +got):\n%s", diff)
+	}
 }
 
 // ownConfigMap reports whether the test wrote the configmap called name
@@ -270,6 +316,7 @@ func TestLaggingWatchIsNotDrift(t *testing.T) {
 	const interval = 2 * time.Second
 	ag := startAgent(t, agent.Config{
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: interval,
+		HistoryRetention: time.Hour,
 	})
 	ctx := t.Context()
 	eventually(t, 10*time.Second, "the first LIST", func(context.Context) (string, error) {
@@ -309,4 +356,24 @@ func TestLaggingWatchIsNotDrift(t *testing.T) {
 		r, _ := ag.client.Drift(ctx, "configmaps")
 		t.Errorf("drift %+v from a watch that only lagged; ledger: %+v", st.TotalDrift, findings(r))
 	}
+	// Nor does history repair anything: once the watch has delivered
+	// every write, each revision is the watch's.
+	eventually(t, 30*time.Second, "history to hold every write", func(ctx context.Context) (string, error) {
+		for i := range 25 {
+			name := fmt.Sprint("lag-", i)
+			list, err := ag.client.Revisions(ctx, "configmaps", ns, name, "")
+			if err != nil {
+				return "", err
+			}
+			if len(list.Items) == 0 {
+				return "no history of " + name + " yet", nil
+			}
+			for _, rev := range list.Items {
+				if rev.Source != "watch" {
+					return "", fmt.Errorf("%s: revision %s %s has source %s, from a watch that only lagged", name, rev.ResourceVersion, rev.Event, rev.Source)
+				}
+			}
+		}
+		return "", nil
+	})
 }

@@ -4,7 +4,7 @@ import (
 	"sort"
 
 	"github.com/krm-project/krm/pkg/api"
-	"github.com/krm-project/krm/pkg/store"
+	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 )
 
 // pendingLimit bounds the drift candidates that wait for the watch to
@@ -29,6 +29,18 @@ type driftCandidate struct {
 	// rv is the resourceVersion an ADDED or MODIFIED event must reach to
 	// show the stream had it; a missed deletion waits for a DELETED event.
 	rv uint64
+	// managers are the field managers of the object the LIST decoded.
+	managers []krmv1alpha1.ManagerEntry
+}
+
+// judged is drift one judgment settled, for driftFound: the entries, the
+// field managers of the objects the LIST decoded (by UID; none for a
+// missed deletion), the counts, and the LIST's resourceVersion.
+type judged struct {
+	entries  []api.DriftEntry
+	managers map[string][]krmv1alpha1.ManagerEntry
+	counts   api.DriftCounts
+	listRV   uint64
 }
 
 // judgeEvent settles candidates the watch has now delivered. It runs
@@ -58,10 +70,17 @@ func (a *aggregator) judgeUpTo(rv uint64) {
 		a.pending = a.pending[1:]
 		a.pendingCount -= len(j.cands)
 		found := make([]api.DriftEntry, 0, len(j.cands))
-		for _, c := range j.cands {
+		var managers map[string][]krmv1alpha1.ManagerEntry
+		for uid, c := range j.cands {
 			found = append(found, c.entry)
+			if c.managers != nil {
+				if managers == nil {
+					managers = map[string][]krmv1alpha1.ManagerEntry{}
+				}
+				managers[uid] = c.managers
+			}
 		}
-		a.recordDrift(found, j.seq, j.rv)
+		a.recordDrift(found, managers, j.seq, j.rv)
 	}
 	if len(a.pending) == 0 {
 		a.pending = nil
@@ -119,9 +138,11 @@ func (a *aggregator) watchFrom(rv uint64) {
 	}
 }
 
-// recordDrift adds what a verification found to the ledger and the counts.
-// seq is the verification's number: the last one's counts are LastDrift.
-func (a *aggregator) recordDrift(found []api.DriftEntry, seq int64, listRV uint64) {
+// recordDrift adds what a verification found to the ledger and the counts,
+// and hands it to driftFound with the managers of the objects the LIST
+// decoded. seq is the verification's number: the last one's counts are
+// LastDrift.
+func (a *aggregator) recordDrift(found []api.DriftEntry, managers map[string][]krmv1alpha1.ManagerEntry, seq int64, listRV uint64) {
 	if len(found) == 0 {
 		return
 	}
@@ -152,6 +173,6 @@ func (a *aggregator) recordDrift(found []api.DriftEntry, seq int64, listRV uint6
 	a.totalDrift.MissedDeleted += d.MissedDeleted
 	a.totalDrift.MissedModified += d.MissedModified
 	if a.driftFound != nil {
-		a.driftFound(d, store.FormatResourceVersion(listRV))
+		a.driftFound(judged{entries: found, managers: managers, counts: d, listRV: listRV})
 	}
 }

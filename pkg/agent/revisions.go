@@ -28,8 +28,8 @@ func (r *runner) recordHistory(typ string, obj *unstructured.Unstructured, row *
 	r.hist.Record(history.Entry{Event: typ, Source: history.Watch, Row: row, Managers: history.Managers(obj.Object, &managerNames)})
 }
 
-// listedManagers keeps the managers of an object a LIST decoded, for
-// reconcileHistory.
+// listedManagers keeps the managers of an object a LIST decoded, for the
+// history's base and its repairs.
 func (r *runner) listedManagers(obj *unstructured.Unstructured, row *store.Row) {
 	if r.hist == nil {
 		return
@@ -42,14 +42,46 @@ func (r *runner) listedManagers(obj *unstructured.Unstructured, row *store.Row) 
 	}
 }
 
-// reconcileHistory records what a landed LIST shows that the watch missed
-// (the base of the history, for the first).
-func (r *runner) reconcileHistory(rows []*store.Row, rv uint64, at time.Time, caughtUp bool) {
+// baseHistory makes this run's first LIST the history's base (later ones
+// change nothing there).
+func (r *runner) baseHistory(rows []*store.Row, rv uint64, at time.Time) {
 	if r.hist == nil {
 		return
 	}
-	r.hist.Reconcile(history.Listed{Rows: rows, RV: rv, At: at, CaughtUp: caughtUp, Managers: r.histManagers})
+	r.hist.Base(history.Listed{Rows: rows, RV: rv, At: at, Managers: r.histManagers})
 	r.histManagers = nil
+}
+
+// repairHistory records the drift the aggregator judged as revisions with
+// source list: a missed ADDED or MODIFIED as the LIST had the object, a
+// missed DELETED at the LIST's resourceVersion with the object as the
+// watch last held it. So history repairs exactly what the drift ledger
+// names, when it names it.
+func (r *runner) repairHistory(found judged) {
+	if r.hist == nil || len(found.entries) == 0 {
+		return
+	}
+	repairs := make([]history.Entry, 0, len(found.entries))
+	for _, e := range found.entries {
+		row := &store.Row{UID: e.UID, Namespace: e.Namespace, Name: e.Name, ObservedAt: e.FoundAt, Object: e.Object}
+		rv := e.VerifiedResourceVersion
+		event := history.Added
+		switch e.Kind {
+		case api.MissedModified:
+			event = history.Modified
+		case api.MissedDeleted:
+			event, rv = history.Deleted, e.ListResourceVersion
+		}
+		v, err := store.ParseResourceVersion(rv)
+		if err != nil {
+			r.log.Error("a drift entry without a resourceVersion; history does not record its repair", "resource", r.info.Name,
+				"kind", e.Kind, "object", key(e.Namespace, e.Name), "err", err)
+			continue
+		}
+		row.ResourceVersion = v
+		repairs = append(repairs, history.Entry{Event: event, Source: history.List, Row: row, Managers: found.managers[e.UID]})
+	}
+	r.hist.Repair(repairs)
 }
 
 // runHistory loads what the store kept of the history and keeps it trimmed

@@ -175,12 +175,10 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 		return err
 	}
 	at := r.agg.now()
-	// History records as repairs only what the watch had the chance to
-	// deliver: the rest is recorded when its event arrives, or by a later
-	// LIST the watch has caught up with.
-	caughtUp, _ := r.agg.caughtUp(rv)
-	r.agg.verify(verification{rows: rows, rv: rv, at: at})
-	r.reconcileHistory(rows, rv, at, caughtUp)
+	// The drift the LIST exposes reaches history through driftFound, when
+	// it is judged; the first LIST is history's base.
+	r.agg.verify(verification{rows: rows, rv: rv, at: at, managers: r.histManagers})
+	r.baseHistory(rows, rv, at)
 	r.agg.setError(fromList, nil)
 	st := r.agg.status(r.info)
 	r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(st.ForgottenDeletions))
@@ -203,9 +201,12 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	return nil
 }
 
-// driftFound counts and logs drift when it is judged: when a LIST lands, or
-// later, when the watch has delivered up to the LIST's resourceVersion.
-func (r *runner) driftFound(d api.DriftCounts, listRV string) {
+// driftFound counts and logs drift when it is judged (when a LIST lands,
+// or later, when the watch has delivered up to the LIST's resourceVersion)
+// and records its repairs in history. It runs under the aggregator's lock.
+func (r *runner) driftFound(found judged) {
+	r.repairHistory(found)
+	d, listRV := found.counts, store.FormatResourceVersion(found.listRV)
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(d.MissedAdded))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(d.MissedDeleted))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(d.MissedModified))

@@ -100,7 +100,7 @@ func TestRecordHistoryAndViews(t *testing.T) {
 		t.Fatal("a view before the base was answered")
 	}
 	other := []byte(`{"metadata":{"name":"old","namespace":"default","resourceVersion":"5"}}`)
-	l.Reconcile(Listed{Rows: []*store.Row{row(t, "u0", "old", 5, t0, other)}, RV: 9, At: t0})
+	l.Base(Listed{Rows: []*store.Row{row(t, "u0", "old", 5, t0, other)}, RV: 9, At: t0})
 	mgr := []krmv1alpha1.ManagerEntry{{Manager: "kubectl-client-side-apply", Operation: "Update"}}
 	steps := []struct {
 		event    string
@@ -176,26 +176,69 @@ func TestRecordHistoryAndViews(t *testing.T) {
 	}
 }
 
-func TestReconcileRepairs(t *testing.T) {
+func TestRepair(t *testing.T) {
 	c := &clock{t: t0}
 	l := NewLog(Options{Resource: "pods", Retention: time.Hour, Now: c.now})
 	a := []byte(`{"metadata":{"name":"a"},"v":1}`)
 	b := []byte(`{"metadata":{"name":"b"},"v":1}`)
-	l.Reconcile(Listed{Rows: []*store.Row{row(t, "ua", "a", 5, t0, a), row(t, "ub", "b", 6, t0, b)}, RV: 6, At: t0})
-	// The watch missed: a modified at 7, b deleted, c added at 8.
+	mgr := []krmv1alpha1.ManagerEntry{{Manager: "kubelet", Operation: "Update"}}
+	// Before the base nothing is placed.
+	l.Repair([]Entry{{Event: Added, Row: row(t, "ux", "x", 3, t0, a)}})
+	l.Base(Listed{Rows: []*store.Row{row(t, "ua", "a", 5, t0, a), row(t, "ub", "b", 6, t0, b)}, RV: 6, At: t0,
+		Managers: map[string][]krmv1alpha1.ManagerEntry{"ua": mgr}})
+	// A later LIST changes nothing by itself: what it exposes comes as
+	// repairs.
+	l.Base(Listed{Rows: []*store.Row{row(t, "ua", "a", 9, t0, a)}, RV: 9, At: t0})
+	// The watch missed: a modified at 7, b deleted, c added at 8; x was
+	// never there.
 	a2 := []byte(`{"metadata":{"name":"a"},"v":2}`)
 	cc := []byte(`{"metadata":{"name":"c"},"v":1}`)
 	c.t = t0.Add(time.Minute)
-	l.Reconcile(Listed{Rows: []*store.Row{row(t, "ua", "a", 7, c.t, a2), row(t, "uc", "c", 8, c.t, cc)}, RV: 9, At: c.t, CaughtUp: true})
-	for name, want := range map[string]string{"a": "ADDED/list MODIFIED/list", "b": "ADDED/list DELETED/list", "c": "ADDED/list"} {
-		revs, _ := l.History("default", name, time.Time{})
-		var got []string
+	l.Repair([]Entry{
+		{Event: Modified, Row: row(t, "ua", "a", 7, c.t, a2)},
+		{Event: Deleted, Row: &store.Row{UID: "ub", Namespace: "default", Name: "b", ResourceVersion: 9, ObservedAt: c.t, Object: b}},
+		{Event: Added, Row: row(t, "uc", "c", 8, c.t, cc), Managers: mgr},
+		{Event: Deleted, Row: &store.Row{UID: "ux", Namespace: "default", Name: "x", ResourceVersion: 9, ObservedAt: c.t}},
+		// One the log already holds (the watch delivered it): nothing.
+		{Event: Modified, Row: row(t, "ua", "a", 7, c.t, a2)},
+	})
+	type rev struct{ Event, Source, RV, Manager, Object string }
+	want := map[string][]rev{
+		"a": {{Added, List, "5", "kubelet", string(a)}, {Modified, List, "7", "kubelet", string(a2)}},
+		"b": {{Added, List, "6", "", string(b)}, {Deleted, List, "9", "", string(b)}},
+		"c": {{Added, List, "8", "kubelet", string(cc)}},
+		"x": nil,
+	}
+	for name, w := range want {
+		revs, err := l.History("default", name, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []rev
 		for _, r := range revs {
-			got = append(got, r.Event+"/"+r.Source)
+			m := ""
+			if len(r.Managers) > 0 {
+				m = r.Managers[0].Manager
+			}
+			got = append(got, rev{r.Event, r.Source, r.ResourceVersion, m, string(r.Object)})
+			if (r.Event == Modified || r.Event == Deleted) && !r.ObservedAt.Equal(c.t) {
+				t.Errorf("%s's repair observed at %s, want when the LIST landed, %s", name, r.ObservedAt, c.t)
+			}
 		}
-		if strings.Join(got, " ") != want {
-			t.Errorf("%s: got %v, want %s", name, got, want)
+		if d := cmp.Diff(w, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", name, d)
 		}
+	}
+	items, err := l.ViewAtResourceVersion(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, it := range items {
+		names = append(names, fmt.Sprintf("%s@%d", it.Name, it.ResourceVersion))
+	}
+	if got := strings.Join(names, ","); got != "a@7,c@8" {
+		t.Errorf("view at rv 9 after the repairs: %s, want a@7,c@8", got)
 	}
 }
 
@@ -203,7 +246,7 @@ func TestTrimKeepsTheStateAtTheCut(t *testing.T) {
 	c := &clock{t: t0}
 	l := NewLog(Options{Resource: "pods", Retention: 10 * time.Minute, Now: c.now})
 	still := []byte(`{"metadata":{"name":"still"}}`)
-	l.Reconcile(Listed{Rows: []*store.Row{row(t, "us", "still", 1, t0, still)}, RV: 1, At: t0})
+	l.Base(Listed{Rows: []*store.Row{row(t, "us", "still", 1, t0, still)}, RV: 1, At: t0})
 	for i := 1; i <= 30; i++ {
 		c.t = t0.Add(time.Duration(i) * time.Minute)
 		obj := []byte(fmt.Sprintf(`{"metadata":{"name":"busy"},"n":%d}`, i))
@@ -250,7 +293,7 @@ func TestByteBound(t *testing.T) {
 	c := &clock{t: t0}
 	const bound = 20_000
 	l := NewLog(Options{Resource: "pods", Retention: time.Hour, MaxBytes: bound, Now: c.now})
-	l.Reconcile(Listed{RV: 1, At: t0})
+	l.Base(Listed{RV: 1, At: t0})
 	for i := 1; i <= 2000; i++ {
 		c.t = t0.Add(time.Duration(i) * time.Second)
 		obj := []byte(fmt.Sprintf(`{"metadata":{"name":"p"},"n":%d,"pad":"%s"}`, i, strings.Repeat("x", i%50)))
@@ -308,7 +351,7 @@ func (m *memPersister) Load(context.Context, string) (*Stored, error) { return &
 func checkSurvives(t *testing.T, p Persister, t0 time.Time) {
 	c := &clock{t: t0}
 	l := NewLog(Options{Resource: "deployments.apps", Retention: 10 * time.Minute, Now: c.now, Persist: p})
-	l.Reconcile(Listed{Rows: []*store.Row{row(t, "us", "still", 1, t0, []byte(`{"metadata":{"name":"still"}}`))}, RV: 1, At: t0})
+	l.Base(Listed{Rows: []*store.Row{row(t, "us", "still", 1, t0, []byte(`{"metadata":{"name":"still"}}`))}, RV: 1, At: t0})
 	for i := 1; i <= 20; i++ {
 		c.t = t0.Add(time.Duration(i) * time.Minute)
 		ev := Modified
@@ -356,7 +399,7 @@ func checkSurvives(t *testing.T, p Persister, t0 time.Time) {
 	if _, _, err := loaded.ViewAt(c.t); !errors.As(err, &tooOld) || tooOld.Gap == nil {
 		t.Errorf("a view after the last write: %v, want a gap", err)
 	}
-	loaded.Reconcile(Listed{Rows: []*store.Row{row(t, "us", "still", 1, c.t, []byte(`{"metadata":{"name":"still"}}`))}, RV: 30, At: c.t, CaughtUp: true})
+	loaded.Base(Listed{Rows: []*store.Row{row(t, "us", "still", 1, c.t, []byte(`{"metadata":{"name":"still"}}`))}, RV: 30, At: c.t})
 	revs, _ := loaded.History("default", "web", time.Time{})
 	if last := revs[len(revs)-1]; last.Event != Deleted || last.Source != List {
 		t.Errorf("web, gone from the first LIST after the restart, ends with %s/%s", last.Event, last.Source)

@@ -172,6 +172,12 @@ func (l *Log) recordLocked(e Entry, at time.Time) {
 		if row.ResourceVersion <= last.rv || last.event == Deleted {
 			return
 		}
+		// A repair judged late may carry its LIST's time, before a watch
+		// event of the object observed since: an object's revisions keep
+		// their order in time, which its views at a time rely on.
+		if at.Before(last.at) {
+			r.at = last.at
+		}
 		before := o.size()
 		back, changed, err := Diff(o.head, row.Object)
 		if err != nil {
@@ -199,29 +205,28 @@ func wholePatch(b []byte) []byte {
 	return append(append([]byte(`[[[],`), b...), "]]"...)
 }
 
-// Listed is a verifying LIST handed to Reconcile.
+// Listed is this run's first verifying LIST, handed to Base.
 type Listed struct {
 	Rows []*store.Row
 	RV   uint64
 	At   time.Time
-	// CaughtUp says the watch delivered every event up to RV, so an object
-	// the LIST lacks was deleted, and one it has newer was missed.
-	CaughtUp bool
 	// Managers are the managers of the rows the LIST decoded, by UID; a
 	// row the views already held at its resourceVersion has none here.
 	Managers map[string][]krmv1alpha1.ManagerEntry
 }
 
-// Reconcile records what a verifying LIST shows that the log lacks: the
-// first LIST is the base (every object ADDED, source list); later ones
-// record the events the watch missed, as the aggregator repairs them.
-func (l *Log) Reconcile(v Listed) {
+// Base makes this run's first LIST the history's base: every object it has
+// that the log lacks (all of them, in a new log) is ADDED, one it has newer
+// than the log MODIFIED, and one a loaded history holds that it lacks
+// DELETED, each with source list; a loaded history's gap closes there.
+// Later LISTs change nothing here: the events the watch missed that they
+// expose reach the log through Repair, as the agent's drift judgment
+// settles them, so history and the drift ledger never disagree.
+func (l *Log) Base(v Listed) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	base := !l.listed
-	horizon := v.RV
-	if !base && !v.CaughtUp {
-		horizon = min(v.RV, l.maxRV)
+	if l.listed {
+		return
 	}
 	seen := make(map[string]struct{}, len(v.Rows))
 	for _, row := range v.Rows {
@@ -230,11 +235,8 @@ func (l *Log) Reconcile(v Listed) {
 		e := Entry{Source: List, Row: row, Managers: v.Managers[row.UID]}
 		switch {
 		case o == nil || o.last().event == Deleted:
-			if !base && row.ResourceVersion > horizon {
-				continue
-			}
 			e.Event = Added
-		case o.last().rv < row.ResourceVersion && (base || row.ResourceVersion <= horizon):
+		case o.last().rv < row.ResourceVersion:
 			e.Event = Modified
 			if e.Managers == nil {
 				e.Managers = o.last().managers
@@ -244,24 +246,60 @@ func (l *Log) Reconcile(v Listed) {
 		}
 		l.recordLocked(e, v.At)
 	}
-	if base || v.CaughtUp {
-		for uid, o := range l.objects {
-			if _, ok := seen[uid]; ok || o.last().event == Deleted || o.last().rv > v.RV {
-				continue
-			}
-			gone := store.Row{UID: uid, Namespace: o.namespace, Name: o.name, ResourceVersion: max(v.RV, o.last().rv+1), Object: o.head}
-			l.recordLocked(Entry{Event: Deleted, Source: List, Row: &gone, Managers: o.last().managers}, v.At)
+	for uid, o := range l.objects {
+		if _, ok := seen[uid]; ok || o.last().event == Deleted || o.last().rv > v.RV {
+			continue
 		}
+		gone := store.Row{UID: uid, Namespace: o.namespace, Name: o.name, ResourceVersion: max(v.RV, o.last().rv+1), Object: o.head}
+		l.recordLocked(Entry{Event: Deleted, Source: List, Row: &gone, Managers: o.last().managers}, v.At)
 	}
-	if base {
-		l.listed = true
-		if !l.started {
-			l.started, l.startAt, l.startRV = true, v.At, v.RV
+	l.listed = true
+	if !l.started {
+		l.started, l.startAt, l.startRV = true, v.At, v.RV
+	}
+	if len(l.gaps) > 0 && l.gaps[len(l.gaps)-1].To.IsZero() {
+		g := &l.gaps[len(l.gaps)-1]
+		g.To, g.ToRV = v.At, v.RV
+	}
+	l.boundLocked()
+}
+
+// Repair records events the watch missed, as a verifying LIST exposed them
+// and the agent judged them drift: Added and Modified carry the LIST's row
+// (observed when the LIST landed), Deleted the row the watch last held
+// with the LIST's resourceVersion. Each becomes a revision with source
+// list. A repair the log cannot place changes nothing: one at or below the
+// object's newest revision, a deletion of an object it does not hold, or
+// any before the base.
+func (l *Log) Repair(entries []Entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.listed {
+		return
+	}
+	for _, e := range entries {
+		e.Source = List
+		o := l.objects[e.Row.UID]
+		live := o != nil && o.last().event != Deleted
+		switch {
+		case e.Event == Deleted && !live:
+			continue
+		case e.Event == Deleted:
+			row := *e.Row
+			row.ResourceVersion = max(row.ResourceVersion, o.last().rv+1)
+			if row.Object == nil {
+				row.Object = o.head
+			}
+			e.Row = &row
+		case !live:
+			e.Event = Added
+		default:
+			e.Event = Modified
 		}
-		if len(l.gaps) > 0 && l.gaps[len(l.gaps)-1].To.IsZero() {
-			g := &l.gaps[len(l.gaps)-1]
-			g.To, g.ToRV = v.At, v.RV
+		if e.Managers == nil && live {
+			e.Managers = o.last().managers
 		}
+		l.recordLocked(e, e.Row.ObservedAt)
 	}
 	l.boundLocked()
 }
