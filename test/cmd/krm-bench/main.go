@@ -91,6 +91,10 @@ func run(ctx context.Context, o options) (err error) {
 		if r.apply, err = runApplyBenchmark(ctx, dir); err != nil {
 			return err
 		}
+		progress(fmt.Sprintf("measuring history's bytes per revision (BenchmarkRevisionBytes in pkg/history, %d revisions)", historyRevisions))
+		if r.history, err = runHistoryBenchmark(ctx, dir); err != nil {
+			return err
+		}
 	}
 
 	s, err := attachCluster(ctx)

@@ -34,6 +34,7 @@ type report struct {
 	agentHeap         int64
 	informerHeap      int64
 	apply             []*applyResult
+	history           []*historyResult
 }
 
 type machine struct {
@@ -187,6 +188,9 @@ func (r *report) markdown() string {
 			p("| %d | %.0f | %s | %s | %s | %.2f× |\n", a.objects, median(a.nsPerOp), strings.Join(runs, ", "), a.bytesOp, a.allocsOp, median(a.nsPerOp)/base)
 		}
 		p("\n")
+	}
+	if len(r.history) > 0 {
+		p("%s", historyMarkdown(r.history))
 	}
 	return b.String()
 }
