@@ -90,8 +90,8 @@ type aggregator struct {
 	pending      []*judgment
 	pendingCount int
 	unjudged     int64
-	// driftFound, when set, is told of each drift recorded (under mu: it
-	// must not call the aggregator).
+	// driftFound, when set, is told of each drift recorded, and of the
+	// candidates given up on (under mu: it must not call the aggregator).
 	driftFound func(found judged)
 
 	// streamChanged, when set, is told (without blocking) each time the
@@ -445,7 +445,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 
 	restart := !a.hasVerified || a.stale || a.following || backwards
 	if a.stale || a.following || backwards {
-		a.dropJudgments()
+		a.dropJudgments(false)
 		// The frames and events loaded from the store are an earlier run's
 		// or another replica's, or etcd's revisions went back: this LIST
 		// supersedes them all, and the stream's resourceVersion drops back

@@ -35,12 +35,15 @@ type driftCandidate struct {
 
 // judged is drift one judgment settled, for driftFound: the entries, the
 // field managers of the objects the LIST decoded (by UID; none for a
-// missed deletion), the counts, and the LIST's resourceVersion.
+// missed deletion), the counts, and the LIST's resourceVersion. unjudged
+// says the entries are candidates given up on (giveUp), not drift: they
+// are in neither the ledger nor the counts.
 type judged struct {
 	entries  []api.DriftEntry
 	managers map[string][]krmv1alpha1.ManagerEntry
 	counts   api.DriftCounts
 	listRV   uint64
+	unjudged bool
 }
 
 // judgeEvent settles candidates the watch has now delivered. It runs
@@ -93,38 +96,70 @@ func (a *aggregator) deferJudgment(j *judgment) {
 		return
 	}
 	for len(a.pending) > 0 && a.pendingCount+len(j.cands) > pendingLimit {
-		a.dropJudgment()
+		a.dropJudgment(true)
 	}
 	if over := len(j.cands) - pendingLimit; over > 0 {
-		for uid := range j.cands {
+		dropped := map[string]*driftCandidate{}
+		for uid, c := range j.cands {
 			if over == 0 {
 				break
 			}
 			delete(j.cands, uid)
+			dropped[uid] = c
 			a.unjudged++
 			over--
 		}
+		a.giveUp(dropped, j.rv)
 	}
 	a.pending = append(a.pending, j)
 	a.pendingCount += len(j.cands)
 }
 
-func (a *aggregator) dropJudgment() {
-	n := len(a.pending[0].cands)
+// dropJudgment gives up on the oldest LIST's candidates; handOver passes
+// them to driftFound as unjudged.
+func (a *aggregator) dropJudgment(handOver bool) {
+	j := a.pending[0]
+	n := len(j.cands)
 	a.unjudged += int64(n)
 	a.pendingCount -= n
 	a.pending[0] = nil
 	a.pending = a.pending[1:]
+	if handOver {
+		a.giveUp(j.cands, j.rv)
+	}
 }
 
 // dropJudgments gives up on every waiting candidate: the watch will not
 // deliver what they wait for (it restarts past them, or the timeline
-// changed). They are counted, not guessed.
-func (a *aggregator) dropJudgments() {
+// changed). They are counted, not guessed. handOver passes them to
+// driftFound as unjudged (not when the timeline changed: then the views
+// start over from the LIST).
+func (a *aggregator) dropJudgments(handOver bool) {
 	for len(a.pending) > 0 {
-		a.dropJudgment()
+		a.dropJudgment(handOver)
 	}
 	a.pending = nil
+}
+
+// giveUp hands candidates that will not be judged to driftFound, marked
+// unjudged: not drift, but the LIST's word on objects whose events the
+// watch may never deliver, which history records so that it holds what
+// the views hold.
+func (a *aggregator) giveUp(cands map[string]*driftCandidate, listRV uint64) {
+	if a.driftFound == nil || len(cands) == 0 {
+		return
+	}
+	found := judged{entries: make([]api.DriftEntry, 0, len(cands)), listRV: listRV, unjudged: true}
+	for uid, c := range cands {
+		found.entries = append(found.entries, c.entry)
+		if c.managers != nil {
+			if found.managers == nil {
+				found.managers = map[string][]krmv1alpha1.ManagerEntry{}
+			}
+			found.managers[uid] = c.managers
+		}
+	}
+	a.driftFound(found)
 }
 
 // watchFrom records that a watch (re)starts from rv. Events between what
@@ -134,7 +169,7 @@ func (a *aggregator) watchFrom(rv uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if rv > a.streamRV && len(a.pending) > 0 {
-		a.dropJudgments()
+		a.dropJudgments(true)
 	}
 }
 

@@ -56,7 +56,9 @@ func (r *runner) baseHistory(rows []*store.Row, rv uint64, at time.Time) {
 // source list: a missed ADDED or MODIFIED as the LIST had the object, a
 // missed DELETED at the LIST's resourceVersion with the object as the
 // watch last held it. So history repairs exactly what the drift ledger
-// names, when it names it.
+// names, when it names it; and, the same way, the candidates the
+// aggregator gave up on (the watch restarted past their LIST), which the
+// views took from the LIST.
 func (r *runner) repairHistory(found judged) {
 	if r.hist == nil || len(found.entries) == 0 {
 		return

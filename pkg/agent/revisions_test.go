@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
@@ -110,5 +111,55 @@ func TestHistoryRepairsAreTheJudgedDrift(t *testing.T) {
 	revs, _ := r.hist.History("ns", "c", time.Time{})
 	if got := string(revs[len(revs)-1].Object); got != string(row("c", 17, store.Streamed).Object) {
 		t.Errorf("c's DELETED repair holds %s, want the object as the watch last held it", got)
+	}
+}
+
+// Candidates the aggregator gives up on (the watch restarts past their
+// LIST and will never deliver their events) are not drift, but history
+// takes the LIST's word on them, as the views do: else an object created
+// while the watch was away would be missing from every view at a time
+// after it, and one deleted then would stand in them forever.
+func TestHistoryTakesTheListForCandidatesGivenUpOn(t *testing.T) {
+	a := newTestAggregator()
+	r := &runner{agg: a, log: slog.New(slog.DiscardHandler), info: api.ResourceInfo{Name: "pods"},
+		hist: history.NewLog(history.Options{Resource: "pods", Retention: time.Hour, Now: a.now})}
+	a.driftFound = r.driftFound
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.metrics = m
+	first := []*store.Row{row("b", 7, store.Verified), row("c", 8, store.Verified)}
+	a.verify(listed(10, first...))
+	r.baseHistory(first, 10, t0)
+	// The watch breaks; a LIST at 20 has n (created at 18), c modified at
+	// 19, and lacks b. The watch restarts from it.
+	a.verify(verification{rows: []*store.Row{row("c", 19, store.Verified), row("n", 18, store.Verified)}, rv: 20, at: t0.Add(time.Minute),
+		managers: map[string][]krmv1alpha1.ManagerEntry{"uid-n": {{Manager: "kubectl-create", Operation: "Update"}}}})
+	a.watchFrom(a.resumeFrom())
+	got := map[string]string{}
+	for _, name := range []string{"b", "c", "n"} {
+		revs, _ := r.hist.History("ns", name, time.Time{})
+		for _, rv := range revs {
+			got[name] += fmt.Sprintf(" %s@%s/%s%d", rv.Event, rv.ResourceVersion, rv.Source, len(rv.Managers))
+		}
+	}
+	want := map[string]string{"b": " ADDED@7/list0 DELETED@20/list0", "c": " ADDED@8/list0 MODIFIED@19/list0", "n": " ADDED@18/list1"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("history (-want +got):\n%s", d)
+	}
+	if st := a.status(api.ResourceInfo{}); st.TotalDrift.Total() != 0 || st.DriftUnjudged != 3 || len(a.drift().Ledger) != 0 {
+		t.Errorf("drift %+v, unjudged %d, ledger %v; want none, 3, empty", st.TotalDrift, st.DriftUnjudged, a.drift().Ledger)
+	}
+	items, err := r.hist.ViewAtResourceVersion(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, it := range items {
+		names = append(names, fmt.Sprintf("%s@%d", it.Name, it.ResourceVersion))
+	}
+	if d := cmp.Diff([]string{"c@19", "n@18"}, names); d != "" {
+		t.Errorf("history's view at 20, which the views hold (-want +got):\n%s", d)
 	}
 }

@@ -166,6 +166,7 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(r.interval, 30*time.Second))
 	defer cancel()
 	start := time.Now()
+	r.histManagers = nil // a failed LIST's
 	rows, rv, err := r.list(ctx)
 	r.metrics.lists.WithLabelValues(r.info.Name, result(err)).Inc()
 	r.metrics.listSeconds.WithLabelValues(r.info.Name).Observe(time.Since(start).Seconds())
@@ -206,6 +207,9 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 // and records its repairs in history. It runs under the aggregator's lock.
 func (r *runner) driftFound(found judged) {
 	r.repairHistory(found)
+	if found.unjudged {
+		return
+	}
 	d, listRV := found.counts, store.FormatResourceVersion(found.listRV)
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(d.MissedAdded))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(d.MissedDeleted))
