@@ -86,7 +86,7 @@ type runner struct {
 	// only: it falls back to LISTs for good when the server has none.
 	watchList bool
 	// hist keeps every revision seen (nil when --history=0); see
-	// recordHistory and reconcileHistory.
+	// recordHistory, baseHistory and repairHistory.
 	hist *history.Log
 	// histManagers are the managers of the objects the running LIST
 	// decoded. Verifier goroutine only.
