@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/agent/probe"
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/render"
@@ -222,7 +223,7 @@ func (c Config) Complete() (*Agent, error) {
 			return nil, err
 		}
 	}
-	rc, err := newRESTClient(c.RESTConfig)
+	rc, err := source.NewRESTClient(c.RESTConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +236,7 @@ func (c Config) Complete() (*Agent, error) {
 		// printer columns is listed as kube-apiserver's Tables, whose cells
 		// krm serves.
 		tables := !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0
-		client := newAPISource(rc, r.gvr, namespace, tables)
+		client := source.NewAPI(rc, r.gvr, namespace, tables)
 		run := &runner{
 			info:      r.info,
 			client:    client,
