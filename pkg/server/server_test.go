@@ -80,7 +80,7 @@ func TestDiscoveryListsOnlyCachedResourcesReadOnly(t *testing.T) {
 	want := []string{
 		"apps/v1 deployments Deployment get,list,watch",
 		"krm.io/v1alpha1 agentstatuses AgentStatus get,list",
-		"krm.io/v1alpha1 resourcestatuses ResourceStatus get,list",
+		"krm.io/v1alpha1 resourcestatuses ResourceStatus get,list,watch",
 		"krm.io/v1alpha1 driftreports DriftReport get,list",
 		"krm.io/v1alpha1 delayreports DelayReport get,list",
 		"v1 pods Pod get,list,watch",
@@ -409,7 +409,7 @@ func TestKrmGroup(t *testing.T) {
 		"/apis/krm.io/v1alpha1/resourcestatuses/nope":    `"reason":"NotFound"`,
 		"/apis/krm.io/v1alpha1/agentstatuses/other":      `agentstatuses.krm.io \"other\" not found`,
 		"/apis/krm.io/v1alpha1/delayreports":             `this agent does not measure stream delay`,
-		"/apis/krm.io/v1alpha1/resourcestatuses?watch=1": `read with get and list, not watched`,
+		"/apis/krm.io/v1alpha1/driftreports?watch=1":     `only the resourcestatuses collection is watched; driftreports are read with get and list`,
 	} {
 		_, body := get(path)
 		if !strings.Contains(body, want) {
