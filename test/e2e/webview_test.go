@@ -104,7 +104,7 @@ func startBrowser(t *testing.T) *browser {
 			b.mu.Unlock()
 		}
 	})
-	if err := chromedp.Run(ctx); err != nil {
+	if err := chromedp.Run(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
 	return b
@@ -439,7 +439,7 @@ func TestWebView(t *testing.T) {
 			}
 			return nil
 		})
-		b.run(t, "loading the delay page", chromedp.Navigate(url+"#delay"),
+		b.run(t, "loading the delay page", chromedp.Navigate(url+"#delay?since=5m"),
 			chromedp.WaitVisible(`#delay-stats`, chromedp.ByQuery))
 		// The probe goes on measuring, so its counts are compared until a
 		// load falls between two of its samples.
@@ -455,7 +455,7 @@ func TestWebView(t *testing.T) {
 				return fmt.Errorf("%d rows, want 8 (probe, pods, deployments, services; ADDED and DELETED)", len(rows))
 			}
 			for _, r := range rows {
-				rep, err := agent.Client.DelayReport(ctx, r.Resource, r.Event, time.Hour)
+				rep, err := agent.Client.DelayReport(ctx, r.Resource, r.Event, 5*time.Minute)
 				if err != nil {
 					return err
 				}

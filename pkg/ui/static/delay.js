@@ -33,19 +33,21 @@ function chart(target, title, rep, probe, width) {
   const box = el('div', { class: 'chart', dataset: { resource: rep.metadata.name, event: title.event } },
     el('h3', {}, `${rep.metadata.name} ${title.event}`));
   target.append(box);
+  // The probe's own charts are in milliseconds; the resources' in seconds.
+  const res = rep.metadata.name === 'probe' ? 'ms resolution' : '1 s resolution';
   const series = [
     {},
-    { label: 'p50 (1 s resolution)', stroke: '#0a58ca', width: 2, value: (u, v) => fmt(v) },
-    { label: 'p90 (1 s resolution)', stroke: '#9a6700', width: 1.5, value: (u, v) => fmt(v) },
-    { label: 'p99 (1 s resolution)', stroke: '#cf222e', width: 1.5, value: (u, v) => fmt(v) },
+    { label: `p50 (${res})`, stroke: '#0a58ca', width: 2, value: (u, v) => fmt(v) },
+    { label: `p90 (${res})`, stroke: '#9a6700', width: 1.5, value: (u, v) => fmt(v) },
+    { label: `p99 (${res})`, stroke: '#cf222e', width: 1.5, value: (u, v) => fmt(v) },
   ];
   if (withProbe) {
     series.push({ label: 'probe p50 (ms resolution)', stroke: '#1a7f37', width: 1.5, dash: [6, 4], value: (u, v) => fmt(v) });
   }
   charts.push(new uPlot({
-    width, height: 170, series,
+    width, height: 150, series,
     scales: { x: { time: true } },
-    axes: [{}, { label: 'delay', size: 60, values: (u, vals) => vals.map(fmt) }],
+    axes: [{}, { size: 70, values: (u, vals) => vals.map(fmt) }],
     legend: { live: true },
   }, data, box));
 }
@@ -106,7 +108,7 @@ export async function start(params, signal) {
     first.status.warning ? el('span', { class: 'warn' }, ` · ${first.status.warning}`) : '',
   );
 
-  const width = Math.max(360, Math.floor((out.clientWidth || 1200) / 2) - 28);
+  const width = Math.max(360, Math.floor((out.clientWidth || 1200) / 2) - 48);
   const probeCharts = el('div', { class: 'charts' });
   probeBox.append(el('h2', {}, 'Canary probe (millisecond resolution)'), probeCharts);
   for (const e of events) {
@@ -126,11 +128,11 @@ export async function start(params, signal) {
   });
   out.append(
     el('h2', {}, 'Per resource and event type'),
+    grid,
     el('table', { id: 'delay-stats' },
       el('thead', {}, el('tr', {}, ['Resource', 'Event', 'Samples', 'Unmeasured', 'p50', 'p90', 'p99', 'Max', 'Resolution']
         .map((h, i) => el('th', { class: i >= 2 && i <= 7 ? 'num' : null }, h)))),
       stats),
-    grid,
   );
   if (empty.length) out.append(el('p', { class: 'note', id: 'delay-empty' }, `No samples in range: ${empty.join(', ')}.`));
 }
