@@ -387,10 +387,25 @@ func TestWebView(t *testing.T) {
 		if err := cs.CoreV1().Services(ns).Delete(ctx, "gone-1", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// Drift is judged only up to what the watch delivered: the missed
+		// DELETED is known once the watch passes the LIST without it. A
+		// service whose events get through moves it on (a quiet watch
+		// would, at its next bookmark, about a minute later).
+		tick, err := cs.CoreV1().Services(ns).Create(ctx, svc("tick"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		var rep *krmv1alpha1.DriftReport
 		waitFor(t, 30*time.Second, "a LIST to find the missed ADDED and DELETED", func() error {
 			var err error
 			if rep, err = agent.Client.DriftReport(ctx, "services"); err != nil {
+				return err
+			}
+			if tick.Labels == nil {
+				tick.Labels = map[string]string{}
+			}
+			tick.Labels["tick"] = fmt.Sprint(time.Now().UnixNano())
+			if tick, err = cs.CoreV1().Services(ns).Update(ctx, tick, metav1.UpdateOptions{}); err != nil {
 				return err
 			}
 			kinds := map[string]bool{}
