@@ -117,7 +117,8 @@ unit: ## Unit tests only: no cluster.
 	$(GO) test -short $(TEST_FLAGS) ./...
 
 .PHONY: integration
-integration: $(CLUSTER) ## Integration and e2e tests; starts the local cluster if none runs, and stops it after.
+integration: $(CLUSTER) ## Integration and e2e tests; installs their Debian packages if missing (test/deps.sh), starts the local cluster if none runs, and stops it after.
+	@bash test/deps.sh
 	@set -e; started=; \
 	if ! $(CLUSTER) status -q 2>/dev/null; then $(CLUSTER) up >/dev/null; started=1; fi; \
 	trap 'if [ -n "$$started" ]; then $(CLUSTER) down; fi' EXIT; \
