@@ -39,7 +39,7 @@ image: ## Build the krm-agent image without Docker into bin/krm-agent-image.tar 
 	@echo "          or: kind load image-archive bin/krm-agent-image.tar"
 
 .PHONY: verify
-verify: verify-krew verify-helm verify-plugin-deps ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, .krew.yaml a valid krew manifest, the chart linted, and the plugin free of the agent's dependencies.
+verify: verify-krew verify-helm verify-plugin-deps verify-ui ## gofmt, go vet and go mod tidy must be clean, manifests/install/ current, .krew.yaml a valid krew manifest, the chart linted, and the plugin free of the agent's dependencies.
 	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
@@ -54,6 +54,31 @@ verify: verify-krew verify-helm verify-plugin-deps ## gofmt, go vet and go mod t
 # (go-redis) or its metrics server (Prometheus) would mean it imports a
 # package of the agent's.
 PLUGIN_FORBIDDEN_DEPS := ^github\.com/redis/go-redis(/|$$)|^github\.com/prometheus/client_golang/prometheus(/promhttp)?$$
+
+# The web view's front-end dependency: uPlot, pinned in web/package.json and
+# web/package-lock.json. Its built files are committed in pkg/ui/static/vendor
+# so that go build needs no npm; make ui refreshes them, make verify-ui checks
+# they are the pinned package's.
+UI_VENDOR := pkg/ui/static/vendor
+UI_FILES := dist/uPlot.iife.min.js dist/uPlot.min.css
+
+.PHONY: ui
+ui: ## Install web/'s pinned npm packages (npm ci) and copy uPlot's built files into pkg/ui/static/vendor.
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	for f in $(UI_FILES); do cp web/node_modules/uplot/$$f $(UI_VENDOR)/; done
+	cp web/node_modules/uplot/LICENSE $(UI_VENDOR)/uPlot.LICENSE
+
+.PHONY: verify-ui
+verify-ui: ## pkg/ui/static/vendor must hold the files of the uPlot that web/package-lock.json pins (npm ci into a temporary copy of web/).
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp web/package.json web/package-lock.json web/.npmrc "$$tmp"/; \
+	(cd "$$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null); \
+	for f in $(UI_FILES) LICENSE; do \
+		dst=$(UI_VENDOR)/$$(basename $$f); [ "$$f" = LICENSE ] && dst=$(UI_VENDOR)/uPlot.LICENSE; \
+		if ! cmp -s "$$tmp/node_modules/uplot/$$f" "$$dst"; then \
+			echo "$$dst differs from the pinned uplot package's $$f: run make ui and commit the result"; exit 1; \
+		fi; \
+	done; echo "pkg/ui/static/vendor matches the pinned uplot $$(cd "$$tmp" && node -p 'require("./node_modules/uplot/package.json").version')"
 
 .PHONY: verify-plugin-deps
 verify-plugin-deps: ## kubectl-krm must link neither go-redis nor the Prometheus client.
@@ -92,7 +117,8 @@ unit: ## Unit tests only: no cluster.
 	$(GO) test -short $(TEST_FLAGS) ./...
 
 .PHONY: integration
-integration: $(CLUSTER) ## Integration and e2e tests; starts the local cluster if none runs, and stops it after.
+integration: $(CLUSTER) ## Integration and e2e tests; installs their Debian packages if missing (test/deps.sh), starts the local cluster if none runs, and stops it after.
+	@bash test/deps.sh
 	@set -e; started=; \
 	if ! $(CLUSTER) status -q 2>/dev/null; then $(CLUSTER) up >/dev/null; started=1; fi; \
 	trap 'if [ -n "$$started" ]; then $(CLUSTER) down; fi' EXIT; \

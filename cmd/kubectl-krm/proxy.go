@@ -62,11 +62,16 @@ type ProxyOptions struct {
 	port    int
 	address string
 	listen  string // address:port
+	// serving is the line printed once the proxy listens on addr.
+	serving func(addr net.Addr) string
 }
+
+// proxyServing is kubectl proxy's line.
+func proxyServing(addr net.Addr) string { return fmt.Sprintf("Starting to serve on %s", addr) }
 
 // NewCmdProxy builds `kubectl krm proxy`.
 func NewCmdProxy(cf *genericclioptions.ConfigFlags, agent *AgentFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &ProxyOptions{configFlags: cf, agent: agent, IOStreams: streams, port: 8001, address: "127.0.0.1"}
+	o := &ProxyOptions{configFlags: cf, agent: agent, IOStreams: streams, port: 8001, address: "127.0.0.1", serving: proxyServing}
 	cmd := &cobra.Command{
 		Use:   "proxy [--port=PORT] [--address=ADDRESS]",
 		Short: "Serve the krm agent's API on a local port, as kubectl proxy serves the API server's",
@@ -165,7 +170,7 @@ func (o *ProxyOptions) Run(ctx context.Context) error {
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	logMu.Lock()
-	_, err = fmt.Fprintf(o.Out, "Starting to serve on %s\n", l.Addr())
+	_, err = fmt.Fprintln(o.Out, o.serving(l.Addr()))
 	logMu.Unlock()
 	if err != nil {
 		return err

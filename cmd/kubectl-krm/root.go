@@ -100,6 +100,7 @@ port-forwards to it, or talks to --agent-url.`,
 		NewCmdStatus(configFlags, agent, streams),
 		NewCmdDelay(configFlags, agent, streams),
 		NewCmdProxy(configFlags, agent, streams),
+		NewCmdUI(configFlags, agent, streams),
 		NewCmdVersion(configFlags, agent, streams),
 	)
 	return cmd

@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/krm-project/krm/pkg/agent/probe"
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/render"
@@ -66,7 +68,7 @@ type Config struct {
 	ProbeInterval  time.Duration
 	ProbeNamespace string
 	// ProbeTimeout is how long the probe waits for each event before it
-	// counts a timeout; default DefaultProbeTimeout.
+	// counts a timeout; default probe.DefaultTimeout.
 	ProbeTimeout time.Duration
 	// LeaderElection, when set, makes this agent one replica of several
 	// sharing Store, which must be Redis: see LeaderElection.
@@ -106,7 +108,7 @@ type Agent struct {
 	followMu sync.Mutex
 	leads    bool
 	// probe is the canary probe; nil when off.
-	probe *probe
+	probe *probe.Probe
 	// version is the cluster's, as its /version said at start.
 	version *version.Info
 
@@ -150,7 +152,7 @@ func (c Config) Complete() (*Agent, error) {
 	}
 	if c.ProbeInterval > 0 {
 		if c.Delay == nil {
-			return nil, errProbeNeedsDelay
+			return nil, probe.ErrNeedsDelay
 		}
 		if c.ProbeNamespace == "" {
 			return nil, errors.New("the canary probe needs a namespace (Config.ProbeNamespace)")
@@ -214,13 +216,14 @@ func (c Config) Complete() (*Agent, error) {
 		a.persist.follow()
 	}
 	if c.ProbeInterval > 0 {
-		pm, err := newProbeMetrics(c.Registry)
-		if err != nil {
+		if a.probe, err = probe.New(probe.Config{
+			Namespace: c.ProbeNamespace, Interval: c.ProbeInterval, Timeout: c.ProbeTimeout,
+			Cluster: c.ClusterName, Delay: c.Delay, Logger: c.Logger, Registry: c.Registry,
+		}, dyn); err != nil {
 			return nil, err
 		}
-		a.probe = newProbe(c, dyn, pm)
 	}
-	rc, err := newRESTClient(c.RESTConfig)
+	rc, err := source.NewRESTClient(c.RESTConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +236,7 @@ func (c Config) Complete() (*Agent, error) {
 		// printer columns is listed as kube-apiserver's Tables, whose cells
 		// krm serves.
 		tables := !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0
-		client := newAPISource(rc, r.gvr, namespace, tables)
+		client := source.NewAPI(rc, r.gvr, namespace, tables)
 		run := &runner{
 			info:      r.info,
 			client:    client,

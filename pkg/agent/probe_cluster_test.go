@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/agent"
+	"github.com/krm-project/krm/pkg/agent/probe"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/test/cluster/clustertest"
 	"github.com/krm-project/krm/test/watchproxy"
@@ -26,7 +27,7 @@ import (
 
 // probeConfigMaps lists the probe's ConfigMaps in ns by name.
 func probeConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string) ([]string, error) {
-	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(agent.ProbeLabels).String()})
+	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(probe.Labels).String()})
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	leftover := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "krm-probe-leftover", Labels: agent.ProbeLabels}}
+	leftover := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "krm-probe-leftover", Labels: probe.Labels}}
 	// Named like a probe, but without the probe's labels: not the probe's.
 	lookalike := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "krm-probe-lookalike", Labels: map[string]string{"app.kubernetes.io/managed-by": "krm-agent"}}}
 	for _, cm := range []*corev1.ConfigMap{leftover, lookalike} {
@@ -115,11 +116,11 @@ func TestProbe(t *testing.T) {
 		return fmt.Sprintf("get %s: %v", leftover.Name, err), err
 	})
 	const n = 5
-	ag.waitTotals(t, agent.ProbeResource, delay.Added, n)
-	ag.waitTotals(t, agent.ProbeResource, delay.Deleted, n)
+	ag.waitTotals(t, probe.Resource, delay.Added, n)
+	ag.waitTotals(t, probe.Resource, delay.Deleted, n)
 
 	for _, event := range []string{delay.Added, delay.Deleted} {
-		samples := recordedSamples(t, ag.window, agent.ProbeResource, event)
+		samples := recordedSamples(t, ag.window, probe.Resource, event)
 		var delays []time.Duration
 		for _, s := range samples {
 			delays = append(delays, s.Delay)
@@ -131,7 +132,7 @@ func TestProbe(t *testing.T) {
 			}
 		}
 		t.Logf("probe %s delays: %v", event, delays)
-		if got := histogramCount(t, ag.reg, "krm_stream_delay_seconds", map[string]string{"resource": agent.ProbeResource, "event": event}); got < n {
+		if got := histogramCount(t, ag.reg, "krm_stream_delay_seconds", map[string]string{"resource": probe.Resource, "event": event}); got < n {
 			t.Errorf("krm_stream_delay_seconds{probe,%s} counts %d samples, want at least %d", event, got, n)
 		}
 	}
@@ -141,7 +142,7 @@ func TestProbe(t *testing.T) {
 	}
 	var rows []string
 	for _, st := range rep.Stats {
-		if st.Resource == agent.ProbeResource && st.Count >= n {
+		if st.Resource == probe.Resource && st.Count >= n {
 			rows = append(rows, st.Event)
 		}
 	}
@@ -187,7 +188,7 @@ func TestProbeTimeout(t *testing.T) {
 		RESTConfig: proxy.RESTConfig(), Resources: []string{"configmaps"}, Namespace: ns, VerifyInterval: time.Hour,
 		ProbeInterval: 200 * time.Millisecond, ProbeNamespace: ns, ProbeTimeout: time.Second,
 	}, nil)
-	ag.waitTotals(t, agent.ProbeResource, delay.Added, 1)
+	ag.waitTotals(t, probe.Resource, delay.Added, 1)
 
 	proxy.Hold()
 	proxy.Cut()
@@ -206,9 +207,9 @@ func TestProbeTimeout(t *testing.T) {
 		t.Errorf("probe ConfigMaps while the watch is away: %v (%v); want at most the one in flight", left, err)
 	}
 
-	before := ag.totals(agent.ProbeResource, delay.Added).Count
+	before := ag.totals(probe.Resource, delay.Added).Count
 	proxy.Release()
-	ag.waitTotals(t, agent.ProbeResource, delay.Added, before+2)
+	ag.waitTotals(t, probe.Resource, delay.Added, before+2)
 
 	ag.stop()
 	if left, err := probeConfigMaps(t.Context(), cs, ns); err != nil || len(left) != 0 {

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/history"
@@ -136,7 +137,7 @@ func (r *runner) HistorySnapshot(at time.Time, rv uint64) (*api.Snapshot, error)
 	}
 	rows := make([]*store.Row, 0, len(items))
 	for _, it := range items {
-		obj, err := rowObject(it.Object)
+		obj, err := source.DecodeObject(it.Object)
 		if err != nil {
 			return nil, fmt.Errorf("a revision of %s %s in history: %w", r.info.Name, key(it.Namespace, it.Name), err)
 		}

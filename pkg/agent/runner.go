@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/delay"
@@ -42,19 +43,11 @@ const (
 // errWatchStalled ends a watch that went silent.
 var errWatchStalled = errors.New("delivered nothing, not even a bookmark")
 
-// source is what a runner needs of kube-apiserver for its resource: LIST
-// pages read one item at a time, and a watch (an apiSource).
-type source interface {
-	ListPage(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (metav1.ListMeta, error)
-	WatchList(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (string, error)
-	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
-}
-
 // runner runs one resource: a streamer (the watch), a verifier (the periodic
 // LIST) and the aggregator they feed. It implements api.Resource.
 type runner struct {
 	info     api.ResourceInfo
-	client   source
+	client   source.ListWatcher
 	selector metav1.ListOptions // namespace is in client; label selector here
 	interval time.Duration
 	agg      *aggregator
@@ -228,16 +221,16 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 	opts := r.selector
 	opts.Limit = listPageSize
 	var rows []*store.Row
-	each := func(it listItem) error {
-		uid, rv, err := rawMeta(it.object)
+	each := func(it source.Item) error {
+		uid, rv, err := source.RawMeta(it.Object)
 		if err != nil {
 			return fmt.Errorf("an item of the LIST of %s: %w", r.info.Name, err)
 		}
-		if row := r.agg.rowAt(uid, rv); row != nil && (it.cells == nil || row.Cells != nil) {
+		if row := r.agg.rowAt(uid, rv); row != nil && (it.Cells == nil || row.Cells != nil) {
 			rows = append(rows, row)
 			return nil
 		}
-		obj, err := rowObject(it.object)
+		obj, err := source.DecodeObject(it.Object)
 		if err != nil {
 			return fmt.Errorf("an item of the LIST of %s: %w", r.info.Name, err)
 		}
@@ -249,7 +242,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		if obj.GetAPIVersion() == "" {
 			obj.SetAPIVersion(r.info.APIVersion())
 		}
-		row, err := r.rows.build(obj, it.cells, store.Verified)
+		row, err := r.rows.build(obj, it.Cells, store.Verified)
 		if err != nil {
 			return err
 		}
@@ -259,7 +252,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 	}
 	if r.watchList {
 		rvs, err := r.client.WatchList(ctx, r.selector, each)
-		if errors.Is(err, errNoWatchList) {
+		if errors.Is(err, source.ErrNoWatchList) {
 			r.log.Warn("verifying with paginated LISTs instead of WatchList", "resource", r.info.Name, "err", err)
 			r.watchList = false
 			clear(rows)
@@ -409,7 +402,7 @@ func (r *runner) freshBoundary(ctx context.Context, rv string) uint64 {
 	}
 	opts := r.selector
 	opts.Limit = 1
-	meta, err := r.client.ListPage(ctx, opts, func(listItem) error { return nil })
+	meta, err := r.client.ListPage(ctx, opts, func(source.Item) error { return nil })
 	if err != nil {
 		r.log.Debug("no current resourceVersion for the delay boundary; counting resumed events as fresh", "resource", r.info.Name, "err", err)
 		return from
@@ -451,7 +444,7 @@ func (r *runner) handle(ev watch.Event) error {
 		}
 		return nil
 	case watch.Added, watch.Modified, watch.Deleted:
-		obj, cells, ok := eventObject(ev.Object)
+		obj, cells, ok := source.EventObject(ev.Object)
 		if !ok {
 			return fmt.Errorf("watch of %s delivered %T, not an object", r.info.Name, ev.Object)
 		}
@@ -500,7 +493,7 @@ func (r *runner) Drift() api.DriftReport { return r.agg.drift() }
 // TableColumns are the column definitions of the rows' Cells, from the
 // latest Table kube-apiserver sent; nil for a kind the server prints itself.
 func (r *runner) TableColumns() []metav1.TableColumnDefinition {
-	if t, ok := r.client.(*apiSource); ok && t.tables {
+	if t, ok := r.client.(*source.API); ok && t.Tables() {
 		return t.Columns()
 	}
 	return nil

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 )
@@ -88,32 +88,34 @@ func (s *tableServer) requests() []*http.Request {
 	return append([]*http.Request(nil), s.reqs...)
 }
 
-func newTestAPISource(t *testing.T, s *tableServer) *apiSource {
+func newTestAPISource(t *testing.T, s *tableServer) *source.API {
 	t.Helper()
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	client, err := newRESTClient(&rest.Config{Host: srv.URL})
+	client, err := source.NewRESTClient(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newAPISource(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default", true)
+	return source.NewAPI(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default", true)
 }
 
 // mustObject decodes the object of a Table row.
 func mustObject(t *testing.T, row string) *unstructured.Unstructured {
 	t.Helper()
-	var r wireRow
+	var r struct {
+		Object json.RawMessage `json:"object"`
+	}
 	if err := json.Unmarshal([]byte(row), &r); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := rowObject(r.Object)
+	obj, err := source.DecodeObject(r.Object)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return obj
 }
 
-func testTableRunner(src source) *runner {
+func testTableRunner(src source.ListWatcher) *runner {
 	return &runner{
 		info:   api.ResourceInfo{Name: "configmaps", Version: "v1", Resource: "configmaps", Kind: "ConfigMap", Namespaced: true},
 		client: src,
@@ -195,7 +197,7 @@ func TestTableSourceList(t *testing.T) {
 // the runner can tell 410 Expired.
 func TestTableSourceListError(t *testing.T) {
 	src := newTestAPISource(t, &tableServer{t: t})
-	_, err := src.ListPage(t.Context(), metav1.ListOptions{Continue: "expired"}, func(listItem) error { return nil })
+	_, err := src.ListPage(t.Context(), metav1.ListOptions{Continue: "expired"}, func(source.Item) error { return nil })
 	if !apierrors.IsResourceExpired(err) {
 		t.Errorf("err = %v, want 410 Expired", err)
 	}
@@ -235,7 +237,7 @@ func TestTableSourceWatch(t *testing.T) {
 			err := apierrors.FromObject(ev.Object)
 			got = append(got, fmt.Sprintf("ERROR expired=%t", apierrors.IsResourceExpired(err)))
 		default:
-			obj, cells, ok := eventObject(ev.Object)
+			obj, cells, ok := source.EventObject(ev.Object)
 			if !ok {
 				t.Fatalf("%s event carries %T", ev.Type, ev.Object)
 			}
@@ -293,7 +295,7 @@ func TestHandleTableEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.agg.verify(verification{rows: rows, rv: rv, at: time.Now()})
-	events, err := r.client.(*apiSource).decodeEvent(watch.Added, json.RawMessage(
+	events, err := r.client.(*source.API).DecodeEvent(watch.Added, json.RawMessage(
 		`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"601"},"columnDefinitions":null,"rows":[`+configMapRow("d", "601", 7)+`]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +309,7 @@ func TestHandleTableEvents(t *testing.T) {
 	if row == nil || string(row.Cells) != `["d",7,"43m"]` {
 		t.Fatalf("streamed row %+v, want cells [\"d\",7,\"43m\"]", row)
 	}
-	bm, err := r.client.(*apiSource).decodeEvent(watch.Bookmark, json.RawMessage(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"700"},"rows":[]}`))
+	bm, err := r.client.(*source.API).DecodeEvent(watch.Bookmark, json.RawMessage(`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"700"},"rows":[]}`))
 	if err != nil || len(bm) != 1 {
 		t.Fatalf("bookmark: %v %v", bm, err)
 	}
@@ -317,7 +319,7 @@ func TestHandleTableEvents(t *testing.T) {
 	if got := r.agg.resumeFrom(); got != 700 {
 		t.Errorf("after a bookmark at 700 the watch resumes from %d", got)
 	}
-	gone, err := r.client.(*apiSource).decodeEvent(watch.Error, json.RawMessage(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`))
+	gone, err := r.client.(*source.API).DecodeEvent(watch.Error, json.RawMessage(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,18 +343,18 @@ func podItem(name, rv string) string {
 func TestListReusesRowsItHolds(t *testing.T) {
 	var body string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a := r.Header.Get("Accept"); a != jsonAccept {
-			t.Errorf("Accept %q, want %q", a, jsonAccept)
+		if a := r.Header.Get("Accept"); a != source.JSONAccept {
+			t.Errorf("Accept %q, want %q", a, source.JSONAccept)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprint(w, body)
 	}))
 	defer srv.Close()
-	client, err := newRESTClient(&rest.Config{Host: srv.URL})
+	client, err := source.NewRESTClient(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := newAPISource(client, schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", false)
+	src := source.NewAPI(client, schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", false)
 	r := &runner{
 		info: api.ResourceInfo{Name: "pods", Version: "v1", Resource: "pods", Kind: "Pod", Namespaced: true}, client: src,
 		agg: newAggregator("test", "pods", time.Now), rows: newRowBuilder("Pod", time.Now), log: slog.New(slog.DiscardHandler),
@@ -398,12 +400,12 @@ type silentSource struct {
 	watches int
 }
 
-func (s *silentSource) ListPage(context.Context, metav1.ListOptions, func(listItem) error) (metav1.ListMeta, error) {
+func (s *silentSource) ListPage(context.Context, metav1.ListOptions, func(source.Item) error) (metav1.ListMeta, error) {
 	return metav1.ListMeta{ResourceVersion: "10"}, nil
 }
 
-func (s *silentSource) WatchList(context.Context, metav1.ListOptions, func(listItem) error) (string, error) {
-	return "", errNoWatchList
+func (s *silentSource) WatchList(context.Context, metav1.ListOptions, func(source.Item) error) (string, error) {
+	return "", source.ErrNoWatchList
 }
 
 func (s *silentSource) Watch(context.Context, metav1.ListOptions) (watch.Interface, error) {
@@ -456,75 +458,5 @@ func TestWatchdogRestartsASilentWatch(t *testing.T) {
 	}
 	if got := restarts.GetCounter().GetValue(); got < 2 {
 		t.Errorf("krm_watch_restarts_total{reason=stalled} = %v, want the restarts counted", got)
-	}
-}
-
-// watchListSource is an apiSource (JSON, not Tables) on a server that
-// answers every request with body and code.
-func watchListSource(t *testing.T, code int, body string) *apiSource {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_, _ = w.Write([]byte(body))
-	}))
-	t.Cleanup(srv.Close)
-	client, err := newRESTClient(&rest.Config{Host: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newAPISource(client, schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "default", false)
-}
-
-// WatchList reads the initial events up to the initial-events-end
-// bookmark; a server without WatchList is told apart (errNoWatchList) so
-// the verifier LISTs instead, and a cut or failed one is an error.
-func TestWatchListSource(t *testing.T) {
-	cm := func(name, rv string) string {
-		return fmt.Sprintf(`{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":%q,"namespace":"default","uid":"u-%s","resourceVersion":%q}}}`, name, name, rv)
-	}
-	end := `{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"90","annotations":{"k8s.io/initial-events-end":"true"}}}}`
-	for _, tc := range []struct {
-		name, body string
-		code       int
-		wantRV     string
-		wantNames  []string
-		wantErr    string
-		noWatch    bool
-	}{
-		{name: "complete", code: 200, body: cm("a", "10") + "\n" + cm("b", "20") + "\n" + end + "\n" + cm("late", "95"), wantRV: "90", wantNames: []string{"a", "b"}},
-		{name: "cut before the bookmark", code: 200, body: cm("a", "10") + "\n", wantErr: "the watch ended before its initial events did"},
-		{name: "no WatchList: a change before the bookmark", code: 200, body: `{"type":"MODIFIED","object":{"metadata":{"name":"a"}}}`, wantErr: "does not support WatchList", noWatch: true},
-		{name: "no WatchList: 400", code: 400, body: `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"BadRequest","message":"resourceVersionMatch is forbidden for watch","code":400}`, wantErr: "forbidden for watch", noWatch: true},
-		{name: "expired", code: 200, body: `{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","message":"too old resource version","code":410}}`, wantErr: "too old resource version"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var names []string
-			rv, err := watchListSource(t, tc.code, tc.body).WatchList(t.Context(), metav1.ListOptions{}, func(it listItem) error {
-				var o struct {
-					Metadata metav1.ObjectMeta `json:"metadata"`
-				}
-				if err := json.Unmarshal(it.object, &o); err != nil {
-					return err
-				}
-				names = append(names, o.Metadata.Name)
-				return nil
-			})
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)
-				}
-				if got := errors.Is(err, errNoWatchList); got != tc.noWatch {
-					t.Errorf("errors.Is(err, errNoWatchList) = %v, want %v", got, tc.noWatch)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rv != tc.wantRV || !cmp.Equal(names, tc.wantNames) {
-				t.Errorf("got rv %q and %v, want %q and %v", rv, names, tc.wantRV, tc.wantNames)
-			}
-		})
 	}
 }

@@ -113,6 +113,8 @@ func (r *InfluxReader) Series(ctx context.Context, since time.Time, step time.Du
 	for _, a := range []struct{ name, windowFn, call string }{
 		{"count", "count", "count()"},
 		{"p50", `(column, tables=<-) => tables |> quantile(q: 0.5, method: "exact_selector", column: column)`, `quantile(q: 0.5, method: "exact_selector")`},
+		{"p90", `(column, tables=<-) => tables |> quantile(q: 0.9, method: "exact_selector", column: column)`, `quantile(q: 0.9, method: "exact_selector")`},
+		{"p99", `(column, tables=<-) => tables |> quantile(q: 0.99, method: "exact_selector", column: column)`, `quantile(q: 0.99, method: "exact_selector")`},
 		{"max", "max", "max()"},
 	} {
 		if step > 0 {
@@ -143,6 +145,10 @@ func (r *InfluxReader) Series(ctx context.Context, since time.Time, step time.Du
 			p.Count = int(n)
 		case "p50":
 			return durationInto(&p.P50, rec)
+		case "p90":
+			return durationInto(&p.P90, rec)
+		case "p99":
+			return durationInto(&p.P99, rec)
 		case "max":
 			return durationInto(&p.Max, rec)
 		}

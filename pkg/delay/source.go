@@ -52,7 +52,7 @@ func fill(rep *api.DelayReport, stats []Stats, series []Point) {
 	}
 	rep.Series = make([]api.DelayPoint, 0, len(series))
 	for _, p := range series {
-		rep.Series = append(rep.Series, api.DelayPoint{At: p.At, Count: p.Count, P50: seconds(p.P50), Max: seconds(p.Max)})
+		rep.Series = append(rep.Series, api.DelayPoint{At: p.At, Count: p.Count, P50: seconds(p.P50), P90: seconds(p.P90), P99: seconds(p.P99), Max: seconds(p.Max)})
 	}
 }
 

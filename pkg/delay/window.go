@@ -48,6 +48,8 @@ type Point struct {
 	At    time.Time
 	Count int
 	P50   time.Duration // nearest-rank, like Stats
+	P90   time.Duration
+	P99   time.Duration
 	Max   time.Duration
 }
 
@@ -274,6 +276,8 @@ func (w *Window) Series(since time.Time, step time.Duration, resource, event str
 			At:    time.Unix(0, es[i].at).UTC(),
 			Count: len(delays),
 			P50:   time.Duration(nearestRank(delays, 0.5)),
+			P90:   time.Duration(nearestRank(delays, 0.9)),
+			P99:   time.Duration(nearestRank(delays, 0.99)),
 			Max:   time.Duration(delays[len(delays)-1]),
 		})
 		i = j

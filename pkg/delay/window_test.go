@@ -167,8 +167,8 @@ func TestWindowSeries(t *testing.T) {
 
 	got := w.Series(since, time.Minute, "", "")
 	want := []Point{
-		{At: since, Count: 3, P50: sec(1), Max: sec(3)},
-		{At: t0.Add(2 * time.Minute), Count: 2, P50: sec(1), Max: sec(4)},
+		{At: since, Count: 3, P50: sec(1), P90: sec(3), P99: sec(3), Max: sec(3)},
+		{At: t0.Add(2 * time.Minute), Count: 2, P50: sec(1), P90: sec(4), P99: sec(4), Max: sec(4)},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Series (-want +got):\n%s", diff)
@@ -176,15 +176,15 @@ func TestWindowSeries(t *testing.T) {
 
 	got = w.Series(since, time.Minute, "pods", Added)
 	want = []Point{
-		{At: since, Count: 1, P50: sec(3), Max: sec(3)},
-		{At: t0.Add(2 * time.Minute), Count: 2, P50: sec(1), Max: sec(4)},
+		{At: since, Count: 1, P50: sec(3), P90: sec(3), P99: sec(3), Max: sec(3)},
+		{At: t0.Add(2 * time.Minute), Count: 2, P50: sec(1), P90: sec(4), P99: sec(4), Max: sec(4)},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Series of pods ADDED (-want +got):\n%s", diff)
 	}
 
 	got = w.Series(since, 0, "", Deleted)
-	want = []Point{{At: since, Count: 1, P50: sec(-2), Max: sec(-2)}}
+	want = []Point{{At: since, Count: 1, P50: sec(-2), P90: sec(-2), P99: sec(-2), Max: sec(-2)}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Series of DELETED with step 0 (-want +got):\n%s", diff)
 	}
@@ -196,7 +196,7 @@ func TestWindowSeriesAlignsToEpoch(t *testing.T) {
 	at := time.Unix(7*1000+3, 0)
 	w.Record(Sample{Resource: "pods", Event: Added, Delay: sec(1), At: at})
 	got := w.Series(time.Time{}, 7*time.Second, "", "")
-	want := []Point{{At: time.Unix(7*1000, 0), Count: 1, P50: sec(1), Max: sec(1)}}
+	want := []Point{{At: time.Unix(7*1000, 0), Count: 1, P50: sec(1), P90: sec(1), P99: sec(1), Max: sec(1)}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Series (-want +got):\n%s", diff)
 	}

@@ -132,6 +132,24 @@ func TestSecureHandlerRefusesWithoutAValidToken(t *testing.T) {
 	}
 }
 
+// The web view's files hold no data and load without a token; what they
+// show they read from the API, which still refuses a caller without one.
+func TestSecureHandlerServesTheViewWithoutAToken(t *testing.T) {
+	authz := &recordingAuthorizer{allow: func(authorizer.Attributes) bool { return true }}
+	ts := startSecureServer(t, authz)
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"} {
+		if code, _, body := call(t, ts, http.MethodGet, path, ""); code != http.StatusOK {
+			t.Errorf("GET %s without a token: %d %.200s, want 200", path, code, body)
+		}
+	}
+	if code, _, _ := call(t, ts, http.MethodGet, "/ui/../apis/krm.io/v1alpha1/resourcestatuses", ""); code != http.StatusUnauthorized {
+		t.Errorf("GET /ui/../apis/… without a token: %d, want 401", code)
+	}
+	if len(authz.asked) != 0 {
+		t.Errorf("the authorizer was asked about unauthenticated requests: %+v", authz.asked)
+	}
+}
+
 // TestSecureHandlerAsksWhatKubeAPIServerAsks checks the attributes of each
 // kind of request against those kube-apiserver's authorization filter
 // builds for it.
@@ -227,6 +245,8 @@ func TestSecureHandlerAsksWatchForWatches(t *testing.T) {
 		"/api/v1/namespaces/dev/pods?watch=true&fieldSelector=metadata.name=x": {Verb: "watch", APIVersion: "v1", Resource: "pods", Namespace: "dev", Name: "x",
 			FieldSelectorRequirements: fields.Requirements{{Operator: selection.Equals, Field: "metadata.name", Value: "x"}}},
 		"/api/v1/watch/pods": {Verb: "watch", APIVersion: "v1", Resource: "pods"},
+		// The web view's overview follows the statuses with a watch.
+		"/apis/krm.io/v1alpha1/resourcestatuses?watch=true": {Verb: "watch", APIGroup: "krm.io", APIVersion: "v1alpha1", Resource: "resourcestatuses"},
 	} {
 		ctx, cancel := context.WithCancel(t.Context())
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+path, nil)

@@ -68,10 +68,13 @@ func apiResource(info api.ResourceInfo) metav1.APIResource {
 	}
 }
 
-// verbsOf is what a resource can be asked: krm.io's own objects are not
-// watched.
+// verbsOf is what a resource can be asked: of krm.io's own objects only
+// resourcestatuses are watched.
 func verbsOf(info api.ResourceInfo) metav1.Verbs {
 	if info.Group == krmv1alpha1.GroupName {
+		if info.Resource == krmv1alpha1.ResourceResourceStatuses {
+			return krmWatchVerbs
+		}
 		return krmVerbs
 	}
 	return readVerbs

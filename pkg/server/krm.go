@@ -33,6 +33,18 @@ var krmKinds = []api.ResourceInfo{
 
 var krmVerbs = metav1.Verbs{"get", "list"}
 
+// krmWatchVerbs are resourcestatuses' verbs: the web view's overview
+// follows them with a watch.
+var krmWatchVerbs = metav1.Verbs{"get", "list", "watch"}
+
+// orEmpty is "/"+name, or "" without a name.
+func orEmpty(name string) string {
+	if name == "" {
+		return ""
+	}
+	return "/" + name
+}
+
 func krmTypeMeta(kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{Kind: kind, APIVersion: krmv1alpha1.SchemeGroupVersion.String()}
 }
@@ -45,7 +57,7 @@ func (s *Server) krmPath(w http.ResponseWriter, r *http.Request, ver string, res
 	}
 	if len(rest) == 0 || len(rest) > 2 || rest[0] == "namespaces" || rest[0] == "watch" {
 		if len(rest) > 0 && (rest[0] == "namespaces" || rest[0] == "watch") {
-			s.writeStatus(w, badRequest("krm.io/v1alpha1 objects are cluster-scoped and are read with get and list, not watched"))
+			s.writeStatus(w, badRequest("krm.io/v1alpha1 objects are cluster-scoped and are read with get and list (resourcestatuses also with watch=true), not at the /watch/ or /namespaces/ paths"))
 			return
 		}
 		s.writeStatus(w, notFound(r.URL.Path))
@@ -59,7 +71,17 @@ func (s *Server) krmPath(w http.ResponseWriter, r *http.Request, ver string, res
 		return
 	}
 	if watch := r.URL.Query().Get("watch"); watch == "true" || watch == "1" {
-		s.writeStatus(w, badRequest("krm.io/v1alpha1 objects are read with get and list, not watched"))
+		if resource != krmv1alpha1.ResourceResourceStatuses || name != "" {
+			s.writeStatus(w, badRequest("of krm.io/v1alpha1's objects only the resourcestatuses collection is watched; %s are read with get and list", resource+orEmpty(name)))
+			return
+		}
+		f, acceptable := negotiate(r.Header.Values("Accept"))
+		if !acceptable || f == formatMetadata {
+			s.writeStatus(w, notAcceptable(r.Header.Values("Accept")))
+			return
+		}
+		label(w, "watch", resource)
+		s.serveStatusWatch(w, r, f)
 		return
 	}
 	gr := schema.GroupResource{Group: krmv1alpha1.GroupName, Resource: resource}

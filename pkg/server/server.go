@@ -12,13 +12,29 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/krm-project/krm/pkg/api"
+	"github.com/krm-project/krm/pkg/ui"
 )
+
+// uiHandler serves the web view's static files under ui.Prefix.
+var uiHandler = ui.Handler()
+
+// isUIPath says whether p is the web view's: its files hold no data, so
+// they are served without authentication; the view's data comes through
+// the API, which is authorized. A path with dot segments is not the view's,
+// so that it cannot pass for one on its way to the API.
+func isUIPath(p string) bool {
+	if p != ui.Prefix && path.Clean(p) != p {
+		return false
+	}
+	return p == strings.TrimSuffix(ui.Prefix, "/") || strings.HasPrefix(p, ui.Prefix)
+}
 
 // Options configure a Server. The zero value works.
 type Options struct {
@@ -131,6 +147,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case isUIPath(p):
+		label(w, "ui", "")
+		uiHandler.ServeHTTP(w, r)
 	case p == "/version" || p == "/version/":
 		label(w, "discovery", "")
 		if !s.readOnly(w, r, "") {

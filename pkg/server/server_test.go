@@ -80,7 +80,7 @@ func TestDiscoveryListsOnlyCachedResourcesReadOnly(t *testing.T) {
 	want := []string{
 		"apps/v1 deployments Deployment get,list,watch",
 		"krm.io/v1alpha1 agentstatuses AgentStatus get,list",
-		"krm.io/v1alpha1 resourcestatuses ResourceStatus get,list",
+		"krm.io/v1alpha1 resourcestatuses ResourceStatus get,list,watch",
 		"krm.io/v1alpha1 revisions Revision get,list",
 		"krm.io/v1alpha1 driftreports DriftReport get,list",
 		"krm.io/v1alpha1 delayreports DelayReport get,list",
@@ -403,14 +403,14 @@ func TestKrmGroup(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	for path, want := range map[string]string{
-		"/apis/krm.io/v1alpha1/agentstatuses/agent":      `{"kind":"AgentStatus","apiVersion":"krm.io/v1alpha1","metadata":{"name":"agent"},"status":{"cluster":"test","store":{"kind":"","healthy":false},"ready":true}}`,
-		"/apis/krm.io/v1alpha1/resourcestatuses/pods":    `"kind":"ResourceStatus","apiVersion":"krm.io/v1alpha1","metadata":{"name":"pods"},"status":{"name":"pods"`,
-		"/apis/krm.io/v1alpha1/resourcestatuses":         `"kind":"ResourceStatusList","apiVersion":"krm.io/v1alpha1","metadata":{},"items":[{"metadata":{"name":"pods"}`,
-		"/apis/krm.io/v1alpha1/driftreports/deploy":      `"kind":"DriftReport","apiVersion":"krm.io/v1alpha1","metadata":{"name":"deployments"},"status":{"resource":"","ledger":[],"unverified":[]}}`,
-		"/apis/krm.io/v1alpha1/resourcestatuses/nope":    `"reason":"NotFound"`,
-		"/apis/krm.io/v1alpha1/agentstatuses/other":      `agentstatuses.krm.io \"other\" not found`,
-		"/apis/krm.io/v1alpha1/delayreports":             `this agent does not measure stream delay`,
-		"/apis/krm.io/v1alpha1/resourcestatuses?watch=1": `read with get and list, not watched`,
+		"/apis/krm.io/v1alpha1/agentstatuses/agent":   `{"kind":"AgentStatus","apiVersion":"krm.io/v1alpha1","metadata":{"name":"agent"},"status":{"cluster":"test","store":{"kind":"","healthy":false},"ready":true}}`,
+		"/apis/krm.io/v1alpha1/resourcestatuses/pods": `"kind":"ResourceStatus","apiVersion":"krm.io/v1alpha1","metadata":{"name":"pods"},"status":{"name":"pods"`,
+		"/apis/krm.io/v1alpha1/resourcestatuses":      `"kind":"ResourceStatusList","apiVersion":"krm.io/v1alpha1","metadata":{},"items":[{"metadata":{"name":"pods"}`,
+		"/apis/krm.io/v1alpha1/driftreports/deploy":   `"kind":"DriftReport","apiVersion":"krm.io/v1alpha1","metadata":{"name":"deployments"},"status":{"resource":"","ledger":[],"unverified":[]}}`,
+		"/apis/krm.io/v1alpha1/resourcestatuses/nope": `"reason":"NotFound"`,
+		"/apis/krm.io/v1alpha1/agentstatuses/other":   `agentstatuses.krm.io \"other\" not found`,
+		"/apis/krm.io/v1alpha1/delayreports":          `this agent does not measure stream delay`,
+		"/apis/krm.io/v1alpha1/driftreports?watch=1":  `only the resourcestatuses collection is watched; driftreports are read with get and list`,
 	} {
 		_, body := get(path)
 		if !strings.Contains(body, want) {

@@ -179,6 +179,9 @@ func run(ctx context.Context, o options) (err error) {
 
 	// An unclean exit is reported after the figures, which stay valid.
 	stopErr := b.stopAgent()
+	if r.verifiers, err = b.compareVerifiers(ctx, bin); err != nil {
+		return errors.Join(err, stopErr)
+	}
 	progress("measuring the RSS of a client-go informer process holding the same pods")
 	if r.informerRSS, r.informerAnon, err = b.informerRSS(ctx); err != nil {
 		return err

@@ -35,6 +35,7 @@ type report struct {
 	informerHeap      int64
 	apply             []*applyResult
 	history           []*historyResult
+	verifiers         []verifierCost
 }
 
 type machine struct {
@@ -163,6 +164,15 @@ func (r *report) markdown() string {
 		p("| the same, RssAnon (the memory each process itself allocated) | %.2f× |\n", float64(r.anonLoaded)/float64(r.informerAnon))
 		p("| peak during a verifying LIST / RSS before it | %.2f× |\n", float64(r.rssPeak)/float64(r.rssSteady))
 		p("| cache live heap per pod / the pod's compact JSON (%.0f bytes, the agent's LIST bytes per pod) | %.2f× |\n\n", jsonPerPod, float64(r.agentHeap)/float64(r.pods)/jsonPerPod)
+	}
+	if len(r.verifiers) > 0 {
+		p("### Verifying with a paginated LIST or a WatchList\n\n")
+		p("An agent verifying every %s with `--verify-with=list` (LIST pages of 500 with continue), then one with `--verify-with=watchlist` (a watch with sendInitialEvents=true, ended at its initial-events-end bookmark), on the same %d pods; medians of %d verifications each. kube-apiserver's CPU is its user+system time over the verification's span (sampled every 20 ms; clock ticks of 10 ms), so it includes other clients' requests of that time; its peak is VmHWM, reset before each verification, above its RSS then.\n\n", verifierInterval, r.pods, verifierVerifications)
+		p("| verifier | verification took | kube-apiserver CPU | kube-apiserver peak RSS above steady | krm-agent peak RSS above steady |\n|---|---:|---:|---:|---:|\n")
+		for _, v := range r.verifiers {
+			p("| %s | %s | %s | %s | %s |\n", v.mode, msFine(v.took), msFine(v.apiserverCPU), mib(v.apiserverPeak), mib(v.agentPeak))
+		}
+		p("\n")
 	}
 	if g := r.gets; g != nil {
 		p50i, p99i := percentile(g.idle, 0.5), percentile(g.idle, 0.99)

@@ -285,6 +285,8 @@ type DelayPoint struct {
 	At    time.Time `json:"at"`
 	Count int       `json:"count"`
 	P50   float64   `json:"p50Seconds"`
+	P90   float64   `json:"p90Seconds"`
+	P99   float64   `json:"p99Seconds"`
 	Max   float64   `json:"maxSeconds"`
 }
 

@@ -1,11 +1,11 @@
-package agent
+package source
 
 import (
 	"encoding/json"
 	"errors"
 )
 
-// rawMeta reads an object's metadata.uid and metadata.resourceVersion from
+// RawMeta reads an object's metadata.uid and metadata.resourceVersion from
 // its JSON without decoding the rest: a verifying LIST compares every
 // object it receives with the row it holds, and for most objects that is
 // all it needs. It walks the top-level object's keys, skipping values,
@@ -14,7 +14,7 @@ import (
 // one difference from encoding/json: a second top-level "metadata" key is
 // not read (kube-apiserver writes none). obj must be valid JSON, as a
 // json.Decoder has checked it to be.
-func rawMeta(obj []byte) (uid, rv string, err error) {
+func RawMeta(obj []byte) (uid, rv string, err error) {
 	s := scanner{b: obj}
 	if uid, rv, ok := s.meta(); ok {
 		return uid, rv, nil
@@ -34,7 +34,7 @@ func rawMeta(obj []byte) (uid, rv string, err error) {
 	return m.Metadata.UID, m.Metadata.ResourceVersion, nil
 }
 
-// scanner is just enough of a JSON reader for rawMeta: it gives up (ok
+// scanner is just enough of a JSON reader for RawMeta: it gives up (ok
 // false) on anything unusual, escapes in the strings it reads included.
 type scanner struct {
 	b []byte

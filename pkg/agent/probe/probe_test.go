@@ -1,4 +1,4 @@
-package agent
+package probe
 
 import (
 	"context"
@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/krm-project/krm/pkg/delay"
@@ -44,7 +43,7 @@ func newFakeDynamic(objects ...runtime.Object) *dynamicfake.FakeDynamicClient {
 
 // probeUnderTest is a probe with its own window and metrics.
 type probeUnderTest struct {
-	*probe
+	*Probe
 	window *delay.Window
 }
 
@@ -56,15 +55,14 @@ func newTestProbe(t *testing.T, dyn *dynamicfake.FakeDynamicClient, timeout time
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := newProbeMetrics(reg)
+	p, err := New(Config{
+		Cluster: "test", Delay: rec, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Registry: reg,
+		Interval: 5 * time.Millisecond, Namespace: probeTestNamespace, Timeout: timeout,
+	}, dyn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
-		ClusterName: "test", Delay: rec, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		ProbeInterval: 5 * time.Millisecond, ProbeNamespace: probeTestNamespace, ProbeTimeout: timeout,
-	}
-	return &probeUnderTest{probe: newProbe(cfg, dyn, m), window: window}
+	return &probeUnderTest{Probe: p, window: window}
 }
 
 // start runs the probe until the returned stop is called, which waits for
@@ -90,7 +88,7 @@ func (p *probeUnderTest) start(t *testing.T, ctx context.Context) (stop func()) 
 }
 
 func (p *probeUnderTest) count(event string) int64 {
-	for _, tot := range p.window.Totals(ProbeResource, event) {
+	for _, tot := range p.window.Totals(Resource, event) {
 		return tot.Count
 	}
 	return 0
@@ -133,7 +131,7 @@ func configMapNames(t *testing.T, dyn *dynamicfake.FakeDynamicClient) []string {
 }
 
 func TestProbeRecordsItsOwnRows(t *testing.T) {
-	dyn := newFakeDynamic(configMap("krm-probe-leftover", ProbeLabels), configMap("krm-probe-unlabelled", nil), configMap("app-config", nil))
+	dyn := newFakeDynamic(configMap("krm-probe-leftover", Labels), configMap("krm-probe-unlabelled", nil), configMap("app-config", nil))
 	p := newTestProbe(t, dyn, 10*time.Second)
 	stop := p.start(t, t.Context())
 	waitFor(t, "probing", func() bool { return p.count(delay.Added) >= 3 && p.count(delay.Deleted) >= 3 })
@@ -171,7 +169,7 @@ func TestProbeRecordsItsOwnRows(t *testing.T) {
 		t.Fatal("the probe created nothing")
 	}
 	for _, l := range created {
-		if diff := cmp.Diff(ProbeLabels, l); diff != "" {
+		if diff := cmp.Diff(Labels, l); diff != "" {
 			t.Fatalf("probe ConfigMap labels (-want +got):\n%s", diff)
 		}
 	}
@@ -233,7 +231,8 @@ func TestProbeCleansUpWhenStopped(t *testing.T) {
 	}
 }
 
-func TestCompleteChecksTheProbe(t *testing.T) {
+// New refuses a probe that could not record or would not know where to go.
+func TestNewChecksTheConfig(t *testing.T) {
 	rec, err := delay.NewRecorder(delay.RecorderOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -243,16 +242,13 @@ func TestCompleteChecksTheProbe(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"negative interval", Config{ProbeInterval: -time.Second, ProbeNamespace: "krm", Delay: rec}, "probe interval must not be negative"},
-		{"no recorder", Config{ProbeInterval: time.Second, ProbeNamespace: "krm"}, errProbeNeedsDelay.Error()},
-		{"no namespace", Config{ProbeInterval: time.Second, Delay: rec}, "needs a namespace"},
+		{"no interval", Config{Namespace: "krm", Delay: rec}, "interval must be positive"},
+		{"no recorder", Config{Interval: time.Second, Namespace: "krm"}, ErrNeedsDelay.Error()},
+		{"no namespace", Config{Interval: time.Second, Delay: rec}, "needs a namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.cfg.RESTConfig = &rest.Config{Host: "http://127.0.0.1:1"}
-			tc.cfg.VerifyInterval = time.Minute
-			_, err := tc.cfg.Complete()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Complete() = %v, want an error saying %q", err, tc.want)
+			if _, err := New(tc.cfg, newFakeDynamic()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New() = %v, want an error saying %q", err, tc.want)
 			}
 		})
 	}

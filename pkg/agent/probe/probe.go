@@ -1,4 +1,8 @@
-package agent
+// Package probe is krm-agent's canary: it creates and deletes a small
+// ConfigMap every interval and times, on the monotonic clock, each call's
+// response to the matching event on its own watch, so stream delay is known
+// to the millisecond where object timestamps give whole seconds.
+package probe
 
 import (
 	"context"
@@ -19,22 +23,23 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/delay"
 	"github.com/krm-project/krm/pkg/store"
 )
 
-// ProbeResource is the resource name the canary probe's samples carry, so
-// they show as their own rows in delay tables, metrics and InfluxDB.
-const ProbeResource = api.ProbeResource
+// Resource is the resource name the canary probe's samples carry, so they
+// show as their own rows in delay tables, metrics and InfluxDB.
+const Resource = api.ProbeResource
 
-// DefaultProbeTimeout is how long the probe waits for each of its events
-// when Config.ProbeTimeout is zero.
-const DefaultProbeTimeout = 10 * time.Second
+// DefaultTimeout is how long the probe waits for each of its events when
+// Config.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
 
-// ProbeLabels mark the probe's ConfigMaps; its watch, its LIST and its
-// clean-up of leftovers select on them, so it never touches anything else.
-var ProbeLabels = map[string]string{
+// Labels mark the probe's ConfigMaps; its watch, its LIST and its clean-up
+// of leftovers select on them, so it never touches anything else.
+var Labels = map[string]string{
 	"app.kubernetes.io/managed-by": "krm-agent",
 	"app.kubernetes.io/component":  "delay-probe",
 }
@@ -44,7 +49,7 @@ var configMapsResource = schema.GroupVersionResource{Version: "v1", Resource: "c
 // probeNamePrefix starts every probe ConfigMap's name.
 const probeNamePrefix = "krm-probe-"
 
-// probe is the canary: every interval it creates a small ConfigMap in its
+// Probe is the canary: every interval it creates a small ConfigMap in its
 // namespace and deletes it, and times, on the monotonic clock, each call's
 // response to the matching event on its own watch of those ConfigMaps. Object
 // timestamps have 1-second resolution; the probe's delays do not, so they say
@@ -56,7 +61,7 @@ const probeNamePrefix = "krm-probe-"
 // start a probe deletes every probe ConfigMap there, as left by an earlier
 // run, and would take another agent's probe in flight (which then logs it
 // and measures nothing).
-type probe struct {
+type Probe struct {
 	client    dynamic.ResourceInterface // configmaps in namespace
 	namespace string
 	interval  time.Duration
@@ -121,7 +126,7 @@ func newProbeMetrics(reg prometheus.Registerer) (*probeMetrics, error) {
 // Start cleans up probe ConfigMaps a previous run left behind, opens the
 // watch and probes every interval until ctx is done. A probe in flight when
 // ctx ends has its ConfigMap deleted before Start returns.
-func (p *probe) Start(ctx context.Context) error {
+func (p *Probe) Start(ctx context.Context) error {
 	rv, ok := p.sweepUntilDone(ctx)
 	if !ok {
 		return nil
@@ -156,8 +161,8 @@ func (p *probe) Start(ctx context.Context) error {
 
 // sweepUntilDone deletes leftovers, retrying with backoff until it works or
 // ctx ends, and returns the LIST's resourceVersion for the watch.
-func (p *probe) sweepUntilDone(ctx context.Context) (string, bool) {
-	backoff := listRetryMin
+func (p *Probe) sweepUntilDone(ctx context.Context) (string, bool) {
+	backoff := source.NewBackoff(source.ListRetryMin, source.RetryMax)
 	for {
 		rv, err := p.sweep(ctx)
 		if err == nil {
@@ -166,20 +171,18 @@ func (p *probe) sweepUntilDone(ctx context.Context) (string, bool) {
 		if ctx.Err() != nil {
 			return "", false
 		}
-		p.log.Error("canary probe cannot list its ConfigMaps; retrying", "namespace", p.namespace, "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
+		d := backoff.Next()
+		p.log.Error("canary probe cannot list its ConfigMaps; retrying", "namespace", p.namespace, "err", err, "retryIn", d)
+		if !source.Wait(ctx, d) {
 			return "", false
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
 // sweep deletes every probe ConfigMap that no probe of this agent waits for
 // (at start: every one, left by an earlier run) and returns the LIST's
 // resourceVersion.
-func (p *probe) sweep(ctx context.Context) (string, error) {
+func (p *Probe) sweep(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	list, err := p.list(ctx)
@@ -206,7 +209,7 @@ func (p *probe) sweep(ctx context.Context) (string, error) {
 
 // probeOnce runs one probe: create, wait for ADDED, delete, wait for
 // DELETED. It reports whether a ConfigMap may have been left behind.
-func (p *probe) probeOnce(ctx context.Context) (leftover bool) {
+func (p *Probe) probeOnce(ctx context.Context) (leftover bool) {
 	name := probeNamePrefix + rand.String(10)
 	f := p.track(name)
 	defer p.untrack(name)
@@ -217,7 +220,7 @@ func (p *probe) probeOnce(ctx context.Context) (leftover bool) {
 		"data":       map[string]any{"purpose": "krm-agent stream-delay canary; deleted within seconds"},
 	}}
 	cm.SetName(name)
-	cm.SetLabels(ProbeLabels)
+	cm.SetLabels(Labels)
 	// Calls are not cut short when ctx ends, only bounded by the timeout:
 	// a create abandoned mid-flight could land after the clean-up.
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
@@ -266,7 +269,7 @@ func (p *probe) probeOnce(ctx context.Context) (leftover bool) {
 // await waits up to the timeout for the event of type event on ConfigMap
 // name, whose call got its response at respondedAt, and records the delay
 // or counts the timeout. It reports whether the event came.
-func (p *probe) await(ctx context.Context, ch <-chan receipt, event, name string, respondedAt time.Time) bool {
+func (p *Probe) await(ctx context.Context, ch <-chan receipt, event, name string, respondedAt time.Time) bool {
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
 	select {
@@ -274,7 +277,7 @@ func (p *probe) await(ctx context.Context, ch <-chan receipt, event, name string
 		return false
 	case r := <-ch:
 		p.delay.Record(delay.Sample{
-			Cluster: p.cluster, Resource: ProbeResource, Namespace: p.namespace, Event: event,
+			Cluster: p.cluster, Resource: Resource, Namespace: p.namespace, Event: event,
 			// Both readings carry the monotonic clock.
 			Delay: r.at.Sub(respondedAt), ResourceVersion: r.rv, At: r.at,
 		})
@@ -292,7 +295,7 @@ func (p *probe) await(ctx context.Context, ch <-chan receipt, event, name string
 // done, so stopping the agent leaves nothing behind. uid nil means the create
 // may or may not have happened. It reports whether the ConfigMap may still
 // exist.
-func (p *probe) cleanUp(ctx context.Context, name string, uid *types.UID) bool {
+func (p *Probe) cleanUp(ctx context.Context, name string, uid *types.UID) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 	defer cancel()
 	opts := metav1.DeleteOptions{}
@@ -311,8 +314,8 @@ func (p *probe) cleanUp(ctx context.Context, name string, uid *types.UID) bool {
 // watch keeps the probe's watch open from rv until ctx is done, resuming
 // after it ends and starting again from a fresh LIST after 410 Gone. Events
 // missed meanwhile make probes time out, which is what they are for.
-func (p *probe) watch(ctx context.Context, rv string) {
-	backoff := backoffMin
+func (p *Probe) watch(ctx context.Context, rv string) {
+	backoff := source.NewBackoff(source.WatchRetryMin, source.RetryMax)
 	for ctx.Err() == nil {
 		next, err := p.watchOnce(ctx, rv)
 		if ctx.Err() != nil {
@@ -320,7 +323,7 @@ func (p *probe) watch(ctx context.Context, rv string) {
 		}
 		rv = next
 		if err == nil {
-			backoff = backoffMin
+			backoff.Reset()
 			continue
 		}
 		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
@@ -331,19 +334,17 @@ func (p *probe) watch(ctx context.Context, rv string) {
 			}
 		}
 		p.metrics.errors.WithLabelValues("watch").Inc()
-		p.log.Warn("probe watch failed; resuming", "namespace", p.namespace, "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
+		d := backoff.Next()
+		p.log.Warn("probe watch failed; resuming", "namespace", p.namespace, "err", err, "backoff", d)
+		if !source.Wait(ctx, d) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
 // watchOnce runs one watch from rv and returns the resourceVersion to resume
 // from.
-func (p *probe) watchOnce(ctx context.Context, rv string) (string, error) {
+func (p *Probe) watchOnce(ctx context.Context, rv string) (string, error) {
 	timeout := int64((5*time.Minute + time.Duration(rand.Intn(30))*time.Second).Seconds())
 	w, err := p.client.Watch(ctx, metav1.ListOptions{
 		LabelSelector: p.selector, ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout,
@@ -396,7 +397,7 @@ func (p *probe) watchOnce(ctx context.Context, rv string) (string, error) {
 
 // currentVersion returns the current resourceVersion of the probe's
 // ConfigMaps, for a watch to start from after 410 Gone.
-func (p *probe) currentVersion(ctx context.Context) (string, error) {
+func (p *Probe) currentVersion(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	list, err := p.list(ctx)
@@ -407,7 +408,7 @@ func (p *probe) currentVersion(ctx context.Context) (string, error) {
 }
 
 // list LISTs the probe's ConfigMaps, counting a failure.
-func (p *probe) list(ctx context.Context) (*unstructured.UnstructuredList, error) {
+func (p *Probe) list(ctx context.Context) (*unstructured.UnstructuredList, error) {
 	list, err := p.client.List(ctx, metav1.ListOptions{LabelSelector: p.selector})
 	if err != nil {
 		p.metrics.errors.WithLabelValues("list").Inc()
@@ -416,9 +417,9 @@ func (p *probe) list(ctx context.Context) (*unstructured.UnstructuredList, error
 	return list, nil
 }
 
-func (p *probe) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
+func (p *Probe) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
 
-func (p *probe) track(name string) *inflight {
+func (p *Probe) track(name string) *inflight {
 	f := &inflight{added: make(chan receipt, 1), deleted: make(chan receipt, 1)}
 	p.mu.Lock()
 	p.pending[name] = f
@@ -426,37 +427,69 @@ func (p *probe) track(name string) *inflight {
 	return f
 }
 
-func (p *probe) untrack(name string) {
+func (p *Probe) untrack(name string) {
 	p.mu.Lock()
 	delete(p.pending, name)
 	p.mu.Unlock()
 }
 
-func (p *probe) tracked(name string) bool {
+func (p *Probe) tracked(name string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.pending[name] != nil
 }
 
-// newProbe builds the probe of c; c has been checked.
-func newProbe(c Config, dyn dynamic.Interface, m *probeMetrics) *probe {
-	timeout := c.ProbeTimeout
-	if timeout <= 0 {
-		timeout = DefaultProbeTimeout
+// Config is what the probe needs.
+type Config struct {
+	// Namespace is where it creates its ConfigMaps; Interval is the time
+	// between probes; Timeout how long it waits for each event (zero:
+	// DefaultTimeout).
+	Namespace string
+	Interval  time.Duration
+	Timeout   time.Duration
+	// Cluster names the cluster in its samples, recorded into Delay.
+	Cluster  string
+	Delay    *delay.Recorder
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// New builds the probe of c and registers its metrics.
+func New(c Config, dyn dynamic.Interface) (*Probe, error) {
+	switch {
+	case c.Delay == nil:
+		return nil, ErrNeedsDelay
+	case c.Namespace == "":
+		return nil, errors.New("the canary probe needs a namespace (Config.ProbeNamespace)")
+	case c.Interval <= 0:
+		return nil, fmt.Errorf("the canary probe's interval must be positive, got %s", c.Interval)
 	}
-	return &probe{
-		client:    dyn.Resource(configMapsResource).Namespace(c.ProbeNamespace),
-		namespace: c.ProbeNamespace,
-		interval:  c.ProbeInterval,
+	m, err := newProbeMetrics(c.Registry)
+	if err != nil {
+		return nil, err
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Probe{
+		client:    dyn.Resource(configMapsResource).Namespace(c.Namespace),
+		namespace: c.Namespace,
+		interval:  c.Interval,
 		timeout:   timeout,
-		selector:  labels.SelectorFromSet(ProbeLabels).String(),
-		cluster:   c.ClusterName,
+		selector:  labels.SelectorFromSet(Labels).String(),
+		cluster:   c.Cluster,
 		delay:     c.Delay,
-		log:       c.Logger.With("component", "probe"),
+		log:       log.With("component", "probe"),
 		metrics:   m,
 		pending:   map[string]*inflight{},
 		ready:     make(chan struct{}),
-	}
+	}, nil
 }
 
-var errProbeNeedsDelay = errors.New("the canary probe needs a delay recorder (Config.Delay) to record its samples")
+// ErrNeedsDelay: the probe's samples need a recorder.
+var ErrNeedsDelay = errors.New("the canary probe needs a delay recorder (Config.Delay) to record its samples")

@@ -1,4 +1,8 @@
-package agent
+// Package source is krm-agent's first stage: it lists and watches one
+// resource on kube-apiserver (paginated LISTs read as a stream, WatchList,
+// watches, Tables for kinds krm has no printer for), reads an object's uid
+// and resourceVersion from its bytes, and gives the loops their backoff.
+package source
 
 import (
 	"bytes"
@@ -25,7 +29,7 @@ import (
 // serves no Tables for the resource (as kubectl's own Accept does).
 const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
-// tableCodecs decode the Status of a failed request, all a apiSource
+// tableCodecs decode the Status of a failed request, all an API
 // needs from a serializer: bodies are decoded here.
 var tableCodecs = func() serializer.CodecFactory {
 	s := runtime.NewScheme()
@@ -33,8 +37,8 @@ var tableCodecs = func() serializer.CodecFactory {
 	return serializer.NewCodecFactory(s)
 }()
 
-// newRESTClient makes the REST client tableSources share.
-func newRESTClient(cfg *rest.Config) (rest.Interface, error) {
+// NewRESTClient makes the REST client the resources' sources share.
+func NewRESTClient(cfg *rest.Config) (rest.Interface, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.NegotiatedSerializer = tableCodecs.WithoutConversion()
 	if cfg.UserAgent == "" {
@@ -43,10 +47,21 @@ func newRESTClient(cfg *rest.Config) (rest.Interface, error) {
 	return rest.UnversionedRESTClientFor(cfg)
 }
 
-// jsonAccept asks for the objects themselves.
-const jsonAccept = "application/json"
+// ListWatcher is what the verifier and the streamer need of kube-apiserver
+// for a resource: LIST pages and WatchLists read one item at a time, and a
+// watch. API is one.
+type ListWatcher interface {
+	ListPage(ctx context.Context, opts metav1.ListOptions, each func(Item) error) (metav1.ListMeta, error)
+	WatchList(ctx context.Context, opts metav1.ListOptions, each func(Item) error) (string, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
 
-// apiSource lists and watches one resource with a REST client, decoding
+var _ ListWatcher = (*API)(nil)
+
+// JSONAccept asks for the objects themselves.
+const JSONAccept = "application/json"
+
+// API lists and watches one resource with a REST client, decoding
 // the JSON itself: a LIST is read as a stream, one item at a time, so the
 // verifier compares each object with the row it holds before decoding it.
 // With tables, it asks for kube-apiserver's Tables with the objects
@@ -54,14 +69,14 @@ const jsonAccept = "application/json"
 // beside its object, so the agent serves the columns kubectl prints
 // without porting the kind's printer; it keeps the latest column
 // definitions kube-apiserver sent.
-type apiSource struct {
+type API struct {
 	client  rest.Interface
 	path    string
 	tables  bool
 	columns atomic.Pointer[[]metav1.TableColumnDefinition]
 }
 
-func newAPISource(client rest.Interface, gvr schema.GroupVersionResource, namespace string, tables bool) *apiSource {
+func NewAPI(client rest.Interface, gvr schema.GroupVersionResource, namespace string, tables bool) *API {
 	p := "/apis/" + gvr.Group + "/" + gvr.Version
 	if gvr.Group == "" {
 		p = "/api/" + gvr.Version
@@ -69,43 +84,46 @@ func newAPISource(client rest.Interface, gvr schema.GroupVersionResource, namesp
 	if namespace != "" {
 		p += "/namespaces/" + namespace
 	}
-	return &apiSource{client: client, path: p + "/" + gvr.Resource, tables: tables}
+	return &API{client: client, path: p + "/" + gvr.Resource, tables: tables}
 }
 
+// Tables reports whether the source reads kube-apiserver's Tables.
+func (t *API) Tables() bool { return t.tables }
+
 // Columns returns the latest column definitions, nil before any arrived.
-func (t *apiSource) Columns() []metav1.TableColumnDefinition {
+func (t *API) Columns() []metav1.TableColumnDefinition {
 	if c := t.columns.Load(); c != nil {
 		return *c
 	}
 	return nil
 }
 
-func (t *apiSource) setColumns(cols []metav1.TableColumnDefinition) {
+func (t *API) setColumns(cols []metav1.TableColumnDefinition) {
 	if len(cols) > 0 {
 		t.columns.Store(&cols)
 	}
 }
 
-func (t *apiSource) request(opts metav1.ListOptions) *rest.Request {
+func (t *API) request(opts metav1.ListOptions) *rest.Request {
 	req := t.client.Get().AbsPath(t.path).
 		SpecificallyVersionedParams(&opts, metav1.ParameterCodec, metav1.SchemeGroupVersion)
 	if !t.tables {
-		return req.SetHeader("Accept", jsonAccept)
+		return req.SetHeader("Accept", JSONAccept)
 	}
 	return req.SetHeader("Accept", tableAccept).Param("includeObject", string(metav1.IncludeObject))
 }
 
-// listItem is one object of a LIST page as it arrived: its JSON, and its
+// Item is one object of a LIST page as it arrived: its JSON, and its
 // Table cells (nil without Tables).
-type listItem struct {
-	object []byte
-	cells  []byte
+type Item struct {
+	Object []byte
+	Cells  []byte
 }
 
 // ListPage lists one page, calling each for every item as it is read from
 // the response, and returns the page's list metadata (resourceVersion and
 // continue). Only one item at a time is held, not the page.
-func (t *apiSource) ListPage(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (metav1.ListMeta, error) {
+func (t *API) ListPage(ctx context.Context, opts metav1.ListOptions, each func(Item) error) (metav1.ListMeta, error) {
 	opts.Watch = false
 	var meta metav1.ListMeta
 	body, err := t.request(opts).Stream(ctx)
@@ -139,7 +157,7 @@ func (t *apiSource) ListPage(ctx context.Context, opts metav1.ListOptions, each 
 				if err := dec.Decode(&obj); err != nil {
 					return err
 				}
-				return each(listItem{object: obj})
+				return each(Item{Object: obj})
 			})
 		case "rows":
 			err = eachElement(dec, func() error {
@@ -150,7 +168,7 @@ func (t *apiSource) ListPage(ctx context.Context, opts metav1.ListOptions, each 
 				if len(row.Object) == 0 || bytes.Equal(row.Object, []byte("null")) {
 					return errors.New("a row has no object (includeObject=Object was not honoured)")
 				}
-				return each(listItem{object: row.Object, cells: row.Cells})
+				return each(Item{Object: row.Object, Cells: row.Cells})
 			})
 		default:
 			var skip json.RawMessage
@@ -170,9 +188,9 @@ func (t *apiSource) ListPage(ctx context.Context, opts metav1.ListOptions, each 
 // WatchList's initial events.
 const initialEventsEnd = "k8s.io/initial-events-end"
 
-// errNoWatchList says the server does not stream a LIST as a watch
+// ErrNoWatchList says the server does not stream a LIST as a watch
 // (WatchList, sendInitialEvents=true): the verifier LISTs instead.
-var errNoWatchList = errors.New("the server does not support WatchList (sendInitialEvents)")
+var ErrNoWatchList = errors.New("the server does not support WatchList (sendInitialEvents)")
 
 // WatchList reads the whole collection as a WatchList: a watch with
 // sendInitialEvents=true streams every object as an ADDED event from
@@ -181,7 +199,7 @@ var errNoWatchList = errors.New("the server does not support WatchList (sendInit
 // watch is then closed. Each object is handed to each as it arrives, as
 // ListPage does. With tables each event is a Table of one row, the
 // bookmark's object in its row.
-func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each func(listItem) error) (string, error) {
+func (t *API) WatchList(ctx context.Context, opts metav1.ListOptions, each func(Item) error) (string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	send := true
@@ -191,7 +209,7 @@ func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each
 	body, err := t.request(opts).Stream(ctx)
 	if err != nil {
 		if apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) {
-			return "", fmt.Errorf("%w: %w", errNoWatchList, err)
+			return "", fmt.Errorf("%w: %w", ErrNoWatchList, err)
 		}
 		return "", err
 	}
@@ -208,7 +226,7 @@ func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each
 			}
 			return "", fmt.Errorf("reading a WatchList of %s: %w", t.path, err)
 		}
-		item := listItem{object: ev.Object}
+		item := Item{Object: ev.Object}
 		if t.tables && (ev.Type == watch.Added || ev.Type == watch.Bookmark) {
 			var tb wireTable
 			if err := json.Unmarshal(ev.Object, &tb); err != nil {
@@ -218,7 +236,7 @@ func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each
 				return "", fmt.Errorf("a WatchList event of %s is a Table of %d rows, want one with its object", t.path, len(tb.Rows))
 			}
 			t.setColumns(tb.ColumnDefinitions)
-			item = listItem{object: tb.Rows[0].Object, cells: tb.Rows[0].Cells}
+			item = Item{Object: tb.Rows[0].Object, Cells: tb.Rows[0].Cells}
 		}
 		switch ev.Type {
 		case watch.Added:
@@ -229,7 +247,7 @@ func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each
 			var b struct {
 				Metadata metav1.ObjectMeta `json:"metadata"`
 			}
-			if err := json.Unmarshal(item.object, &b); err != nil {
+			if err := json.Unmarshal(item.Object, &b); err != nil {
 				return "", fmt.Errorf("a WatchList bookmark of %s: %w", t.path, err)
 			}
 			if b.Metadata.Annotations[initialEventsEnd] == "true" {
@@ -244,7 +262,7 @@ func (t *apiSource) WatchList(ctx context.Context, opts metav1.ListOptions, each
 		default:
 			// Changes after the initial events come after their bookmark;
 			// a server that sends one first did not honour sendInitialEvents.
-			return "", fmt.Errorf("%w: a %s event came before the initial events ended", errNoWatchList, ev.Type)
+			return "", fmt.Errorf("%w: a %s event came before the initial events ended", ErrNoWatchList, ev.Type)
 		}
 	}
 }
@@ -287,9 +305,9 @@ type wireRow struct {
 	Object json.RawMessage `json:"object"`
 }
 
-// rowObject decodes a row's object with the numbers the dynamic client
+// DecodeObject decodes a row's object with the numbers the dynamic client
 // would give (int64 where integral).
-func rowObject(raw json.RawMessage) (*unstructured.Unstructured, error) {
+func DecodeObject(raw json.RawMessage) (*unstructured.Unstructured, error) {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, errors.New("the row has no object (includeObject=Object was not honoured)")
 	}
@@ -310,9 +328,9 @@ func (o *tableObject) DeepCopyObject() runtime.Object {
 	return &tableObject{Unstructured: o.Unstructured.DeepCopy(), cells: bytes.Clone(o.cells)}
 }
 
-// eventObject returns a watch event's object and its cells (nil from the
+// EventObject returns a watch event's object and its cells (nil from the
 // dynamic client).
-func eventObject(obj runtime.Object) (*unstructured.Unstructured, []byte, bool) {
+func EventObject(obj runtime.Object) (*unstructured.Unstructured, []byte, bool) {
 	switch o := obj.(type) {
 	case *unstructured.Unstructured:
 		return o, nil, true
@@ -326,7 +344,7 @@ func eventObject(obj runtime.Object) (*unstructured.Unstructured, []byte, bool) 
 // and its cells); a BOOKMARK carries an *unstructured.Unstructured with the
 // bookmark's resourceVersion, an ERROR the *metav1.Status kube-apiserver
 // sent, as the dynamic client's watch does.
-func (t *apiSource) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+func (t *API) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
 	body, err := t.request(opts).Stream(ctx)
 	if err != nil {
@@ -339,7 +357,7 @@ func (t *apiSource) Watch(ctx context.Context, opts metav1.ListOptions) (watch.I
 
 // tableWatch decodes a watch's JSON event stream of Tables.
 type tableWatch struct {
-	src    *apiSource
+	src    *API
 	body   io.ReadCloser
 	result chan watch.Event
 	done   chan struct{}
@@ -377,7 +395,7 @@ func (w *tableWatch) receive() {
 				fmt.Errorf("decoding an event from the watch of %s: %w", w.src.path, err)).ErrStatus})
 			return
 		}
-		events, err := w.src.decodeEvent(ev.Type, ev.Object)
+		events, err := w.src.DecodeEvent(ev.Type, ev.Object)
 		if err != nil {
 			events = []watch.Event{{Type: watch.Error, Object: &apierrors.NewInternalError(err).ErrStatus}}
 		}
@@ -398,10 +416,10 @@ func (w *tableWatch) send(e watch.Event) bool {
 	}
 }
 
-// decodeEvent turns one event from the stream into what runner.handle
+// DecodeEvent turns one event from the stream into what runner.handle
 // takes. A Table event has one row; the first event of a watch also has the
 // column definitions.
-func (t *apiSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]watch.Event, error) {
+func (t *API) DecodeEvent(typ watch.EventType, raw json.RawMessage) ([]watch.Event, error) {
 	switch typ {
 	case watch.Error:
 		var st metav1.Status
@@ -424,7 +442,7 @@ func (t *apiSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]wat
 		return nil, fmt.Errorf("the watch of %s sent an event of unknown type %q", t.path, typ)
 	}
 	if !t.tables {
-		obj, err := rowObject(raw)
+		obj, err := DecodeObject(raw)
 		if err != nil {
 			return nil, fmt.Errorf("decoding a %s event from the watch of %s: %w", typ, t.path, err)
 		}
@@ -435,7 +453,7 @@ func (t *apiSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]wat
 		return nil, fmt.Errorf("decoding a %s event from the watch of %s: %w", typ, t.path, err)
 	}
 	if tab.Kind != "Table" {
-		obj, err := rowObject(raw)
+		obj, err := DecodeObject(raw)
 		if err != nil {
 			return nil, fmt.Errorf("decoding a %s event from the watch of %s: %w", typ, t.path, err)
 		}
@@ -444,7 +462,7 @@ func (t *apiSource) decodeEvent(typ watch.EventType, raw json.RawMessage) ([]wat
 	t.setColumns(tab.ColumnDefinitions)
 	events := make([]watch.Event, 0, len(tab.Rows))
 	for _, row := range tab.Rows {
-		obj, err := rowObject(row.Object)
+		obj, err := DecodeObject(row.Object)
 		if err != nil {
 			return nil, fmt.Errorf("a %s event from the watch of %s: %w", typ, t.path, err)
 		}

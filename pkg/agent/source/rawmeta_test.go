@@ -1,4 +1,4 @@
-package agent
+package source
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ func TestRawMeta(t *testing.T) {
 		{name: "no metadata", in: `{"kind":"Pod"}`, fails: true},
 		{name: "uid not a string", in: `{"metadata":{"uid":5,"resourceVersion":"1"}}`, fails: true},
 	} {
-		uid, rv, err := rawMeta([]byte(c.in))
+		uid, rv, err := RawMeta([]byte(c.in))
 		if c.fails {
 			if err == nil {
 				t.Errorf("%s: got %q %q, want an error", c.name, uid, rv)
@@ -57,7 +57,7 @@ func FuzzRawMeta(f *testing.F) {
 		if err := json.Unmarshal(b, &want); err != nil {
 			t.Fatal(err)
 		}
-		gotUID, gotRV, err := rawMeta(b)
+		gotUID, gotRV, err := RawMeta(b)
 		if err != nil || gotUID != want.Metadata.UID || gotRV != want.Metadata.ResourceVersion {
 			t.Fatalf("%s: got %q %q %v, want %q %q", b, gotUID, gotRV, err, want.Metadata.UID, want.Metadata.ResourceVersion)
 		}
@@ -68,7 +68,7 @@ func BenchmarkRawMeta(b *testing.B) {
 	pod := []byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-7d9f","namespace":"default","uid":"0d6b8c6e-3f0a-4b8e-9a55-6f1f5e0c2b11","resourceVersion":"123456","creationTimestamp":"2026-12-06T08:00:00Z","labels":{"app":"web","pod-template-hash":"7d9f"},"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-12-06T08:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{".":{},"f:image":{}}}}}}]},"spec":{"containers":[{"name":"web","image":"nginx:1.27","resources":{}}],"nodeName":"node-1"},"status":{"phase":"Running"}}`)
 	b.SetBytes(int64(len(pod)))
 	for b.Loop() {
-		if _, _, err := rawMeta(pod); err != nil {
+		if _, _, err := RawMeta(pod); err != nil {
 			b.Fatal(err)
 		}
 	}
