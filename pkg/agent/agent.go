@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/agent/probe"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
@@ -243,7 +244,7 @@ func (c Config) Complete() (*Agent, error) {
 			selector:  metav1.ListOptions{LabelSelector: c.LabelSelector},
 			interval:  c.VerifyInterval,
 			watchList: c.VerifyWith == VerifyWatchList,
-			agg:       newAggregator(c.ClusterName, r.info.Name, c.Now),
+			agg:       aggregate.New(c.ClusterName, r.info.Name, c.Now),
 			rows:      newRowBuilder(r.info.Kind, c.Now),
 			writer:    a.persist,
 			metrics:   m,
@@ -253,7 +254,7 @@ func (c Config) Complete() (*Agent, error) {
 			delay:     c.Delay,
 			cluster:   c.ClusterName,
 		}
-		run.agg.driftFound = run.driftFound
+		run.agg.OnDrift = run.driftFound
 		run.hist = newHistory(c, a.keyCluster, r.info.Name, len(res))
 		a.runners = append(a.runners, run)
 		a.persist.add(run)
@@ -303,9 +304,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.election != nil {
 		changed := make(chan struct{}, 1)
 		for _, r := range a.runners {
-			r.agg.mu.Lock()
-			r.agg.streamChanged = changed
-			r.agg.mu.Unlock()
+			r.agg.SetStreamChanged(changed)
 		}
 		wg.Go(func() { a.publishStreamStates(ctx, changed) })
 	}
@@ -358,7 +357,7 @@ func (a *Agent) Resource(name string) (api.Resource, bool) {
 func (a *Agent) Ready() (bool, string) {
 	var waiting, failing []string
 	for _, r := range a.runners {
-		serving, listErr := r.agg.readiness()
+		serving, listErr := r.agg.Readiness()
 		switch {
 		case serving:
 		case listErr == "":

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -34,7 +35,7 @@ func (a *Agent) publishStreamStates(ctx context.Context, changed <-chan struct{}
 	defer t.Stop()
 	for {
 		for _, r := range a.runners {
-			connected, last := r.agg.streamState()
+			connected, last := r.agg.StreamState()
 			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
 			err := a.follows.PutStreamState(wctx, a.keyCluster, r.info.Name, store.StreamState{Connected: connected, LastStreamAt: last, WrittenAt: time.Now()})
 			cancel()
@@ -71,7 +72,7 @@ func (a *Agent) follow(ctx context.Context) {
 // followResource loads r's frames whenever the leader writes new ones and
 // applies the events it appends in between, as they land.
 func (a *Agent) followResource(ctx context.Context, r *runner) {
-	defer a.followed(func() { r.agg.setConnected(false) })
+	defer a.followed(func() { r.agg.SetConnected(false) })
 	var f following
 	backoff := backoffMin
 	for ctx.Err() == nil {
@@ -84,8 +85,8 @@ func (a *Agent) followResource(ctx context.Context, r *runner) {
 			return
 		}
 		a.followed(func() {
-			r.agg.setConnected(false)
-			r.agg.setError(fromStream, err)
+			r.agg.SetConnected(false)
+			r.agg.SetError(aggregate.FromStream, err)
 		})
 		a.log.Warn("following the leader through the store failed; retrying", "resource", r.info.Name, "err", err, "retryIn", backoff)
 		select {
@@ -120,7 +121,7 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 		case err != nil:
 			return err
 		default:
-			if !a.followed(func() { r.agg.follow(verified, aggregated) }) {
+			if !a.followed(func() { r.agg.Follow(verified, aggregated) }) {
 				return ctx.Err()
 			}
 			f.gen = gen
@@ -133,17 +134,17 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 	}
 	st, stErr := a.follows.GetStreamState(ctx, a.keyCluster, r.info.Name)
 	a.followed(func() {
-		r.agg.setConnected(true)
-		r.agg.setError(fromStream, nil)
+		r.agg.SetConnected(true)
+		r.agg.SetError(aggregate.FromStream, nil)
 		for _, ev := range evs {
-			r.agg.apply(ev.Type, ev.Row)
+			r.agg.Apply(ev.Type, ev.Row, aggregate.Received)
 			f.after = ev.Row.ResourceVersion
 		}
 		// The views are as fresh as the leader's watch: report its state.
 		// Without one (a leader of an older version), following works
 		// is all that can be said.
 		if stErr == nil {
-			r.agg.setLeaderStream(st.Connected && time.Since(st.WrittenAt) < streamStateStale, st.LastStreamAt)
+			r.agg.SetLeaderStream(st.Connected && time.Since(st.WrittenAt) < streamStateStale, st.LastStreamAt)
 		}
 	})
 	return nil
@@ -184,43 +185,6 @@ func (a *Agent) leaderFrames(ctx context.Context, r *runner) (verified, aggregat
 		return nil, nil, err
 	}
 	return verified, aggregated, nil
-}
-
-// follow replaces the views with the leader's frames. They are as fresh as
-// the leader's, so not stale; but the first LIST after this replica takes
-// over judges no drift against them.
-func (a *aggregator) follow(verified, aggregated *store.Frame) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	oldCurrent, oldVerified := a.current, a.verified
-	wasStale := !a.hasVerified || a.stale
-	a.verified, a.current = framesViews(verified, aggregated)
-	// What differs from the verified frame is what the leader streamed
-	// since its LIST: the drift report's unverified changes.
-	a.changed = map[string]struct{}{}
-	a.tombstones = map[string]*store.Row{}
-	a.tombOrder = nil
-	for uid, c := range a.current.byUID {
-		if v := a.verified.get(uid); v == nil || v.ResourceVersion != c.ResourceVersion {
-			a.changed[uid] = struct{}{}
-		}
-	}
-	for uid, v := range a.verified.byUID {
-		if a.current.get(uid) == nil {
-			tomb := *v
-			tomb.Deleted, tomb.Source = true, store.Streamed
-			a.tombstones[uid] = &tomb
-			a.changed[uid] = struct{}{}
-		}
-	}
-	a.log.reset()
-	a.verifiedRV, a.verifiedAt = verified.Header.ResourceVersion, verified.Header.VerifiedAt
-	a.streamRV = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
-	a.lastStreamAt = a.now()
-	a.hasVerified, a.stale, a.following = true, false, true
-	// The leader's frames replace the views: a watch resumes across them
-	// only when they continue what this replica held.
-	a.rebuilt(oldCurrent, oldVerified, wasStale)
 }
 
 // roleDetail is the leader election's part of /readyz's sentence.

@@ -221,7 +221,7 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 	defer st.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, frameWriteTimeout)
 	defer cancel()
-	verified, aggregated := r.agg.frames()
+	verified, aggregated := r.agg.Frames()
 	for _, f := range []*store.Frame{verified, aggregated} {
 		// The frame is the aggregator's; its rows are shared and
 		// immutable, its header is copied to record the cluster's UID.
@@ -474,7 +474,7 @@ func (w *storeWriter) recover(ctx context.Context) error {
 	}
 	w.accepting.Store(true)
 	for r := range w.frames {
-		if !r.agg.ready() || !w.leading.Load() {
+		if !r.agg.Ready() || !w.leading.Load() {
 			continue
 		}
 		if err := w.write(ctx, r); err != nil {

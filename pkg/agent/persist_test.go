@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 )
@@ -119,7 +120,7 @@ func newTestWriter(t *testing.T, s store.Store) (*storeWriter, *runner, *storeMe
 	w.checkEvery = 20 * time.Millisecond
 	r := &runner{info: api.ResourceInfo{Name: "pods"}, agg: newTestAggregator(), writer: w}
 	w.add(r)
-	r.agg.verify(listed(10, row("a", 5, store.Verified), row("b", 6, store.Verified)))
+	r.agg.Verify(listed(10, row("a", 5, store.Verified), row("b", 6, store.Verified)))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
@@ -196,7 +197,7 @@ func TestStoreWriterDegradedAndRecovered(t *testing.T) {
 	}
 	// Changes during the outage: the views take them, the store cannot.
 	c := row("c", 11, store.Streamed)
-	r.agg.apply(added, c)
+	r.agg.Apply(added, c, aggregate.Received)
 	w.event(r, added, c)
 	if got := metricValue(t, m.eventsDropped.WithLabelValues("pods", dropUnhealthy)); got != 1 {
 		t.Errorf("%v events dropped while the store is down, want 1", got)

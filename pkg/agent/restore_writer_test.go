@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -72,17 +73,17 @@ func TestRedisWriterAcrossAnEtcdRestore(t *testing.T) {
 	s := &restoredStore{flakyStore: newFlakyStore()}
 	w, r, m := newTestWriter(t, s)
 	w.writeFrames(t.Context(), r)
-	r.agg.verify(listed(4000, row("a", 3900, store.Verified), row("b", 3950, store.Verified)))
+	r.agg.Verify(listed(4000, row("a", 3900, store.Verified), row("b", 3950, store.Verified)))
 	w.writeFrames(t.Context(), r)
 	for _, rv := range []uint64{4100, 5000} {
 		c := row("before", rv, store.Streamed)
-		r.agg.apply(modified, c)
+		r.agg.Apply(modified, c, aggregate.Received)
 		w.event(r, modified, c)
 	}
 	waitUntil(t, "the events before the restore in the stream", func() bool { return s.stored("before") })
 
 	// etcd restored to a backup at 3000.
-	r.agg.verify(listed(3000, row("a", 2900, store.Verified)))
+	r.agg.Verify(listed(3000, row("a", 2900, store.Verified)))
 	w.writeFrames(t.Context(), r)
 	s.mu.Lock()
 	resets := s.resets
@@ -94,7 +95,7 @@ func TestRedisWriterAcrossAnEtcdRestore(t *testing.T) {
 		t.Errorf("krm_store_event_stream_resets_total = %v, want 1", got)
 	}
 	c := row("after", 3001, store.Streamed)
-	r.agg.apply(added, c)
+	r.agg.Apply(added, c, aggregate.Received)
 	w.event(r, added, c)
 	waitUntil(t, "the restored cluster's event in the stream", func() bool { return s.stored("after") })
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
@@ -60,12 +61,12 @@ func (r *runner) baseHistory(rows []*store.Row, rv uint64, at time.Time) {
 // names, when it names it; and, the same way, the candidates the
 // aggregator gave up on (the watch restarted past their LIST), which the
 // views took from the LIST.
-func (r *runner) repairHistory(found judged) {
-	if r.hist == nil || len(found.entries) == 0 {
+func (r *runner) repairHistory(found aggregate.Judged) {
+	if r.hist == nil || len(found.Entries) == 0 {
 		return
 	}
-	repairs := make([]history.Entry, 0, len(found.entries))
-	for _, e := range found.entries {
+	repairs := make([]history.Entry, 0, len(found.Entries))
+	for _, e := range found.Entries {
 		row := &store.Row{UID: e.UID, Namespace: e.Namespace, Name: e.Name, ObservedAt: e.FoundAt, Object: e.Object}
 		rv := e.VerifiedResourceVersion
 		event := history.Added
@@ -82,7 +83,7 @@ func (r *runner) repairHistory(found judged) {
 			continue
 		}
 		row.ResourceVersion = v
-		repairs = append(repairs, history.Entry{Event: event, Source: history.List, Row: row, Managers: found.managers[e.UID]})
+		repairs = append(repairs, history.Entry{Event: event, Source: history.List, Row: row, Managers: found.Managers[e.UID]})
 	}
 	r.hist.Repair(repairs)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
 	"github.com/krm-project/krm/pkg/history"
@@ -22,18 +23,18 @@ import (
 func TestHistoryRepairsAreTheJudgedDrift(t *testing.T) {
 	a := newTestAggregator()
 	r := &runner{agg: a, log: slog.New(slog.DiscardHandler), info: api.ResourceInfo{Name: "pods"},
-		hist: history.NewLog(history.Options{Resource: "pods", Retention: time.Hour, Now: a.now})}
-	a.driftFound = r.repairHistory
+		hist: history.NewLog(history.Options{Resource: "pods", Retention: time.Hour, Now: a.Now})}
+	a.OnDrift = r.repairHistory
 	// As runner.verifyOnce and runner.handle do.
 	list := func(rv uint64, managers map[string][]krmv1alpha1.ManagerEntry, rows ...*store.Row) {
 		at := t0.Add(time.Duration(rv) * time.Second)
-		a.verify(verification{rows: rows, rv: rv, at: at, managers: managers})
+		a.Verify(aggregate.Verification{Rows: rows, RV: rv, At: at, Managers: managers})
 		r.histManagers = managers
 		r.baseHistory(rows, rv, at)
 	}
 	event := func(typ string, row *store.Row) {
 		row.ObservedAt = t0.Add(time.Duration(row.ResourceVersion) * time.Second)
-		a.apply(typ, row)
+		a.Apply(typ, row, aggregate.Received)
 		r.hist.Record(history.Entry{Event: typ, Source: history.Watch, Row: row})
 	}
 	revisions := func() map[string]string {
@@ -92,7 +93,7 @@ func TestHistoryRepairsAreTheJudgedDrift(t *testing.T) {
 	}
 	// A LIST the watch is ahead of is judged at once: a modified at 28 and
 	// c deleted, both missed.
-	a.progress(35)
+	a.Progress(35)
 	list(30, map[string][]krmv1alpha1.ManagerEntry{"uid-a": kubelet},
 		row("a", 28, store.Verified), row("n", 18, store.Verified), row("m", 19, store.Verified), row("x", 25, store.Verified))
 	want["a"] += " MODIFIED@28/list(kubelet)"
@@ -102,7 +103,7 @@ func TestHistoryRepairsAreTheJudgedDrift(t *testing.T) {
 	}
 	// History and the ledger name the same misses.
 	var ledger []string
-	for _, e := range a.drift().Ledger {
+	for _, e := range a.Drift().Ledger {
 		ledger = append(ledger, e.Kind+" "+e.Name)
 	}
 	if d := cmp.Diff([]string{"MissedAdded m", "MissedModified a", "MissedDeleted c"}, ledger); d != "" {
@@ -122,21 +123,21 @@ func TestHistoryRepairsAreTheJudgedDrift(t *testing.T) {
 func TestHistoryTakesTheListForCandidatesGivenUpOn(t *testing.T) {
 	a := newTestAggregator()
 	r := &runner{agg: a, log: slog.New(slog.DiscardHandler), info: api.ResourceInfo{Name: "pods"},
-		hist: history.NewLog(history.Options{Resource: "pods", Retention: time.Hour, Now: a.now})}
-	a.driftFound = r.driftFound
+		hist: history.NewLog(history.Options{Resource: "pods", Retention: time.Hour, Now: a.Now})}
+	a.OnDrift = r.driftFound
 	m, err := newMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.metrics = m
 	first := []*store.Row{row("b", 7, store.Verified), row("c", 8, store.Verified)}
-	a.verify(listed(10, first...))
+	a.Verify(listed(10, first...))
 	r.baseHistory(first, 10, t0)
 	// The watch breaks; a LIST at 20 has n (created at 18), c modified at
 	// 19, and lacks b. The watch restarts from it.
-	a.verify(verification{rows: []*store.Row{row("c", 19, store.Verified), row("n", 18, store.Verified)}, rv: 20, at: t0.Add(time.Minute),
-		managers: map[string][]krmv1alpha1.ManagerEntry{"uid-n": {{Manager: "kubectl-create", Operation: "Update"}}}})
-	a.watchFrom(a.resumeFrom())
+	a.Verify(aggregate.Verification{Rows: []*store.Row{row("c", 19, store.Verified), row("n", 18, store.Verified)}, RV: 20, At: t0.Add(time.Minute),
+		Managers: map[string][]krmv1alpha1.ManagerEntry{"uid-n": {{Manager: "kubectl-create", Operation: "Update"}}}})
+	a.WatchFrom(a.ResumeFrom())
 	got := map[string]string{}
 	for _, name := range []string{"b", "c", "n"} {
 		revs, _ := r.hist.History("ns", name, time.Time{})
@@ -148,8 +149,8 @@ func TestHistoryTakesTheListForCandidatesGivenUpOn(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("history (-want +got):\n%s", d)
 	}
-	if st := a.status(api.ResourceInfo{}); st.TotalDrift.Total() != 0 || st.DriftUnjudged != 3 || len(a.drift().Ledger) != 0 {
-		t.Errorf("drift %+v, unjudged %d, ledger %v; want none, 3, empty", st.TotalDrift, st.DriftUnjudged, a.drift().Ledger)
+	if st := a.Status(api.ResourceInfo{}); st.TotalDrift.Total() != 0 || st.DriftUnjudged != 3 || len(a.Drift().Ledger) != 0 {
+		t.Errorf("drift %+v, unjudged %d, ledger %v; want none, 3, empty", st.TotalDrift, st.DriftUnjudged, a.Drift().Ledger)
 	}
 	items, err := r.hist.ViewAtResourceVersion(20)
 	if err != nil {

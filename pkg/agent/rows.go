@@ -124,9 +124,4 @@ func fieldValue(obj map[string]any, path string) string {
 	}
 }
 
-func key(namespace, name string) string {
-	if namespace == "" {
-		return name
-	}
-	return namespace + "/" + name
-}
+func key(namespace, name string) string { return store.Key(namespace, name) }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
@@ -50,7 +51,7 @@ type runner struct {
 	client   source.ListWatcher
 	selector metav1.ListOptions // namespace is in client; label selector here
 	interval time.Duration
-	agg      *aggregator
+	agg      *aggregate.Aggregator
 	rows     *rowBuilder
 	// writer persists frames and events; the store is never read here.
 	writer  *storeWriter
@@ -164,22 +165,22 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 	r.metrics.lists.WithLabelValues(r.info.Name, result(err)).Inc()
 	r.metrics.listSeconds.WithLabelValues(r.info.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
-		r.agg.setError(fromList, err)
-		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.forgottenDeletions()))
+		r.agg.SetError(aggregate.FromList, err)
+		r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(r.agg.ForgottenDeletions()))
 		return err
 	}
-	at := r.agg.now()
+	at := r.agg.Now()
 	// The drift the LIST exposes reaches history through driftFound, when
 	// it is judged; the first LIST is history's base.
-	r.agg.verify(verification{rows: rows, rv: rv, at: at, managers: r.histManagers})
+	r.agg.Verify(aggregate.Verification{Rows: rows, RV: rv, At: at, Managers: r.histManagers})
 	r.baseHistory(rows, rv, at)
-	r.agg.setError(fromList, nil)
-	st := r.agg.status(r.info)
+	r.agg.SetError(aggregate.FromList, nil)
+	st := r.agg.Status(r.info)
 	r.metrics.forgotten.WithLabelValues(r.info.Name).Set(float64(st.ForgottenDeletions))
 	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Verified)).Set(float64(st.Objects.Verified))
 	r.metrics.objects.WithLabelValues(r.info.Name, string(store.Aggregated)).Set(float64(st.Objects.Aggregated))
 	r.persist(ctx)
-	if r.agg.needsRelist() {
+	if r.agg.NeedsRelist() {
 		// Deletions forgotten while LISTs failed may predate this LIST's
 		// start: a newer one settles them.
 		select {
@@ -198,12 +199,12 @@ func (r *runner) verifyOnce(ctx context.Context) error {
 // driftFound counts and logs drift when it is judged (when a LIST lands,
 // or later, when the watch has delivered up to the LIST's resourceVersion)
 // and records its repairs in history. It runs under the aggregator's lock.
-func (r *runner) driftFound(found judged) {
+func (r *runner) driftFound(found aggregate.Judged) {
 	r.repairHistory(found)
-	if found.unjudged {
+	if found.Unjudged {
 		return
 	}
-	d, listRV := found.counts, store.FormatResourceVersion(found.listRV)
+	d, listRV := found.Counts, store.FormatResourceVersion(found.ListRV)
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedAdded).Add(float64(d.MissedAdded))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedDeleted).Add(float64(d.MissedDeleted))
 	r.metrics.drift.WithLabelValues(r.info.Name, api.MissedModified).Add(float64(d.MissedModified))
@@ -226,7 +227,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		if err != nil {
 			return fmt.Errorf("an item of the LIST of %s: %w", r.info.Name, err)
 		}
-		if row := r.agg.rowAt(uid, rv); row != nil && (it.Cells == nil || row.Cells != nil) {
+		if row := r.agg.RowAt(uid, rv); row != nil && (it.Cells == nil || row.Cells != nil) {
 			rows = append(rows, row)
 			return nil
 		}
@@ -297,7 +298,7 @@ func (r *runner) stream(ctx context.Context) {
 	backoff := backoffMin
 	for ctx.Err() == nil {
 		err := r.watchOnce(ctx)
-		r.agg.setConnected(false)
+		r.agg.SetConnected(false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -326,7 +327,7 @@ func (r *runner) stream(ctx context.Context) {
 			if errors.Is(err, errWatchStalled) {
 				reason = "stalled"
 			}
-			r.agg.setError(fromStream, err)
+			r.agg.SetError(aggregate.FromStream, err)
 			r.log.Warn("watch failed; resuming", "resource", r.info.Name, "err", err, "backoff", backoff)
 			select {
 			case <-time.After(backoff):
@@ -345,7 +346,7 @@ func (r *runner) stream(ctx context.Context) {
 // it normally (its timeout), so it is resumed at once.
 func (r *runner) watchOnce(ctx context.Context) error {
 	opts := r.selector
-	from := r.agg.resumeFrom()
+	from := r.agg.ResumeFrom()
 	opts.ResourceVersion = store.FormatResourceVersion(from)
 	opts.AllowWatchBookmarks = true
 	// The server ends each watch after this; resuming then is cheap and
@@ -357,13 +358,13 @@ func (r *runner) watchOnce(ctx context.Context) error {
 		return fmt.Errorf("watching %s: %w", r.info.Name, err)
 	}
 	defer w.Stop()
-	r.agg.watchFrom(from)
+	r.agg.WatchFrom(from)
 	// Only once the watch is open: its request may have waited (in API
 	// Priority and Fairness queues, on a slow network) while changes went
 	// on, and the watch replays those too.
 	r.freshFrom = r.freshBoundary(ctx, opts.ResourceVersion)
-	r.agg.setConnected(true)
-	r.agg.setError(fromStream, nil)
+	r.agg.SetConnected(true)
+	r.agg.SetError(aggregate.FromStream, nil)
 	stallAfter := watchStallAfter
 	if r.stallAfter > 0 {
 		stallAfter = r.stallAfter
@@ -440,7 +441,7 @@ func (r *runner) handle(ev watch.Event) error {
 			return nil
 		}
 		if rv, err := store.ParseResourceVersion(obj.GetResourceVersion()); err == nil {
-			r.agg.progress(rv)
+			r.agg.Progress(rv)
 		}
 		return nil
 	case watch.Added, watch.Modified, watch.Deleted:
@@ -457,7 +458,7 @@ func (r *runner) handle(ev watch.Event) error {
 		}
 		r.metrics.events.WithLabelValues(r.info.Name, string(ev.Type)).Inc()
 		r.measure(string(ev.Type), obj, row)
-		r.agg.apply(string(ev.Type), row)
+		r.agg.Apply(string(ev.Type), row, aggregate.Received)
 		r.recordHistory(string(ev.Type), obj, row)
 		r.writer.event(r, string(ev.Type), row)
 	}
@@ -481,14 +482,14 @@ func result(err error) string {
 // api.Resource
 
 func (r *runner) Info() api.ResourceInfo     { return r.info }
-func (r *runner) Status() api.ResourceStatus { return r.agg.status(r.info) }
+func (r *runner) Status() api.ResourceStatus { return r.agg.Status(r.info) }
 func (r *runner) Snapshot(view store.Source) *api.Snapshot {
-	return r.agg.snapshot(view)
+	return r.agg.Snapshot(view)
 }
 func (r *runner) Subscribe(ctx context.Context, view store.Source, from uint64) (*api.Snapshot, []api.Change, <-chan api.Change, error) {
-	return r.agg.subscribe(ctx, view, from)
+	return r.agg.Subscribe(ctx, view, from)
 }
-func (r *runner) Drift() api.DriftReport { return r.agg.drift() }
+func (r *runner) Drift() api.DriftReport { return r.agg.Drift() }
 
 // TableColumns are the column definitions of the rows' Cells, from the
 // latest Table kube-apiserver sent; nil for a kind the server prints itself.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
@@ -119,7 +120,7 @@ func testTableRunner(src source.ListWatcher) *runner {
 	return &runner{
 		info:   api.ResourceInfo{Name: "configmaps", Version: "v1", Resource: "configmaps", Kind: "ConfigMap", Namespaced: true},
 		client: src,
-		agg:    newAggregator("test", "configmaps", time.Now),
+		agg:    aggregate.New("test", "configmaps", time.Now),
 		rows:   newRowBuilder("ConfigMap", time.Now),
 		log:    slog.New(slog.DiscardHandler),
 	}
@@ -141,7 +142,7 @@ func TestTableSourceList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.agg.verify(verification{rows: []*store.Row{old}, rv: 101, at: time.Now()})
+	r.agg.Verify(aggregate.Verification{Rows: []*store.Row{old}, RV: 101, At: time.Now()})
 	rows, rv, err := r.list(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +295,7 @@ func TestHandleTableEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.agg.verify(verification{rows: rows, rv: rv, at: time.Now()})
+	r.agg.Verify(aggregate.Verification{Rows: rows, RV: rv, At: time.Now()})
 	events, err := r.client.(*source.API).DecodeEvent(watch.Added, json.RawMessage(
 		`{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"601"},"columnDefinitions":null,"rows":[`+configMapRow("d", "601", 7)+`]}`))
 	if err != nil {
@@ -305,7 +306,7 @@ func TestHandleTableEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	row := r.agg.rowAt("uid-d", "601")
+	row := r.agg.RowAt("uid-d", "601")
 	if row == nil || string(row.Cells) != `["d",7,"43m"]` {
 		t.Fatalf("streamed row %+v, want cells [\"d\",7,\"43m\"]", row)
 	}
@@ -316,7 +317,7 @@ func TestHandleTableEvents(t *testing.T) {
 	if err := r.handle(bm[0]); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.agg.resumeFrom(); got != 700 {
+	if got := r.agg.ResumeFrom(); got != 700 {
 		t.Errorf("after a bookmark at 700 the watch resumes from %d", got)
 	}
 	gone, err := r.client.(*source.API).DecodeEvent(watch.Error, json.RawMessage(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`))
@@ -357,7 +358,7 @@ func TestListReusesRowsItHolds(t *testing.T) {
 	src := source.NewAPI(client, schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", false)
 	r := &runner{
 		info: api.ResourceInfo{Name: "pods", Version: "v1", Resource: "pods", Kind: "Pod", Namespaced: true}, client: src,
-		agg: newAggregator("test", "pods", time.Now), rows: newRowBuilder("Pod", time.Now), log: slog.New(slog.DiscardHandler),
+		agg: aggregate.New("test", "pods", time.Now), rows: newRowBuilder("Pod", time.Now), log: slog.New(slog.DiscardHandler),
 	}
 	body = `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[` + podItem("a", "5") + `,` + podItem("b", "6") + `]}`
 	first, rv, err := r.list(t.Context())
@@ -367,7 +368,7 @@ func TestListReusesRowsItHolds(t *testing.T) {
 	if o := string(first[0].Object); strings.Contains(o, "managedFields") || !strings.Contains(o, `"apiVersion":"v1"`) || !strings.Contains(o, `"kind":"Pod"`) || first[0].Fields["spec.nodeName"] != "n1" {
 		t.Errorf("row a: object %s fields %v", first[0].Object, first[0].Fields)
 	}
-	r.agg.verify(verification{rows: first, rv: rv, at: time.Now()})
+	r.agg.Verify(aggregate.Verification{Rows: first, RV: rv, At: time.Now()})
 
 	body = `{"kind":"PodList","apiVersion":"v1","items":[` + podItem("a", "5") + `,` + podItem("b", "11") + `,` + podItem("c", "12") +
 		`],"metadata":{"resourceVersion":"12"}}`

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -50,11 +51,11 @@ func (a *Agent) warm(ctx context.Context, r *runner) {
 		a.storeReadFailed(ctx, r, err)
 		aggregated = nil
 	}
-	r.agg.load(verified, aggregated)
+	r.agg.Load(verified, aggregated)
 	from := verified.Header.ResourceVersion
 	if aggregated != nil {
 		from = max(from, aggregated.Header.ResourceVersion)
-		r.agg.replayed(from)
+		r.agg.Replayed(from)
 	}
 	replayed := a.replay(ctx, r, from)
 	a.log.Info("serving stored frames, marked stale, until the first LIST", "resource", r.info.Name,
@@ -110,7 +111,7 @@ func (a *Agent) replay(ctx context.Context, r *runner, from uint64) int {
 			return n
 		}
 		for _, ev := range evs {
-			r.agg.replay(ev.Type, ev.Row)
+			r.agg.Apply(ev.Type, ev.Row, aggregate.Replayed)
 			from = ev.Row.ResourceVersion
 		}
 		n += len(evs)
@@ -120,44 +121,13 @@ func (a *Agent) replay(ctx context.Context, r *runner, from uint64) int {
 	}
 }
 
-// replay applies one stored event as apply does a received one, except
-// that it is not counted as received: status and rates are this run's.
-func (a *aggregator) replay(typ string, row *store.Row) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if row.ResourceVersion > a.streamRV {
-		a.streamRV = row.ResourceVersion
-	}
-	if row.ResourceVersion <= a.verifiedRV {
-		return
-	}
-	a.log.add(event{typ: typ, row: row})
-	if ch, ok := a.applyLocked(typ, row); ok {
-		a.emit(ch)
-	}
-}
-
-// replayed records that the loaded aggregated frame holds the events up to
-// rv, so the aggregated view says so before any event is replayed.
-func (a *aggregator) replayed(rv uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.streamRV = max(a.streamRV, rv)
-}
-
-func (a *aggregator) isStale() bool {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.stale
-}
-
 // readyDetail says what a ready agent serves short of the best: stored
 // frames not yet verified by this run (stale), or a degraded store. "" when
 // neither.
 func (a *Agent) readyDetail() string {
 	var parts, stale []string
 	for _, r := range a.runners {
-		if r.agg.isStale() {
+		if r.agg.IsStale() {
 			stale = append(stale, r.info.Name)
 		}
 	}
@@ -166,7 +136,7 @@ func (a *Agent) readyDetail() string {
 		parts = append(parts, "serving stored frames of "+strings.Join(stale, ", ")+" (stale) until their first LIST")
 	}
 	for _, r := range a.runners {
-		if n := r.agg.forgottenDeletions(); n > 0 {
+		if n := r.agg.ForgottenDeletions(); n > 0 {
 			parts = append(parts, fmt.Sprintf("%d deletions of %s left out of the drift report while its LISTs fail", n, r.info.Name))
 		}
 	}

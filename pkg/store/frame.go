@@ -90,11 +90,15 @@ type Row struct {
 }
 
 // Key is the row's sort key, namespace/name, the order kube-apiserver lists in.
-func (r *Row) Key() string {
-	if r.Namespace == "" {
-		return r.Name
+func (r *Row) Key() string { return Key(r.Namespace, r.Name) }
+
+// Key is namespace/name, or name for a cluster-scoped object: the order of
+// rows in a view.
+func Key(namespace, name string) string {
+	if namespace == "" {
+		return name
 	}
-	return r.Namespace + "/" + r.Name
+	return namespace + "/" + name
 }
 
 // Frame is a header and its rows.

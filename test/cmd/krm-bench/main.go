@@ -87,7 +87,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	// First, before this run loads the cluster: the per-event cost.
 	if !o.skipGo {
-		progress(fmt.Sprintf("running the aggregator's per-event benchmark (BenchmarkApply in pkg/agent, %d runs)", applyRuns))
+		progress(fmt.Sprintf("running the aggregator's per-event benchmark (BenchmarkApply in pkg/agent/aggregate, %d runs)", applyRuns))
 		if r.apply, err = runApplyBenchmark(ctx, dir); err != nil {
 			return err
 		}

@@ -278,10 +278,10 @@ func runApplyBenchmark(ctx context.Context, dir string) ([]*applyResult, error) 
 		return nil, fmt.Errorf("finding the krm module (run krm-bench inside it, as make bench does): %v", err)
 	}
 	bin := filepath.Join(dir, "agent.test")
-	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./pkg/agent")
+	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./pkg/agent/aggregate")
 	build.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go test -c ./pkg/agent: %w\n%s", err, out)
+		return nil, fmt.Errorf("go test -c ./pkg/agent/aggregate: %w\n%s", err, out)
 	}
 	byCount := map[int]*applyResult{}
 	var results []*applyResult

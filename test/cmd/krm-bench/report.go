@@ -187,7 +187,7 @@ func (r *report) markdown() string {
 
 	if len(r.apply) > 0 {
 		p("### Per-event cost (aggregator)\n\n")
-		p("`BenchmarkApply` in pkg/agent (`go test -c ./pkg/agent`, then %d runs of `agent.test -test.run '^$' -test.bench '^BenchmarkApply$' -test.benchmem`): one MODIFIED event applied to a view of that many objects. Flat means roughly equal ns/op at every count.\n\n", len(r.apply[0].nsPerOp))
+		p("`BenchmarkApply` in pkg/agent/aggregate (`go test -c ./pkg/agent/aggregate`, then %d runs of `aggregate.test -test.run '^$' -test.bench '^BenchmarkApply$' -test.benchmem`): one MODIFIED event applied to a view of that many objects. Flat means roughly equal ns/op at every count.\n\n", len(r.apply[0].nsPerOp))
 		p("| objects | ns/op (median of %d runs) | runs | B/op | allocs/op | median vs %d objects |\n|---:|---:|---|---:|---:|---:|\n", len(r.apply[0].nsPerOp), r.apply[0].objects)
 		base := median(r.apply[0].nsPerOp)
 		for _, a := range r.apply {

@@ -1,4 +1,4 @@
-package agent
+package aggregate
 
 import (
 	"testing"
@@ -19,8 +19,8 @@ func frameOf(src store.Source, rv uint64, rows ...*store.Row) *store.Frame {
 // replaces what it followed without judging drift against it.
 func TestFollowLoadsTheLeadersFrames(t *testing.T) {
 	a := newTestAggregator()
-	_, _, changes, _ := a.subscribe(t.Context(), store.Aggregated, 0)
-	a.follow(
+	_, _, changes, _ := a.Subscribe(t.Context(), store.Aggregated, 0)
+	a.Follow(
 		frameOf(store.Verified, 10, row("a", 5, store.Verified), row("b", 6, store.Verified)),
 		frameOf(store.Aggregated, 12, row("a", 11, store.Streamed), row("c", 12, store.Streamed)),
 	)
@@ -30,12 +30,12 @@ func TestFollowLoadsTheLeadersFrames(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{"a": "5/verified", "b": "6/verified"}, view(a, store.Verified)); diff != "" {
 		t.Errorf("verified view (-want +got):\n%s", diff)
 	}
-	st := a.status(api.ResourceInfo{Name: "pods"})
+	st := a.Status(api.ResourceInfo{Name: "pods"})
 	if st.Stale || st.VerifiedResourceVersion != "10" || st.StreamedResourceVersion != "12" {
 		t.Errorf("status: stale %v, verified %s, streamed %s; want fresh, 10, 12", st.Stale, st.VerifiedResourceVersion, st.StreamedResourceVersion)
 	}
 	got := map[string]string{}
-	for _, c := range a.drift().Unverified {
+	for _, c := range a.Drift().Unverified {
 		got[c.Name] = c.Type
 	}
 	if diff := cmp.Diff(map[string]string{"a": api.ChangeModified, "b": api.ChangeDeleted, "c": api.ChangeAdded}, got); diff != "" {
@@ -51,20 +51,20 @@ func TestFollowLoadsTheLeadersFrames(t *testing.T) {
 	}
 
 	// The leader's next event.
-	a.apply(deleted, row("c", 13, store.Streamed))
+	a.Apply(deleted, row("c", 13, store.Streamed), Received)
 	if _, ok := view(a, store.Aggregated)["c"]; ok {
 		t.Error("a followed DELETED event left c in the aggregated view")
 	}
 
 	// Leading now: the first LIST is not judged against followed state.
-	if a.judging() {
+	if a.Judging() {
 		t.Error("the first LIST after following would be judged for drift")
 	}
-	d := a.verify(listed(20, row("a", 11, store.Verified), row("z", 19, store.Verified)))
+	d := a.Verify(listed(20, row("a", 11, store.Verified), row("z", 19, store.Verified)))
 	if d != (api.DriftCounts{}) {
 		t.Errorf("drift judged against followed state: %+v", d)
 	}
-	if !a.judging() {
+	if !a.Judging() {
 		t.Error("the LIST after the first is not judged")
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package aggregate
 
 import (
 	"github.com/krm-project/krm/pkg/api"

@@ -1,4 +1,4 @@
-package agent
+package aggregate
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/krm-project/krm/pkg/store"
 )
 
-// Watch event types as the aggregator receives them.
+// Watch event types as the Aggregator receives them.
 const (
 	added    = api.EventAdded
 	modified = api.EventModified
@@ -26,7 +26,7 @@ const ledgerSize = 1000
 // is dropped and told to watch again.
 const subscriberBuffer = 4096
 
-// aggregator holds one resource's views and implements DESIGN.md's
+// Aggregator holds one resource's views and implements DESIGN.md's
 // semantics:
 //
 //   - verified: the last LIST, as of verifiedRV;
@@ -39,7 +39,7 @@ const subscriberBuffer = 4096
 //
 // Per-event work is a few map operations: O(1) in the number of objects.
 // A LIST costs O(n): it judges drift and rebuilds the views.
-type aggregator struct {
+type Aggregator struct {
 	resource string
 	cluster  string
 	now      func() time.Time
@@ -83,16 +83,16 @@ type aggregator struct {
 	lastDrift       api.DriftCounts
 	totalDrift      api.DriftCounts
 	ledger          []api.DriftEntry
-	lastError       [2]string // by errorSource
+	lastError       [2]string // by ErrorSource
 	// pending are LISTs' drift candidates waiting for the watch to deliver
 	// up to their resourceVersion (judge.go), oldest first; pendingCount
 	// sums their candidates, and unjudged counts those given up on.
 	pending      []*judgment
 	pendingCount int
 	unjudged     int64
-	// driftFound, when set, is told of each drift recorded, and of the
-	// candidates given up on (under mu: it must not call the aggregator).
-	driftFound func(found judged)
+	// OnDrift, when set, is told of each drift recorded, and of the
+	// candidates given up on (under mu: it must not call the Aggregator).
+	OnDrift func(found Judged)
 
 	// streamChanged, when set, is told (without blocking) each time the
 	// watch connects or disconnects: the HA leader records it for
@@ -145,8 +145,8 @@ type subscriber struct {
 	ch   chan api.Change
 }
 
-func newAggregator(cluster, resource string, now func() time.Time) *aggregator {
-	return &aggregator{
+func New(cluster, resource string, now func() time.Time) *Aggregator {
+	return &Aggregator{
 		resource:   resource,
 		cluster:    cluster,
 		now:        now,
@@ -159,16 +159,31 @@ func newAggregator(cluster, resource string, now func() time.Time) *aggregator {
 	}
 }
 
-// apply records one watch event. Events at or below the verified
-// resourceVersion are already reflected by the LIST (a resumed or restarted
-// watch replays them) and change nothing.
-func (a *aggregator) apply(typ string, row *store.Row) {
+// Origin says where an event comes from.
+type Origin int
+
+const (
+	// Received: this run's watch, or the leader's stream a follower
+	// follows. It is counted in status and rates, and settles drift
+	// judgments waiting for the watch.
+	Received Origin = iota
+	// Replayed: the store's events after its frames, on a warm start. Not
+	// counted: status and rates are this run's.
+	Replayed
+)
+
+// Apply records one event. Events at or below the verified resourceVersion
+// are already reflected by the LIST (a resumed or restarted watch replays
+// them) and change nothing.
+func (a *Aggregator) Apply(typ string, row *store.Row, from Origin) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	a.lastStreamAt = now
-	if len(a.pending) > 0 {
-		a.judgeEvent(typ, row.UID, row.ResourceVersion)
+	if from == Received {
+		a.lastStreamAt = now
+		if len(a.pending) > 0 {
+			a.judgeEvent(typ, row.UID, row.ResourceVersion)
+		}
 	}
 	if row.ResourceVersion > a.streamRV {
 		a.streamRV = row.ResourceVersion
@@ -177,9 +192,11 @@ func (a *aggregator) apply(typ string, row *store.Row) {
 	if row.ResourceVersion <= a.verifiedRV {
 		return
 	}
-	a.events++
-	a.perSecond.add(now)
-	a.lastEventAt = now
+	if from == Received {
+		a.events++
+		a.perSecond.add(now)
+		a.lastEventAt = now
+	}
 	a.log.add(event{typ: typ, row: row})
 	if ch, ok := a.applyLocked(typ, row); ok {
 		a.emit(ch)
@@ -187,7 +204,7 @@ func (a *aggregator) apply(typ string, row *store.Row) {
 }
 
 // progress records a bookmark: the watch has seen everything up to rv.
-func (a *aggregator) progress(rv uint64) {
+func (a *Aggregator) Progress(rv uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.lastStreamAt = a.now()
@@ -198,7 +215,7 @@ func (a *aggregator) progress(rv uint64) {
 	}
 }
 
-func (a *aggregator) setConnected(connected bool) {
+func (a *Aggregator) SetConnected(connected bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	changed := a.streamConnected != connected
@@ -216,31 +233,31 @@ func (a *aggregator) setConnected(connected bool) {
 
 // streamState is the watch's state: connected, and its last event or
 // bookmark.
-func (a *aggregator) streamState() (bool, time.Time) {
+func (a *Aggregator) StreamState() (bool, time.Time) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.streamConnected, a.lastStreamAt
 }
 
 // setLeaderStream makes a follower's stream state the leader's.
-func (a *aggregator) setLeaderStream(connected bool, last time.Time) {
+func (a *Aggregator) SetLeaderStream(connected bool, last time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.streamConnected, a.lastStreamAt = connected, last
 }
 
-// errorSource says which part of a resource an error came from.
-type errorSource int
+// ErrorSource says which part of a resource an error came from.
+type ErrorSource int
 
 const (
-	fromList   errorSource = iota // the verifier's LIST
-	fromStream                    // the watch, or following the leader
+	FromList   ErrorSource = iota // the verifier's LIST
+	FromStream                    // the watch, or following the leader
 )
 
 // setError records the last outcome of one part: nil clears only that
 // part's error, so a LIST that succeeds does not hide a watch that keeps
 // failing (a ServiceAccount without the watch verb, say).
-func (a *aggregator) setError(from errorSource, err error) {
+func (a *Aggregator) SetError(from ErrorSource, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	msg := ""
@@ -251,7 +268,7 @@ func (a *aggregator) setError(from errorSource, err error) {
 }
 
 // lastErrors joins the parts' errors for status.
-func (a *aggregator) lastErrors() string {
+func (a *Aggregator) lastErrors() string {
 	var msgs []string
 	for _, m := range a.lastError {
 		if m != "" {
@@ -263,7 +280,7 @@ func (a *aggregator) lastErrors() string {
 
 // resumeFrom is where the watch should (re)start: the newest resourceVersion
 // it delivered, or the last LIST's.
-func (a *aggregator) resumeFrom() uint64 {
+func (a *Aggregator) ResumeFrom() uint64 {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return max(a.streamRV, a.verifiedRV)
@@ -280,7 +297,7 @@ const tombstoneFloor = 4096
 // deletions stay applied to the views; what is lost is their place in the
 // drift report and their replay over a LIST older than them, so the next
 // LIST that lands must be at least as new as forgottenRV (needsRelist).
-func (a *aggregator) boundTombstones() {
+func (a *Aggregator) boundTombstones() {
 	limit := max(tombstoneFloor, a.current.len())
 	for len(a.tombstones) > limit && len(a.tombOrder) > 0 {
 		uid := a.tombOrder[0]
@@ -311,7 +328,7 @@ func (a *aggregator) boundTombstones() {
 
 // forgottenDeletions is status's ForgottenDeletions, without building the
 // rest of the status.
-func (a *aggregator) forgottenDeletions() int64 {
+func (a *Aggregator) ForgottenDeletions() int64 {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.forgotten
@@ -320,7 +337,7 @@ func (a *aggregator) forgottenDeletions() int64 {
 // needsRelist reports that tombstones were dropped after the LIST that
 // just landed began: deletions it predates may show again until a newer
 // LIST lands.
-func (a *aggregator) needsRelist() bool {
+func (a *Aggregator) NeedsRelist() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.forgotten > 0 && a.verifiedRV < a.forgottenRV
@@ -328,7 +345,7 @@ func (a *aggregator) needsRelist() bool {
 
 // applyLocked changes the current view; it reports the change for watchers,
 // or false when the event is older than what the view holds.
-func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) {
+func (a *Aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) {
 	old := a.current.get(row.UID)
 	if old != nil && old.ResourceVersion >= row.ResourceVersion {
 		return api.Change{}, false
@@ -358,21 +375,21 @@ func (a *aggregator) applyLocked(typ string, row *store.Row) (api.Change, bool) 
 	return api.Change{Type: modified, Row: row, Prev: old, ResourceVersion: row.ResourceVersion}, true
 }
 
-// verification is one LIST handed to the aggregator.
-type verification struct {
-	rows []*store.Row // source verified
-	rv   uint64
-	at   time.Time
+// Verification is one LIST handed to the Aggregator.
+type Verification struct {
+	Rows []*store.Row // source verified
+	RV   uint64
+	At   time.Time
 	// managers are the field managers of the rows the LIST decoded, by
 	// UID (nil without history): drift found hands them on with its
 	// entries.
-	managers map[string][]krmv1alpha1.ManagerEntry
+	Managers map[string][]krmv1alpha1.ManagerEntry
 }
 
 // verify lands a LIST: it records the drift it exposes, makes it the
 // verified view, rebuilds the aggregated view from it and the newer events,
 // and so repairs the streamed view. It returns the drift found.
-func (a *aggregator) verify(v verification) api.DriftCounts {
+func (a *Aggregator) Verify(v Verification) api.DriftCounts {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
@@ -382,14 +399,14 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	delivered := a.streamRV
 	// A LIST older than the last one: etcd was restored from a backup, or
 	// the cluster rebuilt. What the views held is from another timeline.
-	backwards := a.hasVerified && v.rv < a.verifiedRV
+	backwards := a.hasVerified && v.RV < a.verifiedRV
 	judge := a.hasVerified && !a.stale && !a.following && !backwards // see judging
 	seq := a.verifications + 1
 	var found []api.DriftEntry
-	wait := &judgment{rv: v.rv, seq: seq, cands: map[string]*driftCandidate{}}
-	listRV := store.FormatResourceVersion(v.rv)
+	wait := &judgment{rv: v.RV, seq: seq, cands: map[string]*driftCandidate{}}
+	listRV := store.FormatResourceVersion(v.RV)
 	entry := func(kind string, streamed, listed *store.Row) {
-		e := api.DriftEntry{Kind: kind, FoundAt: v.at, ListResourceVersion: listRV}
+		e := api.DriftEntry{Kind: kind, FoundAt: v.At, ListResourceVersion: listRV}
 		r := listed
 		if r == nil {
 			r = streamed
@@ -401,19 +418,19 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		if listed != nil {
 			e.VerifiedResourceVersion = store.FormatResourceVersion(listed.ResourceVersion)
 		}
-		if listed != nil && listed.ResourceVersion > delivered || listed == nil && v.rv > delivered {
+		if listed != nil && listed.ResourceVersion > delivered || listed == nil && v.RV > delivered {
 			need := uint64(0)
 			if listed != nil {
 				need = listed.ResourceVersion
 			}
-			wait.cands[r.UID] = &driftCandidate{entry: e, rv: need, managers: v.managers[r.UID]}
+			wait.cands[r.UID] = &driftCandidate{entry: e, rv: need, managers: v.Managers[r.UID]}
 			return
 		}
 		found = append(found, e)
 	}
 
-	listed := newRowSet(len(v.rows))
-	for _, l := range v.rows {
+	listed := newRowSet(len(v.Rows))
+	for _, l := range v.Rows {
 		s := a.current.get(l.UID)
 		if judge {
 			switch {
@@ -437,7 +454,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	}
 	if judge {
 		for uid, s := range a.current.byUID {
-			if listed.get(uid) == nil && s.ResourceVersion <= v.rv {
+			if listed.get(uid) == nil && s.ResourceVersion <= v.RV {
 				entry(api.MissedDeleted, s, nil)
 			}
 		}
@@ -452,12 +469,12 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 		// to it, so events after it are taken and frames say where the
 		// cluster is.
 		a.log.reset()
-		a.streamRV = v.rv
+		a.streamRV = v.RV
 		a.following = false
 	}
 	oldCurrent, oldVerified := a.current, a.verified
 	a.verified = listed
-	a.verifiedRV, a.verifiedAt = v.rv, v.at
+	a.verifiedRV, a.verifiedAt = v.RV, v.At
 	a.hasVerified, a.stale = true, false
 	// The aggregated view starts as the verified one, sharing its rows and
 	// its tree's structure, and takes the newer events on top.
@@ -465,13 +482,13 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 	a.tombstones = map[string]*store.Row{}
 	a.tombOrder = nil
 	a.changed = map[string]struct{}{}
-	if v.rv >= a.forgottenRV {
+	if v.RV >= a.forgottenRV {
 		a.forgotten, a.forgottenRV = 0, 0
 	}
-	a.log.keepAfter(v.rv, func(e event) { a.applyLocked(e.typ, e.row) })
+	a.log.keepAfter(v.RV, func(e event) { a.applyLocked(e.typ, e.row) })
 	a.verifications = seq
 	a.lastDrift = api.DriftCounts{}
-	a.recordDrift(found, v.managers, seq, v.rv)
+	a.recordDrift(found, v.Managers, seq, v.RV)
 	a.deferJudgment(wait)
 	a.rebuilt(oldCurrent, oldVerified, restart)
 	return a.lastDrift
@@ -481,7 +498,7 @@ func (a *aggregator) verify(v verification) api.DriftCounts {
 // LIST or the leader's frames, and records the aggregated view's changes
 // for watches that resume. restart says the old views were another run's or
 // replica's (or empty): watches cannot resume across that.
-func (a *aggregator) rebuilt(oldCurrent, oldVerified *rowSet, restart bool) {
+func (a *Aggregator) rebuilt(oldCurrent, oldVerified *rowSet, restart bool) {
 	head := max(a.verifiedRV, a.streamRV)
 	changes := diffViews(oldCurrent.byUID, a.current.byUID)
 	// etcd's revisions went back (a restore), or the repair is larger than
@@ -507,7 +524,7 @@ func (a *aggregator) rebuilt(oldCurrent, oldVerified *rowSet, restart bool) {
 }
 
 // rowAt returns the row the views hold for uid at resourceVersion rv, or nil.
-func (a *aggregator) rowAt(uid, rv string) *store.Row {
+func (a *Aggregator) RowAt(uid, rv string) *store.Row {
 	v, err := store.ParseResourceVersion(rv)
 	if err != nil {
 		return nil
@@ -557,7 +574,7 @@ func diffViews(old, new map[string]*store.Row) []api.Change {
 // load seeds the views from frames kept in a store (a warm restart). They
 // are served at once but marked stale, and the next LIST judges no drift
 // against them.
-func (a *aggregator) load(verified, aggregated *store.Frame) {
+func (a *Aggregator) Load(verified, aggregated *store.Frame) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.verified, a.current = framesViews(verified, aggregated)
@@ -591,7 +608,7 @@ func framesViews(verified, aggregated *store.Frame) (ver, cur *rowSet) {
 }
 
 // frames returns the verified and aggregated frames, for the store.
-func (a *aggregator) frames() (verified, aggregated *store.Frame) {
+func (a *Aggregator) Frames() (verified, aggregated *store.Frame) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	h := store.Header{Cluster: a.cluster, Resource: a.resource, ResourceVersion: a.verifiedRV, VerifiedAt: a.verifiedAt}
@@ -609,7 +626,7 @@ func (a *aggregator) frames() (verified, aggregated *store.Frame) {
 // order: O(1), and the same View until the view changes. The caller holds
 // a.mu (read or write); viewMu guards the views' snapshot caches between
 // readers holding only the read lock.
-func (a *aggregator) viewLocked(view store.Source) *store.View {
+func (a *Aggregator) viewLocked(view store.Source) *store.View {
 	a.viewMu.Lock()
 	defer a.viewMu.Unlock()
 	if view == store.Verified {
@@ -618,7 +635,7 @@ func (a *aggregator) viewLocked(view store.Source) *store.View {
 	return a.current.rows.View()
 }
 
-func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
+func (a *Aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 	rows := a.viewLocked(view)
 	rv := max(a.verifiedRV, a.streamRV)
 	if view == store.Verified {
@@ -637,14 +654,14 @@ func (a *aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 	}
 	if !a.hasVerified {
 		snap.Unavailable = "the krm agent has not listed " + a.resource + " yet"
-		if e := a.lastError[fromList]; e != "" {
+		if e := a.lastError[FromList]; e != "" {
 			snap.Unavailable += ": " + e
 		}
 	}
 	return snap
 }
 
-func (a *aggregator) snapshot(view store.Source) *api.Snapshot {
+func (a *Aggregator) Snapshot(view store.Source) *api.Snapshot {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.snapshotLocked(view)
@@ -653,7 +670,7 @@ func (a *aggregator) snapshot(view store.Source) *api.Snapshot {
 // subscribe registers a watcher of view; the channel closes when ctx ends
 // or the watcher falls subscriberBuffer changes behind. With from > 0 it
 // returns the aggregated view's changes after from up to the snapshot.
-func (a *aggregator) subscribe(ctx context.Context, view store.Source, from uint64) (*api.Snapshot, []api.Change, <-chan api.Change, error) {
+func (a *Aggregator) Subscribe(ctx context.Context, view store.Source, from uint64) (*api.Snapshot, []api.Change, <-chan api.Change, error) {
 	s := &subscriber{view: view, ch: make(chan api.Change, subscriberBuffer)}
 	a.mu.Lock()
 	snap := a.snapshotLocked(view)
@@ -692,14 +709,14 @@ func (a *aggregator) subscribe(ctx context.Context, view store.Source, from uint
 
 // emit records a change of the aggregated view and sends it to the
 // watchers of the aggregated and streamed views.
-func (a *aggregator) emit(ch api.Change) {
+func (a *Aggregator) emit(ch api.Change) {
 	a.publish(a.hist.add(ch), store.Aggregated, store.Streamed)
 }
 
 // bookmark tells the aggregated and streamed views' watchers that they have
 // every change up to rv. A watcher with no room skips it: the next change
 // or bookmark carries the news.
-func (a *aggregator) bookmark(rv uint64) {
+func (a *Aggregator) bookmark(rv uint64) {
 	if rv < a.hist.last {
 		return
 	}
@@ -717,7 +734,7 @@ func (a *aggregator) bookmark(rv uint64) {
 
 // publish sends ch to the subscribers of the given views without blocking;
 // one that is full is dropped.
-func (a *aggregator) publish(ch api.Change, views ...store.Source) {
+func (a *Aggregator) publish(ch api.Change, views ...store.Source) {
 	for s := range a.subs {
 		for _, v := range views {
 			if s.view != v {
@@ -734,11 +751,11 @@ func (a *aggregator) publish(ch api.Change, views ...store.Source) {
 }
 
 // counts returns the live objects per view.
-func (a *aggregator) countsLocked() api.ObjectCounts {
+func (a *Aggregator) countsLocked() api.ObjectCounts {
 	return api.ObjectCounts{Verified: a.verified.len(), Streamed: a.current.len(), Aggregated: a.current.len()}
 }
 
-func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
+func (a *Aggregator) Status(info api.ResourceInfo) api.ResourceStatus {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return api.ResourceStatus{
@@ -764,13 +781,13 @@ func (a *aggregator) status(info api.ResourceInfo) api.ResourceStatus {
 
 // judging reports whether the next LIST will be judged for drift: there is
 // an earlier LIST of this run to judge the stream against.
-func (a *aggregator) judging() bool {
+func (a *Aggregator) Judging() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.hasVerified && !a.stale && !a.following
 }
 
-func (a *aggregator) ready() bool {
+func (a *Aggregator) Ready() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.hasVerified
@@ -779,14 +796,14 @@ func (a *aggregator) ready() bool {
 // readiness says whether the resource has data to serve, and, when it has
 // none, the error of its last failed LIST ("" while the first is still
 // under way).
-func (a *aggregator) readiness() (serving bool, listErr string) {
+func (a *Aggregator) Readiness() (serving bool, listErr string) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.hasVerified, a.lastError[fromList]
+	return a.hasVerified, a.lastError[FromList]
 }
 
 // drift returns the ledger and the changes since the last LIST.
-func (a *aggregator) drift() api.DriftReport {
+func (a *Aggregator) Drift() api.DriftReport {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	r := api.DriftReport{
@@ -823,7 +840,7 @@ func (a *aggregator) drift() api.DriftReport {
 		r.Unverified = append(r.Unverified, c)
 	}
 	sort.Slice(r.Unverified, func(i, j int) bool {
-		return key(r.Unverified[i].Namespace, r.Unverified[i].Name) < key(r.Unverified[j].Namespace, r.Unverified[j].Name)
+		return store.Key(r.Unverified[i].Namespace, r.Unverified[i].Name) < store.Key(r.Unverified[j].Namespace, r.Unverified[j].Name)
 	})
 	if over := len(r.Unverified) - api.MaxUnverified; over > 0 {
 		clear(r.Unverified[api.MaxUnverified:])
@@ -831,4 +848,66 @@ func (a *aggregator) drift() api.DriftReport {
 		r.UnverifiedOmitted = over
 	}
 	return r
+}
+
+// follow replaces the views with the leader's frames. They are as fresh as
+// the leader's, so not stale; but the first LIST after this replica takes
+// over judges no drift against them.
+func (a *Aggregator) Follow(verified, aggregated *store.Frame) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	oldCurrent, oldVerified := a.current, a.verified
+	wasStale := !a.hasVerified || a.stale
+	a.verified, a.current = framesViews(verified, aggregated)
+	// What differs from the verified frame is what the leader streamed
+	// since its LIST: the drift report's unverified changes.
+	a.changed = map[string]struct{}{}
+	a.tombstones = map[string]*store.Row{}
+	a.tombOrder = nil
+	for uid, c := range a.current.byUID {
+		if v := a.verified.get(uid); v == nil || v.ResourceVersion != c.ResourceVersion {
+			a.changed[uid] = struct{}{}
+		}
+	}
+	for uid, v := range a.verified.byUID {
+		if a.current.get(uid) == nil {
+			tomb := *v
+			tomb.Deleted, tomb.Source = true, store.Streamed
+			a.tombstones[uid] = &tomb
+			a.changed[uid] = struct{}{}
+		}
+	}
+	a.log.reset()
+	a.verifiedRV, a.verifiedAt = verified.Header.ResourceVersion, verified.Header.VerifiedAt
+	a.streamRV = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
+	a.lastStreamAt = a.now()
+	a.hasVerified, a.stale, a.following = true, false, true
+	// The leader's frames replace the views: a watch resumes across them
+	// only when they continue what this replica held.
+	a.rebuilt(oldCurrent, oldVerified, wasStale)
+}
+
+// replayed records that the loaded aggregated frame holds the events up to
+// rv, so the aggregated view says so before any event is replayed.
+func (a *Aggregator) Replayed(rv uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.streamRV = max(a.streamRV, rv)
+}
+
+func (a *Aggregator) IsStale() bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.stale
+}
+
+// Now is the aggregator's clock.
+func (a *Aggregator) Now() time.Time { return a.now() }
+
+// SetStreamChanged makes the aggregator tell ch (without blocking) each
+// time the watch connects or disconnects.
+func (a *Aggregator) SetStreamChanged(ch chan<- struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.streamChanged = ch
 }

@@ -1,10 +1,11 @@
-package agent
+package aggregate
 
 import (
 	"sort"
 
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
+	"github.com/krm-project/krm/pkg/store"
 )
 
 // pendingLimit bounds the drift candidates that wait for the watch to
@@ -19,7 +20,7 @@ const pendingLimit = 10000
 // its event (not drift) or delivers everything up to rv without it (drift).
 type judgment struct {
 	rv    uint64
-	seq   int64 // the verification it belongs to
+	seq   int64 // the Verification it belongs to
 	cands map[string]*driftCandidate
 }
 
@@ -33,22 +34,22 @@ type driftCandidate struct {
 	managers []krmv1alpha1.ManagerEntry
 }
 
-// judged is drift one judgment settled, for driftFound: the entries, the
+// Judged is drift one judgment settled, for OnDrift: the entries, the
 // field managers of the objects the LIST decoded (by UID; none for a
 // missed deletion), the counts, and the LIST's resourceVersion. unjudged
 // says the entries are candidates given up on (giveUp), not drift: they
 // are in neither the ledger nor the counts.
-type judged struct {
-	entries  []api.DriftEntry
-	managers map[string][]krmv1alpha1.ManagerEntry
-	counts   api.DriftCounts
-	listRV   uint64
-	unjudged bool
+type Judged struct {
+	Entries  []api.DriftEntry
+	Managers map[string][]krmv1alpha1.ManagerEntry
+	Counts   api.DriftCounts
+	ListRV   uint64
+	Unjudged bool
 }
 
 // judgeEvent settles candidates the watch has now delivered. It runs
 // before the event moves the stream's resourceVersion.
-func (a *aggregator) judgeEvent(typ, uid string, rv uint64) {
+func (a *Aggregator) judgeEvent(typ, uid string, rv uint64) {
 	for _, j := range a.pending {
 		if rv > j.rv {
 			continue // after that LIST: it cannot be the event it lacked
@@ -66,7 +67,7 @@ func (a *aggregator) judgeEvent(typ, uid string, rv uint64) {
 
 // judgeUpTo settles the LISTs at or below rv, which the watch has now
 // delivered all of: what is still a candidate was missed.
-func (a *aggregator) judgeUpTo(rv uint64) {
+func (a *Aggregator) judgeUpTo(rv uint64) {
 	for len(a.pending) > 0 && a.pending[0].rv <= rv {
 		j := a.pending[0]
 		a.pending[0] = nil
@@ -91,7 +92,7 @@ func (a *aggregator) judgeUpTo(rv uint64) {
 }
 
 // deferJudgment queues a LIST's undecided candidates, within pendingLimit.
-func (a *aggregator) deferJudgment(j *judgment) {
+func (a *Aggregator) deferJudgment(j *judgment) {
 	if len(j.cands) == 0 {
 		return
 	}
@@ -116,8 +117,8 @@ func (a *aggregator) deferJudgment(j *judgment) {
 }
 
 // dropJudgment gives up on the oldest LIST's candidates; handOver passes
-// them to driftFound as unjudged.
-func (a *aggregator) dropJudgment(handOver bool) {
+// them to OnDrift as unjudged.
+func (a *Aggregator) dropJudgment(handOver bool) {
 	j := a.pending[0]
 	n := len(j.cands)
 	a.unjudged += int64(n)
@@ -132,40 +133,40 @@ func (a *aggregator) dropJudgment(handOver bool) {
 // dropJudgments gives up on every waiting candidate: the watch will not
 // deliver what they wait for (it restarts past them, or the timeline
 // changed). They are counted, not guessed. handOver passes them to
-// driftFound as unjudged (not when the timeline changed: then the views
+// OnDrift as unjudged (not when the timeline changed: then the views
 // start over from the LIST).
-func (a *aggregator) dropJudgments(handOver bool) {
+func (a *Aggregator) dropJudgments(handOver bool) {
 	for len(a.pending) > 0 {
 		a.dropJudgment(handOver)
 	}
 	a.pending = nil
 }
 
-// giveUp hands candidates that will not be judged to driftFound, marked
+// giveUp hands candidates that will not be judged to OnDrift, marked
 // unjudged: not drift, but the LIST's word on objects whose events the
 // watch may never deliver, which history records so that it holds what
 // the views hold.
-func (a *aggregator) giveUp(cands map[string]*driftCandidate, listRV uint64) {
-	if a.driftFound == nil || len(cands) == 0 {
+func (a *Aggregator) giveUp(cands map[string]*driftCandidate, listRV uint64) {
+	if a.OnDrift == nil || len(cands) == 0 {
 		return
 	}
-	found := judged{entries: make([]api.DriftEntry, 0, len(cands)), listRV: listRV, unjudged: true}
+	found := Judged{Entries: make([]api.DriftEntry, 0, len(cands)), ListRV: listRV, Unjudged: true}
 	for uid, c := range cands {
-		found.entries = append(found.entries, c.entry)
+		found.Entries = append(found.Entries, c.entry)
 		if c.managers != nil {
-			if found.managers == nil {
-				found.managers = map[string][]krmv1alpha1.ManagerEntry{}
+			if found.Managers == nil {
+				found.Managers = map[string][]krmv1alpha1.ManagerEntry{}
 			}
-			found.managers[uid] = c.managers
+			found.Managers[uid] = c.managers
 		}
 	}
-	a.driftFound(found)
+	a.OnDrift(found)
 }
 
 // watchFrom records that a watch (re)starts from rv. Events between what
 // the stream delivered and rv will never arrive, so LISTs waiting on them
 // cannot be judged.
-func (a *aggregator) watchFrom(rv uint64) {
+func (a *Aggregator) WatchFrom(rv uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if rv > a.streamRV && len(a.pending) > 0 {
@@ -173,16 +174,16 @@ func (a *aggregator) watchFrom(rv uint64) {
 	}
 }
 
-// recordDrift adds what a verification found to the ledger and the counts,
-// and hands it to driftFound with the managers of the objects the LIST
-// decoded. seq is the verification's number: the last one's counts are
+// recordDrift adds what a Verification found to the ledger and the counts,
+// and hands it to OnDrift with the managers of the objects the LIST
+// decoded. seq is the Verification's number: the last one's counts are
 // LastDrift.
-func (a *aggregator) recordDrift(found []api.DriftEntry, managers map[string][]krmv1alpha1.ManagerEntry, seq int64, listRV uint64) {
+func (a *Aggregator) recordDrift(found []api.DriftEntry, managers map[string][]krmv1alpha1.ManagerEntry, seq int64, listRV uint64) {
 	if len(found) == 0 {
 		return
 	}
 	sort.Slice(found, func(i, j int) bool {
-		return key(found[i].Namespace, found[i].Name) < key(found[j].Namespace, found[j].Name)
+		return store.Key(found[i].Namespace, found[i].Name) < store.Key(found[j].Namespace, found[j].Name)
 	})
 	a.ledger = append(a.ledger, found...)
 	if over := len(a.ledger) - ledgerSize; over > 0 {
@@ -207,7 +208,7 @@ func (a *aggregator) recordDrift(found []api.DriftEntry, managers map[string][]k
 	a.totalDrift.MissedAdded += d.MissedAdded
 	a.totalDrift.MissedDeleted += d.MissedDeleted
 	a.totalDrift.MissedModified += d.MissedModified
-	if a.driftFound != nil {
-		a.driftFound(judged{entries: found, managers: managers, counts: d, listRV: listRV})
+	if a.OnDrift != nil {
+		a.OnDrift(Judged{Entries: found, Managers: managers, Counts: d, ListRV: listRV})
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package aggregate
 
 import (
 	"maps"
@@ -6,7 +6,7 @@ import (
 	"github.com/krm-project/krm/pkg/store"
 )
 
-// rowSet is one of the aggregator's views: its rows by UID, for events and
+// rowSet is one of the Aggregator's views: its rows by UID, for events and
 // LISTs, and in key order, for reads. An event changes it in O(log n); a
 // snapshot of it is O(1) (store.Rows.View).
 type rowSet struct {
