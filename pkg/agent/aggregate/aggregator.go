@@ -48,13 +48,9 @@ type Aggregator struct {
 	verified   *rowSet // source verified
 	verifiedRV uint64
 	verifiedAt time.Time
-	// hasVerified is false until the first LIST (or a warm load) lands.
-	hasVerified bool
-	// stale is true while the frames come from a warm restart.
-	stale bool
-	// following is true while the views follow another replica's frames
-	// and events in the store (leader election): not this run's LISTs.
-	following bool
+	// mode is where the views come from: nothing yet, a previous run's
+	// stored frames, another replica's, or this run's LISTs.
+	mode mode
 
 	current    *rowSet               // live rows of the aggregated/streamed view
 	tombstones map[string]*store.Row // deleted since the last LIST
@@ -106,6 +102,27 @@ type Aggregator struct {
 	// resume from a resourceVersion.
 	hist *changeHistory
 }
+
+// mode is where an aggregator's views come from. It moves
+//
+//	empty -> warm (Load) -> live (Verify)
+//	empty -> live (Verify)
+//	any -> following (Follow) -> live (Verify, once this replica leads)
+//
+// and a LIST older than the last (etcd restored) starts live over.
+type mode int
+
+const (
+	// empty: no LIST has landed and no frames were loaded.
+	empty mode = iota
+	// warm: frames a previous run stored, served marked stale until this
+	// run's first LIST.
+	warm
+	// following: another replica's frames and events (leader election).
+	following
+	// live: this run's LISTs and watch.
+	live
+)
 
 // eventRate counts events per second over the last minute, in O(1) per
 // event: slot i holds the count of a second s with s%60 == i.
@@ -399,8 +416,8 @@ func (a *Aggregator) Verify(v Verification) api.DriftCounts {
 	delivered := a.streamRV
 	// A LIST older than the last one: etcd was restored from a backup, or
 	// the cluster rebuilt. What the views held is from another timeline.
-	backwards := a.hasVerified && v.RV < a.verifiedRV
-	judge := a.hasVerified && !a.stale && !a.following && !backwards // see judging
+	backwards := a.mode != empty && v.RV < a.verifiedRV
+	judge := a.mode == live && !backwards // see Judging
 	seq := a.verifications + 1
 	var found []api.DriftEntry
 	wait := &judgment{rv: v.RV, seq: seq, cands: map[string]*driftCandidate{}}
@@ -460,28 +477,24 @@ func (a *Aggregator) Verify(v Verification) api.DriftCounts {
 		}
 	}
 
-	restart := !a.hasVerified || a.stale || a.following || backwards
-	if a.stale || a.following || backwards {
-		a.dropJudgments(false)
+	restart := a.mode != live || backwards
+	if a.mode == warm || a.mode == following || backwards {
 		// The frames and events loaded from the store are an earlier run's
 		// or another replica's, or etcd's revisions went back: this LIST
 		// supersedes them all, and the stream's resourceVersion drops back
 		// to it, so events after it are taken and frames say where the
 		// cluster is.
-		a.log.reset()
+		a.resetLocked()
 		a.streamRV = v.RV
-		a.following = false
 	}
 	oldCurrent, oldVerified := a.current, a.verified
 	a.verified = listed
 	a.verifiedRV, a.verifiedAt = v.RV, v.At
-	a.hasVerified, a.stale = true, false
+	a.mode = live
 	// The aggregated view starts as the verified one, sharing its rows and
 	// its tree's structure, and takes the newer events on top.
 	a.current = listed.clone()
-	a.tombstones = map[string]*store.Row{}
-	a.tombOrder = nil
-	a.changed = map[string]struct{}{}
+	a.clearChanges()
 	if v.RV >= a.forgottenRV {
 		a.forgotten, a.forgottenRV = 0, 0
 	}
@@ -580,7 +593,7 @@ func (a *Aggregator) Load(verified, aggregated *store.Frame) {
 	a.verified, a.current = framesViews(verified, aggregated)
 	a.verifiedRV = verified.Header.ResourceVersion
 	a.verifiedAt = verified.Header.VerifiedAt
-	a.hasVerified, a.stale = true, true
+	a.mode = warm
 	a.hist.reset(max(a.verifiedRV, a.streamRV))
 }
 
@@ -650,9 +663,9 @@ func (a *Aggregator) snapshotLocked(view store.Source) *api.Snapshot {
 		Rows:                    rows,
 		StreamConnected:         a.streamConnected,
 		LastStreamAt:            a.lastStreamAt,
-		Stale:                   a.stale,
+		Stale:                   a.mode == warm,
 	}
-	if !a.hasVerified {
+	if a.mode == empty {
 		snap.Unavailable = "the krm agent has not listed " + a.resource + " yet"
 		if e := a.lastError[FromList]; e != "" {
 			snap.Unavailable += ": " + e
@@ -773,7 +786,7 @@ func (a *Aggregator) Status(info api.ResourceInfo) api.ResourceStatus {
 		TotalDrift:              a.totalDrift,
 		DriftPending:            a.pendingCount,
 		DriftUnjudged:           a.unjudged,
-		Stale:                   a.stale,
+		Stale:                   a.mode == warm,
 		LastError:               a.lastErrors(),
 		ForgottenDeletions:      a.forgotten,
 	}
@@ -784,13 +797,13 @@ func (a *Aggregator) Status(info api.ResourceInfo) api.ResourceStatus {
 func (a *Aggregator) Judging() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.hasVerified && !a.stale && !a.following
+	return a.mode == live
 }
 
 func (a *Aggregator) Ready() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.hasVerified
+	return a.mode != empty
 }
 
 // readiness says whether the resource has data to serve, and, when it has
@@ -799,7 +812,7 @@ func (a *Aggregator) Ready() bool {
 func (a *Aggregator) Readiness() (serving bool, listErr string) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.hasVerified, a.lastError[FromList]
+	return a.mode != empty, a.lastError[FromList]
 }
 
 // drift returns the ledger and the changes since the last LIST.
@@ -857,13 +870,11 @@ func (a *Aggregator) Follow(verified, aggregated *store.Frame) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	oldCurrent, oldVerified := a.current, a.verified
-	wasStale := !a.hasVerified || a.stale
+	wasStale := a.mode == empty || a.mode == warm
 	a.verified, a.current = framesViews(verified, aggregated)
 	// What differs from the verified frame is what the leader streamed
 	// since its LIST: the drift report's unverified changes.
-	a.changed = map[string]struct{}{}
-	a.tombstones = map[string]*store.Row{}
-	a.tombOrder = nil
+	a.resetLocked()
 	for uid, c := range a.current.byUID {
 		if v := a.verified.get(uid); v == nil || v.ResourceVersion != c.ResourceVersion {
 			a.changed[uid] = struct{}{}
@@ -877,11 +888,10 @@ func (a *Aggregator) Follow(verified, aggregated *store.Frame) {
 			a.changed[uid] = struct{}{}
 		}
 	}
-	a.log.reset()
 	a.verifiedRV, a.verifiedAt = verified.Header.ResourceVersion, verified.Header.VerifiedAt
 	a.streamRV = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
 	a.lastStreamAt = a.now()
-	a.hasVerified, a.stale, a.following = true, false, true
+	a.mode = following
 	// The leader's frames replace the views: a watch resumes across them
 	// only when they continue what this replica held.
 	a.rebuilt(oldCurrent, oldVerified, wasStale)
@@ -898,7 +908,7 @@ func (a *Aggregator) Replayed(rv uint64) {
 func (a *Aggregator) IsStale() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.stale
+	return a.mode == warm
 }
 
 // Now is the aggregator's clock.
@@ -910,4 +920,22 @@ func (a *Aggregator) SetStreamChanged(ch chan<- struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.streamChanged = ch
+}
+
+// clearChanges forgets what changed since the last LIST: the tombstones
+// and the changed set.
+func (a *Aggregator) clearChanges() {
+	a.tombstones = map[string]*store.Row{}
+	a.tombOrder = nil
+	a.changed = map[string]struct{}{}
+}
+
+// resetLocked starts the views' history over when they are replaced from
+// another timeline (stored frames, another replica's, a LIST that went
+// backwards): the event log, the changes since the last LIST and the drift
+// judgments waiting on the old stream.
+func (a *Aggregator) resetLocked() {
+	a.log.reset()
+	a.clearChanges()
+	a.dropJudgments(false)
 }
