@@ -316,9 +316,11 @@ type agentProcess struct {
 // agentVerifyInterval is the agent's --verify-interval in the run.
 const agentVerifyInterval = 30 * time.Second
 
-func (b *bench) startAgent(ctx context.Context, bin string) error {
-	cmd := exec.Command(bin, "--kubeconfig", b.s.Kubeconfig, "--resources", "pods", "--namespace", b.ns,
-		"--verify-interval", agentVerifyInterval.String(), "--listen", "127.0.0.1:0", "--log-format", "json")
+// startAgent starts bin on the run's pods; extra flags come last and win.
+func (b *bench) startAgent(ctx context.Context, bin string, extra ...string) error {
+	args := append([]string{"--kubeconfig", b.s.Kubeconfig, "--resources", "pods", "--namespace", b.ns,
+		"--verify-interval", agentVerifyInterval.String(), "--listen", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), b.o.agentEnv...)
 	// If krm-bench dies without cleaning up, so does the agent.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -28,7 +28,10 @@ type options struct {
 	agentBin string
 	out      string
 	skipGo   bool
-	agentEnv []string
+	// skipRedis leaves out Redis's bytes per object; redisOnly measures
+	// nothing else.
+	skipRedis, redisOnly bool
+	agentEnv             []string
 }
 
 func main() {
@@ -48,6 +51,8 @@ func main() {
 	fs.StringVar(&o.agentBin, "agent", "", "krm-agent binary to run (default: go build ./cmd/krm-agent into a temporary directory)")
 	fs.StringVar(&o.out, "o", "", "also write the report to this file")
 	fs.BoolVar(&o.skipGo, "skip-go-bench", false, "skip the per-event go test benchmark")
+	fs.BoolVar(&o.skipRedis, "skip-redis", false, "skip Redis's bytes per object (a redis-server of the run's own and a second agent with --store=redis)")
+	fs.BoolVar(&o.redisOnly, "redis-only", false, "measure Redis's bytes per object alone: create the pods, run the agent with --store=redis, report")
 	fs.Func("agent-env", "KEY=VALUE to add to the agent's environment only (repeatable), e.g. GOGC=50", func(s string) error {
 		if !strings.Contains(s, "=") {
 			return fmt.Errorf("%q is not KEY=VALUE", s)
@@ -86,7 +91,7 @@ func run(ctx context.Context, o options) (err error) {
 	defer os.RemoveAll(dir)
 
 	// First, before this run loads the cluster: the per-event cost.
-	if !o.skipGo {
+	if !o.skipGo && !o.redisOnly {
 		progress(fmt.Sprintf("running the aggregator's per-event benchmark (BenchmarkApply in pkg/agent, %d runs)", applyRuns))
 		if r.apply, err = runApplyBenchmark(ctx, dir); err != nil {
 			return err
@@ -125,6 +130,22 @@ func run(ctx context.Context, o options) (err error) {
 	r.namespace = b.ns
 	if err := b.createNodes(ctx); err != nil {
 		return err
+	}
+
+	if o.redisOnly {
+		progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.nodes))
+		start := time.Now()
+		if err := b.createPods(ctx); err != nil {
+			return err
+		}
+		r.createTook = time.Since(start)
+		progress("measuring Redis's bytes per object with krm-agent --store=redis")
+		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
+			return err
+		}
+		r.settleTook = time.Since(start)
+		r.finished = time.Now().UTC()
+		return r.print(o)
 	}
 
 	progress("starting krm-agent --resources pods --namespace " + b.ns)
@@ -175,6 +196,12 @@ func run(ctx context.Context, o options) (err error) {
 
 	// An unclean exit is reported after the figures, which stay valid.
 	stopErr := b.stopAgent()
+	if !o.skipRedis {
+		progress("measuring Redis's bytes per object with a second krm-agent, --store=redis")
+		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
+			return errors.Join(err, stopErr)
+		}
+	}
 	progress("measuring the RSS of a client-go informer process holding the same pods")
 	if r.informerRSS, r.informerAnon, err = b.informerRSS(ctx); err != nil {
 		return err
@@ -187,15 +214,17 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	r.finished = time.Now().UTC()
+	return errors.Join(r.print(o), stopErr)
+}
 
+// print writes the report to stdout, and to -o's file if given.
+func (r *report) print(o options) error {
 	text := r.markdown()
 	fmt.Print(text)
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
-			return err
-		}
+		return os.WriteFile(o.out, []byte(text), 0o644)
 	}
-	return stopErr
+	return nil
 }
 
 // attachCluster uses the running local cluster, or starts one (which keeps
