@@ -59,10 +59,10 @@ type RedisOptions struct {
 }
 
 // DefaultStreamBytes is the default byte budget of one resource's event
-// stream. A realistic pod's event takes about 6.6 KB in Redis (5 KB of
-// JSON; docs/benchmarks.md), so this keeps about 10,000 pod events: 100 s
-// at 100 events/s, more than the default minute between the LISTs that
-// trim the stream anyway.
+// stream. A realistic pod's event takes about 3.1 KB in Redis (5 KB of
+// JSON, compressed; docs/benchmarks.md), so this keeps about 21,000 pod
+// events: 210 s at 100 events/s, more than the default minute between the
+// LISTs that trim the stream anyway.
 const DefaultStreamBytes = 64 << 20
 
 // streamEntrySize estimates what Redis spends on a stream entry whose row

@@ -139,6 +139,18 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		r.createTook = time.Since(start)
+		// The Redis agent's first LIST must find every pod Running: an
+		// agent without a store waits for that first.
+		progress("waiting until every pod is Running, through an agent without a store")
+		if err := b.startAgent(ctx, bin); err != nil {
+			return err
+		}
+		if err := b.waitAgentHasAll(ctx, max(6*time.Minute, time.Duration(o.pods/10000)*3*time.Minute)); err != nil {
+			return err
+		}
+		if err := b.stopAgent(); err != nil {
+			return err
+		}
 		progress("measuring Redis's bytes per object with krm-agent --store=redis")
 		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
 			return err
