@@ -713,3 +713,43 @@ func TestRedisRemembersClusterUID(t *testing.T) {
 		t.Errorf("the identity is not under krm:{%s}:uid", cluster)
 	}
 }
+
+// TestRedisLayout1IsReplaced: frames an older krm wrote (layout 1: a head
+// per source, uncompressed chunks) are refused as ErrVersion, naming the
+// layout; the next write replaces them and deletes layout 1's aggregated
+// head and generation.
+func TestRedisLayout1IsReplaced(t *testing.T) {
+	client, cluster := testRedis(t)
+	ctx := t.Context()
+	s := store.NewRedis(client, store.RedisOptions{})
+	old := frame(cluster, store.Verified, 3, "old")
+	h := old.Header
+	h.Version, h.Rows = 1, len(old.Rows)
+	chunk, err := store.Encode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := store.HeadKey(cluster, "pods", store.Verified)
+	legacy := store.LegacyAggregatedKey(cluster, "pods")
+	for _, k := range []string{head, legacy} {
+		client.HSet(ctx, k+":1-old", "0", chunk)
+		client.HSet(ctx, k, "v", "1", "gen", "1-old", "chunks", "1", "header", gobHeader(t, h))
+	}
+	_, _, err = s.GetFrames(ctx, cluster, "pods")
+	if !errors.Is(err, store.ErrVersion) || !strings.Contains(err.Error(), `layout "1"`) || !strings.Contains(err.Error(), head) {
+		t.Fatalf("GetFrames of layout 1: err = %v; want ErrVersion naming the layout and %s", err, head)
+	}
+	in := frame(cluster, store.Verified, 5, "new")
+	if err := s.PutFrames(ctx, in, aggregatedOf(in)); err != nil {
+		t.Fatal(err)
+	}
+	if v, a, err := s.GetFrames(ctx, cluster, "pods"); err != nil || len(v.Rows) != 5 || len(a.Rows) != len(aggregatedOf(in).Rows) {
+		t.Fatalf("GetFrames after the rewrite: %v, %v, %v", v, a, err)
+	}
+	if n := client.Exists(ctx, legacy, legacy+":1-old").Val(); n != 0 {
+		t.Errorf("layout 1's aggregated head or generation survived the rewrite (%d of 2 keys)", n)
+	}
+	if ttl := client.PTTL(ctx, head+":1-old").Val(); ttl <= 0 {
+		t.Errorf("layout 1's verified generation has TTL %v after the swap, want it to expire", ttl)
+	}
+}
