@@ -31,7 +31,10 @@ type options struct {
 	// skipRedis leaves out Redis's bytes per object; redisOnly measures
 	// nothing else.
 	skipRedis, redisOnly bool
-	agentEnv             []string
+	// redisCompare is another krm-agent binary whose Redis bytes are
+	// measured on the same pods, e.g. a build of the previous commit.
+	redisCompare string
+	agentEnv     []string
 }
 
 func main() {
@@ -52,6 +55,7 @@ func main() {
 	fs.StringVar(&o.out, "o", "", "also write the report to this file")
 	fs.BoolVar(&o.skipGo, "skip-go-bench", false, "skip the per-event go test benchmark")
 	fs.BoolVar(&o.skipRedis, "skip-redis", false, "skip Redis's bytes per object (a redis-server of the run's own and a second agent with --store=redis)")
+	fs.StringVar(&o.redisCompare, "redis-compare", "", "another krm-agent binary (e.g. built from the previous commit) whose Redis bytes per object are measured on the same pods, for a before/after")
 	fs.BoolVar(&o.redisOnly, "redis-only", false, "measure Redis's bytes per object alone: create the pods, run the agent with --store=redis, report")
 	fs.Func("agent-env", "KEY=VALUE to add to the agent's environment only (repeatable), e.g. GOGC=50", func(s string) error {
 		if !strings.Contains(s, "=") {
@@ -82,7 +86,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	r := &report{command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
+	r := &report{redisCompareBin: o.redisCompare, command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
 
 	dir, err := os.MkdirTemp("", "krm-bench-")
 	if err != nil {
@@ -155,6 +159,12 @@ func run(ctx context.Context, o options) (err error) {
 		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
 			return err
 		}
+		if o.redisCompare != "" {
+			progress("measuring Redis's bytes per object with " + o.redisCompare)
+			if r.redisCompare, err = b.measureRedis(ctx, o.redisCompare, dir); err != nil {
+				return err
+			}
+		}
 		r.settleTook = time.Since(start)
 		r.finished = time.Now().UTC()
 		return r.print(o)
@@ -212,6 +222,12 @@ func run(ctx context.Context, o options) (err error) {
 		progress("measuring Redis's bytes per object with a second krm-agent, --store=redis")
 		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
 			return errors.Join(err, stopErr)
+		}
+		if o.redisCompare != "" {
+			progress("measuring Redis's bytes per object with " + o.redisCompare)
+			if r.redisCompare, err = b.measureRedis(ctx, o.redisCompare, dir); err != nil {
+				return errors.Join(err, stopErr)
+			}
 		}
 	}
 	progress("measuring the RSS of a client-go informer process holding the same pods")

@@ -270,20 +270,42 @@ func (b *bench) agentJSON(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-func (r *redisBytes) markdown(p func(string, ...any)) {
+// markdown writes the table; with cmp (measured with the agent binary
+// cmpBin on the same pods), its figures beside and the ratio.
+func (r *redisBytes) markdown(p func(string, ...any), cmp *redisBytes, cmpBin string) {
 	jsonPer := float64(r.json) / float64(r.objects)
 	p("### Redis bytes per object\n\n")
-	p("A redis-server of the run's own (no persistence) and a second krm-agent with `--store=redis --verify-interval 1h` on the same %d pods: the frames its first LIST wrote, then the event stream after %d pods were changed once. JSON is the pods' compact JSON as the agent serves them, %.0f bytes a pod.\n\n", r.objects, redisEvents, jsonPer)
-	p("| what | total | per object | / compact JSON |\n|---|---:|---:|---:|\n")
-	row := func(what string, total int64, n int64, json float64) {
-		p("| %s | %s | %.0f B | %.2f× |\n", what, mib(total), float64(total)/float64(n), float64(total)/float64(n)/json)
+	p("A redis-server of the run's own (no persistence) and a second krm-agent with `--store=redis --verify-interval 1h` on the same %d pods: the frames its first LIST wrote, then the event stream after %d pods were changed once. JSON is the pods' compact JSON as the agent serves them, %.0f bytes a pod.", r.objects, redisEvents, jsonPer)
+	if cmp != nil {
+		p(" Beside it, the same with `%s` (`-redis-compare`), in a redis-server of its own.", cmpBin)
 	}
-	row("frames: INFO used_memory, after less before the agent", r.usedDelta, int64(r.objects), jsonPer)
-	row("frames: MEMORY USAGE summed over krm's keys", r.usage, int64(r.objects), jsonPer)
-	row("frames: the values' bytes (HSTRLEN, STRLEN) over krm's keys", r.payload, int64(r.objects), jsonPer)
+	p("\n\n")
+	if cmp != nil {
+		p("| what | per object | / compact JSON | %s: per object | / compact JSON | this / that |\n|---|---:|---:|---:|---:|---:|\n", cmpBin)
+	} else {
+		p("| what | total | per object | / compact JSON |\n|---|---:|---:|---:|\n")
+	}
+	row := func(what string, total, n, cmpTotal, cmpN int64) {
+		per := float64(total) / float64(n)
+		if cmp == nil {
+			p("| %s | %s | %.0f B | %.2f× |\n", what, mib(total), per, per/jsonPer)
+			return
+		}
+		cmpJSON := float64(cmp.json) / float64(cmp.objects)
+		cper := float64(cmpTotal) / float64(cmpN)
+		p("| %s | %.0f B | %.3f× | %.0f B | %.3f× | %.3f× |\n", what, per, per/jsonPer, cper, cper/cmpJSON, per/cper)
+	}
+	var c redisBytes
+	if cmp != nil {
+		c = *cmp
+	}
+	n, cn := int64(r.objects), max(int64(c.objects), 1)
+	row("frames: INFO used_memory, after less before the agent", r.usedDelta, n, c.usedDelta, cn)
+	row("frames: MEMORY USAGE summed over krm's keys", r.usage, n, c.usage, cn)
+	row("frames: the values' bytes (HSTRLEN, STRLEN) over krm's keys", r.payload, n, c.payload, cn)
 	if r.events > 0 {
-		row(fmt.Sprintf("event stream, %d events: MEMORY USAGE", r.events), r.eventUsage, r.events, jsonPer)
-		row("event stream: the entries' row bytes", r.eventPayload, r.events, jsonPer)
+		row(fmt.Sprintf("event stream, %d events: MEMORY USAGE", r.events), r.eventUsage, r.events, c.eventUsage, max(c.events, 1))
+		row("event stream: the entries' row bytes", r.eventPayload, r.events, c.eventPayload, max(c.events, 1))
 	}
 	p("\n")
 }

@@ -35,6 +35,8 @@ type report struct {
 	informerHeap      int64
 	apply             []*applyResult
 	redis             *redisBytes
+	redisCompare      *redisBytes
+	redisCompareBin   string
 }
 
 type machine struct {
@@ -146,7 +148,7 @@ func (r *report) markdown() string {
 	if r.rssLoaded == 0 {
 		// -redis-only
 		if r.redis != nil {
-			r.redis.markdown(p)
+			r.redis.markdown(p, r.redisCompare, r.redisCompareBin)
 		}
 		return b.String()
 	}
@@ -183,7 +185,7 @@ func (r *report) markdown() string {
 	}
 
 	if r.redis != nil {
-		r.redis.markdown(p)
+		r.redis.markdown(p, r.redisCompare, r.redisCompareBin)
 	}
 	if len(r.apply) > 0 {
 		p("### Per-event cost (aggregator)\n\n")
