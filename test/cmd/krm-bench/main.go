@@ -149,7 +149,7 @@ func run(ctx context.Context, o options) (err error) {
 		if err := b.startAgent(ctx, bin); err != nil {
 			return err
 		}
-		if err := b.waitAgentHasAll(ctx, max(6*time.Minute, time.Duration(o.pods/10000)*3*time.Minute)); err != nil {
+		if err := b.waitAgentHasAll(ctx, max(15*time.Minute, time.Duration(o.pods/10000)*5*time.Minute)); err != nil {
 			return err
 		}
 		if err := b.stopAgent(); err != nil {
