@@ -115,7 +115,7 @@ func (b *bench) measureRedis(ctx context.Context, bin, dir string) (_ *redisByte
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the agent's event stream holds %d of the %d events after 2 minutes", res.events, redisEvents)
+			return nil, fmt.Errorf("the agent's event stream holds %d of the %d events after 2 minutes; the agent's log ends:\n%s", res.events, redisEvents, b.agent.tail())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
