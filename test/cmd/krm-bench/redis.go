@@ -93,7 +93,9 @@ func (b *bench) measureRedis(ctx context.Context, bin, dir string) (_ *redisByte
 
 	progress(fmt.Sprintf("changing %d pods to measure the event stream in Redis", redisEvents))
 	for i := range redisEvents {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{"krm.example/redis":"%d"}}}`, i)
+		// A value of this measurement's own: a patch that changes
+		// nothing makes no event.
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"krm.example/redis":"%s-%d"}}}`, addr, i)
 		if _, err := b.cs.CoreV1().Pods(b.ns).Patch(ctx, fmt.Sprintf("bench-%05d", i%b.o.pods), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			return nil, err
 		}
