@@ -114,6 +114,7 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 		switch {
 		case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt), errors.Is(err, errForeignFrame):
 			// The leader writes a good one after its next LIST.
+			a.countUnreadable(r, err)
 			a.log.Warn("skipping a frame of the leader's that does not read back", "resource", r.info.Name, "err", err)
 			f.gen = gen
 		case errors.Is(err, store.ErrNotFound):
@@ -172,10 +173,7 @@ func (a *Agent) stopFollowing() {
 }
 
 func (a *Agent) leaderFrames(ctx context.Context, r *runner) (verified, aggregated *store.Frame, err error) {
-	if verified, err = a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Verified); err != nil {
-		return nil, nil, err
-	}
-	if aggregated, err = a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Aggregated); err != nil {
+	if verified, aggregated, err = a.store.GetFrames(ctx, a.keyCluster, r.info.Name); err != nil {
 		return nil, nil, err
 	}
 	if err := a.foreignFrame(verified); err != nil {

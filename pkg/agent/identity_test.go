@@ -42,12 +42,10 @@ func TestRedisWarmRefusesAnotherClustersFrames(t *testing.T) {
 	createConfigMaps(t, newConfigMapWriter(cs, ns), "cm-0")
 	// Frames under this agent's keys that record no UID: what an agent
 	// that could not read kube-system wrote under a name equal to them.
-	for _, src := range []store.Source{store.Verified, store.Aggregated} {
-		old := &store.Frame{Header: store.Header{Cluster: cluster, Resource: "configmaps", Source: src, ResourceVersion: 1}}
-		old.Rows = []*store.Row{{UID: "u", Namespace: ns, Name: "ghost", ResourceVersion: 1, Object: []byte(`{}`)}}
-		if err := st.PutFrame(t.Context(), old); err != nil {
-			t.Fatal(err)
-		}
+	old := &store.Frame{Header: store.Header{Cluster: cluster, Resource: "configmaps", Source: store.Verified, ResourceVersion: 1}}
+	old.Rows = []*store.Row{{UID: "u", Namespace: ns, Name: "ghost", ResourceVersion: 1, Object: []byte(`{}`)}}
+	if err := st.PutFrame(t.Context(), old); err != nil {
+		t.Fatal(err)
 	}
 
 	a := completeStoreAgent(t, agent.Config{RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,

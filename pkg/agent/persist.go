@@ -65,7 +65,8 @@ const (
 )
 
 // storeWriter persists what the agent holds: each resource's verified and
-// aggregated frames after every LIST, and, when the store keeps events, each
+// aggregated frames after every LIST, together (Redis keeps the aggregated
+// one as a delta on the verified one, each object once), and, when the store keeps events, each
 // watch event through a bounded queue drained by one goroutine. It never
 // serves reads. When the store fails it says so (status, /readyz, the
 // krm_store_healthy metric), keeps trying with backoff and, once the store
@@ -222,16 +223,16 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 	ctx, cancel := context.WithTimeout(ctx, frameWriteTimeout)
 	defer cancel()
 	verified, aggregated := r.agg.Frames()
-	for _, f := range []*store.Frame{verified, aggregated} {
-		// The frame is the aggregator's; its rows are shared and
-		// immutable, its header is copied to record the cluster's UID.
-		f := &store.Frame{Header: f.Header, Rows: f.Rows}
-		f.Header.ClusterUID = w.clusterUID
-		err := w.store.PutFrame(ctx, f)
-		w.metrics.frameWrites.WithLabelValues(r.info.Name, result(err)).Inc()
-		if err != nil {
-			return fmt.Errorf("writing the %s %s frame: %w", r.info.Name, f.Header.Source, err)
-		}
+	// The frames are the aggregator's; their rows are shared and
+	// immutable, their headers copied to record the cluster's UID.
+	verified = &store.Frame{Header: verified.Header, Rows: verified.Rows}
+	aggregated = &store.Frame{Header: aggregated.Header, Rows: aggregated.Rows}
+	verified.Header.ClusterUID = w.clusterUID
+	aggregated.Header.ClusterUID = w.clusterUID
+	err := w.store.PutFrames(ctx, verified, aggregated)
+	w.metrics.frameWrites.WithLabelValues(r.info.Name, result(err)).Inc()
+	if err != nil {
+		return fmt.Errorf("writing the %s frames: %w", r.info.Name, err)
 	}
 	st.written = true
 	if prev := st.listedRV.Swap(verified.Header.ResourceVersion); verified.Header.ResourceVersion < prev {
@@ -249,7 +250,7 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 	}
 	// The frames just written carry a new generation, so followers reload
 	// them and read a reset stream from their resourceVersion.
-	_, err := w.resetFutureEvents(ctx, r)
+	_, err = w.resetFutureEvents(ctx, r)
 	return err
 }
 
@@ -492,6 +493,7 @@ type storeMetrics struct {
 	eventsWritten prometheus.Counter
 	eventsDropped *prometheus.CounterVec
 	streamResets  *prometheus.CounterVec
+	unreadable    *prometheus.CounterVec
 }
 
 func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
@@ -511,9 +513,12 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 		streamResets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "krm_store_event_stream_resets_total", Help: "Event streams dropped because they held resourceVersions newer than the cluster's (an etcd restore), by resource.",
 		}, []string{"resource"}),
+		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "krm_store_frames_unreadable_total", Help: "Stored frames discarded on a warm start or by a follower because they did not read back, by resource and reason (version: written by another krm version's format; corrupt; foreign: another cluster's). The leader's next LIST rewrites them.",
+		}, []string{"resource", "reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.healthy, m.frameWrites, m.eventsWritten, m.eventsDropped, m.streamResets} {
+		for _, c := range []prometheus.Collector{m.healthy, m.frameWrites, m.eventsWritten, m.eventsDropped, m.streamResets, m.unreadable} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

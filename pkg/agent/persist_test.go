@@ -50,18 +50,18 @@ func (s *flakyStore) frame(src store.Source) *store.Frame {
 	return s.frames[src]
 }
 
-func (s *flakyStore) PutFrame(_ context.Context, f *store.Frame) error {
+func (s *flakyStore) PutFrames(_ context.Context, verified, aggregated *store.Frame) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
 		return errDown
 	}
-	s.frames[f.Header.Source] = f
+	s.frames[store.Verified], s.frames[store.Aggregated] = verified, aggregated
 	return nil
 }
 
-func (s *flakyStore) GetFrame(context.Context, string, string, store.Source) (*store.Frame, error) {
-	return nil, store.ErrNotFound
+func (s *flakyStore) GetFrames(context.Context, string, string) (*store.Frame, *store.Frame, error) {
+	return nil, nil, store.ErrNotFound
 }
 
 func (s *flakyStore) Ping(context.Context) error {

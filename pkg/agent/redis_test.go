@@ -418,9 +418,24 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 }
 
 // TestRedisCorruptFrameIsRebuilt: a stored frame that does not read back is
-// logged with its key and discarded; the agent starts cold and its first
-// LIST writes a good frame over it.
+// logged with its key, counted and discarded; the agent starts cold and its
+// first LIST writes a good frame over it. Chunks are compressed: a chunk
+// that is not zstd at all and a compressed one with a byte flipped are both
+// corrupt.
 func TestRedisCorruptFrameIsRebuilt(t *testing.T) {
+	for name, corrupt := range map[string]func(chunk string) string{
+		"not a chunk": func(string) string { return "not a chunk" },
+		"a compressed chunk with a byte flipped": func(chunk string) string {
+			b := []byte(chunk)
+			b[len(b)/2] ^= 0xff
+			return string(b)
+		},
+	} {
+		t.Run(name, func(t *testing.T) { corruptFrameIsRebuilt(t, corrupt) })
+	}
+}
+
+func corruptFrameIsRebuilt(t *testing.T, corrupt func(chunk string) string) {
 	c := clustertest.Get(t)
 	ns := clustertest.Namespace(t, c)
 	restCfg, cs, ri := configMapClients(t, c, ns)
@@ -428,13 +443,13 @@ func TestRedisCorruptFrameIsRebuilt(t *testing.T) {
 	st, rdb := redisStore(t, c.RedisURL, cluster)
 	createConfigMaps(t, newConfigMapWriter(cs, ns), "cm-0")
 	bad := &store.Frame{Header: store.Header{Cluster: cluster, Resource: "configmaps", Source: store.Verified, ResourceVersion: 1}}
-	bad.Rows = []*store.Row{{UID: "u", Name: "ghost", ResourceVersion: 1, Object: []byte(`{}`)}}
+	bad.Rows = []*store.Row{{UID: "u", Name: "ghost", ResourceVersion: 1, Object: []byte(`{"kind":"ConfigMap","metadata":{"name":"ghost"},"data":{"a":"some data to compress"}}`)}}
 	if err := st.PutFrame(t.Context(), bad); err != nil {
 		t.Fatal(err)
 	}
 	head := store.HeadKey(cluster, "configmaps", store.Verified)
 	genKey := head + ":" + rdb.HGet(t.Context(), head, "gen").Val()
-	rdb.HSet(t.Context(), genKey, "0", "not a chunk")
+	rdb.HSet(t.Context(), genKey, "0", corrupt(rdb.HGet(t.Context(), genKey, "0").Val()))
 
 	a := completeStoreAgent(t, agent.Config{RESTConfig: restCfg, Resources: []string{"configmaps"}, Namespace: ns,
 		VerifyInterval: time.Hour, ClusterName: cluster, Store: st})
@@ -442,6 +457,9 @@ func TestRedisCorruptFrameIsRebuilt(t *testing.T) {
 	waitMatchesList(t, 30*time.Second, a.client, "configmaps", ri, "", "aggregated", "verified")
 	if logs := a.logs.String(); !strings.Contains(logs, "discarding a stored frame") || !strings.Contains(logs, genKey) {
 		t.Errorf("the agent's log does not say it discarded %s:\n%s", genKey, logs)
+	}
+	if n := counterValue(t, a.reg, "krm_store_frames_unreadable_total", map[string]string{"reason": "corrupt"}); n != 1 {
+		t.Errorf("krm_store_frames_unreadable_total{reason=corrupt} = %v, want 1", n)
 	}
 	if st := resourceStatus(t, a.client, "configmaps"); st.Stale {
 		t.Error("an agent that discarded its stored frame says it serves a stale one")

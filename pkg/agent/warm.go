@@ -29,34 +29,27 @@ func (a *Agent) warmAll(ctx context.Context) {
 }
 
 // warm seeds r's views from the store: the verified frame, the aggregated
-// one when it reads back, and the events stored after it. They are served at
-// once, marked stale, until r's first LIST lands. A frame that does not read
-// back (corrupt, or of another version) is logged with its key and
-// discarded: that LIST rebuilds it. A store that does not answer is
+// one (stored with it, as a delta on it: each object is decoded once), and
+// the events stored after it. They are served at once, marked stale, until
+// r's first LIST lands. Frames that do not read back (corrupt, or of
+// another version) are logged with their key, counted and discarded: that
+// LIST rebuilds them. A store that does not answer is
 // degraded; the agent starts cold.
 func (a *Agent) warm(ctx context.Context, r *runner) {
-	verified, err := a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Verified)
+	verified, aggregated, err := a.store.GetFrames(ctx, a.keyCluster, r.info.Name)
 	if err == nil {
 		err = a.foreignFrame(verified)
 	}
-	if err != nil {
-		a.storeReadFailed(ctx, r, err)
-		return
-	}
-	aggregated, err := a.store.GetFrame(ctx, a.keyCluster, r.info.Name, store.Aggregated)
 	if err == nil {
 		err = a.foreignFrame(aggregated)
 	}
 	if err != nil {
 		a.storeReadFailed(ctx, r, err)
-		aggregated = nil
+		return
 	}
 	r.agg.Load(verified, aggregated)
-	from := verified.Header.ResourceVersion
-	if aggregated != nil {
-		from = max(from, aggregated.Header.ResourceVersion)
-		r.agg.Replayed(from)
-	}
+	from := max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
+	r.agg.Replayed(from)
 	replayed := a.replay(ctx, r, from)
 	a.log.Info("serving stored frames, marked stale, until the first LIST", "resource", r.info.Name,
 		"resourceVersion", verified.Header.ResourceVersion, "verifiedAt", verified.Header.VerifiedAt,
@@ -69,15 +62,30 @@ func (a *Agent) storeReadFailed(ctx context.Context, r *runner, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case errors.Is(err, errForeignFrame):
+		a.countUnreadable(r, err)
 		a.log.Warn("refusing a stored frame written for another cluster (rebuilt, or etcd restored from elsewhere?); starting cold, the next LIST replaces it",
 			"resource", r.info.Name, "err", err)
 	case errors.Is(err, store.ErrVersion), errors.Is(err, store.ErrCorrupt):
+		a.countUnreadable(r, err)
 		a.log.Warn("discarding a stored frame that does not read back; the next LIST rebuilds it", "resource", r.info.Name, "err", err)
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 	default:
 		a.log.Warn("reading stored frames failed; starting cold", "resource", r.info.Name, "err", err)
 		a.persist.fail(err)
 	}
+}
+
+// countUnreadable counts a stored frame discarded because err says it does
+// not read back (krm_store_frames_unreadable_total).
+func (a *Agent) countUnreadable(r *runner, err error) {
+	reason := "corrupt"
+	switch {
+	case errors.Is(err, store.ErrVersion):
+		reason = "version"
+	case errors.Is(err, errForeignFrame):
+		reason = "foreign"
+	}
+	a.persist.metrics.unreadable.WithLabelValues(r.info.Name, reason).Inc()
 }
 
 // errForeignFrame is wrapped by foreignFrame's errors.

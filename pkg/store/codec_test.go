@@ -203,3 +203,20 @@ func TestCompareKeysMatchesKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryStoreFrames(t *testing.T) {
+	m := NewMemory()
+	ctx := t.Context()
+	if _, _, err := m.GetFrames(ctx, "prod", "pods"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty store: err = %v, want ErrNotFound", err)
+	}
+	v, a := testFrame(5), testFrame(3)
+	v.Header.Source, a.Header.Source = Verified, Aggregated
+	if err := m.PutFrames(ctx, v, a); err != nil {
+		t.Fatal(err)
+	}
+	gv, ga, err := m.GetFrames(ctx, "prod", "pods")
+	if err != nil || len(gv.Rows) != 5 || len(ga.Rows) != 3 {
+		t.Fatalf("GetFrames = %v, %v, %v; want 5 verified and 3 aggregated rows", gv, ga, err)
+	}
+}

@@ -9,12 +9,12 @@ import (
 // Store persists frames. The agent serves reads from its own memory; a store
 // is what lets it (or another replica) start warm.
 type Store interface {
-	// PutFrame replaces the frame for f's cluster, resource and source.
-	// Readers see the old frame or the new one, never a mix.
-	PutFrame(ctx context.Context, f *Frame) error
-	// GetFrame returns the frame last put, or ErrNotFound. cluster is the
-	// frame's Header.KeyCluster().
-	GetFrame(ctx context.Context, cluster, resource string, source Source) (*Frame, error)
+	// PutFrames replaces a resource's verified and aggregated frames
+	// together. Readers see the old pair or the new one, never a mix.
+	PutFrames(ctx context.Context, verified, aggregated *Frame) error
+	// GetFrames returns the pair last put, or ErrNotFound. cluster is the
+	// frames' Header.KeyCluster().
+	GetFrames(ctx context.Context, cluster, resource string) (verified, aggregated *Frame, err error)
 }
 
 // ErrNotFound is returned when no frame was stored.
@@ -37,18 +37,42 @@ func memoryKey(cluster, resource string, source Source) string {
 	return cluster + "/" + resource + "/" + string(source)
 }
 
-// PutFrame implements Store.
-func (m *Memory) PutFrame(_ context.Context, f *Frame) error {
-	c := &Frame{Header: f.Header, Rows: append([]*Row(nil), f.Rows...)}
-	c.Header.Version = FrameVersion
-	c.Header.Rows = len(c.Rows)
+// PutFrames implements Store.
+func (m *Memory) PutFrames(ctx context.Context, verified, aggregated *Frame) error {
 	m.mu.Lock()
-	m.frames[memoryKey(c.Header.KeyCluster(), f.Header.Resource, f.Header.Source)] = c
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	m.putLocked(verified)
+	m.putLocked(aggregated)
 	return nil
 }
 
-// GetFrame implements Store.
+// GetFrames implements Store.
+func (m *Memory) GetFrames(ctx context.Context, cluster, resource string) (verified, aggregated *Frame, err error) {
+	if verified, err = m.GetFrame(ctx, cluster, resource, Verified); err != nil {
+		return nil, nil, err
+	}
+	if aggregated, err = m.GetFrame(ctx, cluster, resource, Aggregated); err != nil {
+		return nil, nil, err
+	}
+	return verified, aggregated, nil
+}
+
+// PutFrame replaces the frame of f's cluster, resource and source alone.
+func (m *Memory) PutFrame(_ context.Context, f *Frame) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.putLocked(f)
+	return nil
+}
+
+func (m *Memory) putLocked(f *Frame) {
+	c := &Frame{Header: f.Header, Rows: append([]*Row(nil), f.Rows...)}
+	c.Header.Version = FrameVersion
+	c.Header.Rows = len(c.Rows)
+	m.frames[memoryKey(c.Header.KeyCluster(), f.Header.Resource, f.Header.Source)] = c
+}
+
+// GetFrame returns the frame of one source last put, or ErrNotFound.
 func (m *Memory) GetFrame(_ context.Context, cluster, resource string, source Source) (*Frame, error) {
 	m.mu.RLock()
 	f, ok := m.frames[memoryKey(cluster, resource, source)]

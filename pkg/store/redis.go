@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +26,11 @@ var ErrCorrupt = errors.New("corrupt frame")
 
 // redisLayout is the version of the key layout below. A head written with
 // another one is reported as ErrVersion, like a frame of another version.
-const redisLayout = 1
+// Layout 1 kept the verified and aggregated frames under two heads, each
+// with every object, in gob chunks; layout 2 keeps one generation per
+// resource, its chunks compressed, with the aggregated frame as a delta on
+// the verified one.
+const redisLayout = 2
 
 // RedisOptions tune the Redis store; the zero value is the defaults.
 type RedisOptions struct {
@@ -52,10 +59,10 @@ type RedisOptions struct {
 }
 
 // DefaultStreamBytes is the default byte budget of one resource's event
-// stream. A realistic pod's event takes about 6.6 KB in Redis (5 KB of
-// JSON; docs/benchmarks.md), so this keeps about 10,000 pod events: 100 s
-// at 100 events/s, more than the default minute between the LISTs that
-// trim the stream anyway.
+// stream. A realistic pod's event takes about 3.1 KB in Redis (5 KB of
+// JSON, compressed; docs/benchmarks.md), so this keeps about 21,000 pod
+// events: 210 s at 100 events/s, more than the default minute between the
+// LISTs that trim the stream anyway.
 const DefaultStreamBytes = 64 << 20
 
 // streamEntrySize estimates what Redis spends on a stream entry whose row
@@ -94,14 +101,24 @@ func (o *RedisOptions) complete() {
 // Redis keeps frames and events in Redis: a single server, Sentinel or a
 // Redis Cluster, whichever the UniversalClient talks to. The layout, per
 // cluster c (Header.KeyCluster: the kube-system namespace's UID, else the
-// cluster's name), resource r and source s:
+// cluster's name) and resource r:
 //
-//	krm:{c/r}:s          hash: v (layout), gen, chunks, header (gob Header)
-//	krm:{c/r}:s:<gen>    hash: "0".."chunks-1" -> a chunk (Encode of ≤ ChunkRows rows)
-//	krm:{c/r}:events     stream of watch events; entry ID <resourceVersion>-<n>
+//	krm:{c/r}:verified         hash: v (layout), gen, chunks, header and aggregated (gob Headers)
+//	krm:{c/r}:verified:<gen>   hash: "0".."chunks-1" -> a chunk (zstd of Encode of ≤ ChunkRows verified rows)
+//	                                 "d" -> the delta (zstd of gob delta): the aggregated frame's rows
+//	                                 that the verified frame lacks or holds at another resourceVersion,
+//	                                 and the UIDs of verified rows it no longer holds
+//	krm:{c/r}:events           stream of watch events; entry ID <resourceVersion>-<n>
+//
+// Each object is held once: the aggregated frame is the verified frame plus
+// the watch events since its LIST, which the delta records compacted to the
+// newest row per object (the event stream also holds them, but may have
+// lost some while Redis failed; the delta is what makes a frame complete by
+// itself). After a LIST the delta is the few events that arrived since the
+// LIST's resourceVersion.
 //
 // The hash tag {c/r} puts one resource's keys on one Cluster slot, so the
-// swap script may touch them all. A frame is written under a fresh
+// swap script may touch them all. A frame pair is written under a fresh
 // generation and published by one script that sets the head only when the
 // generation is complete; readers read the head, then that generation's
 // chunks, which never change, so nobody sees half a frame.
@@ -134,12 +151,24 @@ func resourcePrefix(cluster, resource string) string {
 	return "krm:{" + cluster + "/" + resource + "}"
 }
 
-// HeadKey is the key of the head of a frame, the one key a swap changes.
+// HeadKey is the key of the head of a resource's frames, the one key a swap
+// changes. The verified and aggregated frames share it (and a generation):
+// source only says which frame the caller means.
 func HeadKey(cluster, resource string, source Source) string {
-	return resourcePrefix(cluster, resource) + ":" + string(source)
+	_ = source
+	return resourcePrefix(cluster, resource) + ":" + string(Verified)
+}
+
+// legacyAggregatedKey is where layout 1 kept the aggregated frame's head;
+// a write of layout 2 removes it and its generation.
+func legacyAggregatedKey(cluster, resource string) string {
+	return resourcePrefix(cluster, resource) + ":" + string(Aggregated)
 }
 
 func generationKey(head, gen string) string { return head + ":" + gen }
+
+// deltaField is the generation's field holding the aggregated frame's delta.
+const deltaField = "d"
 
 // EventsKey is the key of a resource's event stream.
 func EventsKey(cluster, resource string) string {
@@ -156,21 +185,23 @@ func newGeneration() string {
 
 // swapScript publishes a generation: it sets the head only if the head still
 // names the generation the writer saw (ARGV[1], "" for none) and the new
-// generation holds every chunk. The replaced generation expires after
-// ARGV[6] ms rather than going at once, for readers still on it.
+// generation holds every chunk and the delta. The replaced generation
+// expires after ARGV[7] ms rather than going at once, for readers still on
+// it.
 //
 // KEYS: head, new generation, old generation (any same-slot key when none).
-// ARGV: old gen, new gen, chunks, header, layout, expiry ms.
+// ARGV: old gen, new gen, chunks, verified header, aggregated header,
+// layout, expiry ms.
 // Returns 1 when published, 0 when the head moved, -1 when chunks are
 // missing.
 var swapScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'gen')
 if not cur then cur = '' end
 if cur ~= ARGV[1] then return 0 end
-if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return -1 end
-redis.call('HSET', KEYS[1], 'v', ARGV[5], 'gen', ARGV[2], 'chunks', ARGV[3], 'header', ARGV[4])
+if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[3]) + 1 then return -1 end
+redis.call('HSET', KEYS[1], 'v', ARGV[6], 'gen', ARGV[2], 'chunks', ARGV[3], 'header', ARGV[4], 'aggregated', ARGV[5])
 redis.call('PERSIST', KEYS[2])
-if ARGV[1] ~= '' and ARGV[1] ~= ARGV[2] then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+if ARGV[1] ~= '' and ARGV[1] ~= ARGV[2] then redis.call('PEXPIRE', KEYS[3], ARGV[7]) end
 return 1
 `)
 
@@ -181,39 +212,229 @@ const maxSwapAttempts = 100
 // pipelineBytes bounds how much chunk data one pipeline carries.
 const pipelineBytes = 8 << 20
 
-// PutFrame implements Store: it writes f's rows as chunks under a fresh
-// generation and then swaps the head to it.
-func (s *Redis) PutFrame(ctx context.Context, f *Frame) error {
-	h := f.Header
-	h.Version, h.Rows = FrameVersion, len(f.Rows)
-	head := HeadKey(h.KeyCluster(), h.Resource, h.Source)
+// delta is the aggregated frame as stored: what differs from the verified
+// frame of its generation.
+type delta struct {
+	// Rows are the aggregated frame's rows that the verified frame does
+	// not hold at the same UID and resourceVersion.
+	Rows []*Row
+	// Removed are the UIDs of verified rows the aggregated frame lacks.
+	Removed []string
+}
+
+// diffFrames returns aggregated as a delta on verified: a row of aggregated
+// that verified holds alike (the same *Row, as the agent's views share
+// them, or equal field by field) is left out.
+func diffFrames(verified, aggregated []*Row) delta {
+	byUID := make(map[string]*Row, len(verified))
+	for _, r := range verified {
+		byUID[r.UID] = r
+	}
+	var d delta
+	kept := make(map[string]struct{}, len(aggregated))
+	for _, r := range aggregated {
+		if v, ok := byUID[r.UID]; ok {
+			kept[r.UID] = struct{}{}
+			if sameRow(v, r) {
+				continue
+			}
+		}
+		d.Rows = append(d.Rows, r)
+	}
+	for _, r := range verified {
+		if _, ok := kept[r.UID]; !ok {
+			d.Removed = append(d.Removed, r.UID)
+		}
+	}
+	return d
+}
+
+// sameRow reports whether a and b are the same row.
+func sameRow(a, b *Row) bool {
+	if a == b {
+		return true
+	}
+	return a.UID == b.UID && a.Namespace == b.Namespace && a.Name == b.Name &&
+		a.ResourceVersion == b.ResourceVersion && a.Source == b.Source && a.Deleted == b.Deleted &&
+		a.ObservedAt.Equal(b.ObservedAt) && bytes.Equal(a.Object, b.Object) && bytes.Equal(a.Cells, b.Cells) &&
+		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Fields, b.Fields)
+}
+
+// apply returns the aggregated frame's rows: verified's, less the removed
+// and the replaced, plus the delta's: in verified's order when the delta
+// adds no row, else in key order. Rows it keeps are verified's own: each
+// object is decoded once.
+func (d *delta) apply(verified []*Row) []*Row {
+	drop := make(map[string]struct{}, len(d.Removed)+len(d.Rows))
+	for _, uid := range d.Removed {
+		drop[uid] = struct{}{}
+	}
+	for _, r := range d.Rows {
+		drop[r.UID] = struct{}{}
+	}
+	out := make([]*Row, 0, len(verified)-len(d.Removed)+len(d.Rows))
+	for _, r := range verified {
+		if _, ok := drop[r.UID]; !ok {
+			out = append(out, r)
+		}
+	}
+	if len(d.Rows) == 0 {
+		return out
+	}
+	out = append(out, d.Rows...)
+	slices.SortStableFunc(out, func(a, b *Row) int {
+		if lessRow(a, b) {
+			return -1
+		}
+		if lessRow(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func encodeHeader(h Header) ([]byte, error) {
 	var hb bytes.Buffer
 	if err := gob.NewEncoder(&hb).Encode(&h); err != nil {
-		return fmt.Errorf("encoding the header of %s: %w", head, err)
+		return nil, fmt.Errorf("encoding the %s header of %s: %w", h.Source, h.Resource, err)
 	}
-	gen := newGeneration()
-	genKey := generationKey(head, gen)
-	chunks, err := s.writeChunks(ctx, genKey, h, f.Rows)
+	return hb.Bytes(), nil
+}
+
+// PutFrame replaces the frame of f's source alone and keeps the other one
+// stored with it, or, with none stored (or one that does not read back),
+// stores f's rows as both. It reads the stored pair first and publishes
+// only if no other write came in between, else reads again; the agent
+// writes both frames at once with PutFrames instead.
+func (s *Redis) PutFrame(ctx context.Context, f *Frame) error {
+	if f.Header.Source != Verified && f.Header.Source != Aggregated {
+		return fmt.Errorf("writing the %s frame of %s: Redis keeps only the verified and aggregated frames", f.Header.Source, f.Header.Resource)
+	}
+	head := HeadKey(f.Header.KeyCluster(), f.Header.Resource, f.Header.Source)
+	for range maxSwapAttempts {
+		var verified, aggregated *Frame
+		v, a, gen, err := s.readPair(ctx, head)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrVersion), errors.Is(err, ErrCorrupt):
+			// Replaced whole; the head may be too broken to name its
+			// generation, so ask it alone.
+			v, a = nil, nil
+			if gen, err = s.FrameGeneration(ctx, f.Header.KeyCluster(), f.Header.Resource, Verified); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		other := &Frame{Header: f.Header, Rows: f.Rows}
+		if f.Header.Source == Verified {
+			other.Header.Source = Aggregated
+			verified, aggregated = f, other
+			if a != nil {
+				aggregated = a
+			}
+		} else {
+			other.Header.Source = Verified
+			verified, aggregated = other, f
+			if v != nil {
+				verified = v
+			}
+		}
+		err = s.putFrames(ctx, verified, aggregated, &gen)
+		if !errors.Is(err, errHeadMoved) {
+			return err
+		}
+	}
+	return fmt.Errorf("writing the %s frame of %s: %s kept changing under %d attempts", f.Header.Source, f.Header.Resource, head, maxSwapAttempts)
+}
+
+// readPair reads the frames head names, and the generation they are of ("" when none).
+func (s *Redis) readPair(ctx context.Context, head string) (verified, aggregated *Frame, gen string, err error) {
+	for range maxReadAttempts {
+		v, a, gen, retry, err := s.readFrames(ctx, head)
+		if !retry {
+			return v, a, gen, err
+		}
+	}
+	return nil, nil, "", fmt.Errorf("reading %s: its generation was replaced %d times while being read; is Grace (%s) shorter than a read?", head, maxReadAttempts, s.opts.Grace)
+}
+
+// errHeadMoved says a head no longer named the generation a write expected.
+var errHeadMoved = errors.New("the head moved")
+
+// PutFrames implements Store: it writes verified's rows as compressed
+// chunks and aggregated as a delta on them under a fresh generation, then
+// swaps the head to it.
+func (s *Redis) PutFrames(ctx context.Context, verified, aggregated *Frame) error {
+	return s.putFrames(ctx, verified, aggregated, nil)
+}
+
+// putFrames writes a pair; with expect, only over that generation ("" for
+// none), else failing with errHeadMoved.
+func (s *Redis) putFrames(ctx context.Context, verified, aggregated *Frame, expect *string) error {
+	vh, ah := verified.Header, aggregated.Header
+	if vh.KeyCluster() != ah.KeyCluster() || vh.Resource != ah.Resource {
+		return fmt.Errorf("writing frames: the verified frame is of %s/%s, the aggregated one of %s/%s", vh.KeyCluster(), vh.Resource, ah.KeyCluster(), ah.Resource)
+	}
+	vh.Version, vh.Rows, vh.Source = FrameVersion, len(verified.Rows), Verified
+	ah.Version, ah.Rows, ah.Source = FrameVersion, len(aggregated.Rows), Aggregated
+	head := HeadKey(vh.KeyCluster(), vh.Resource, Verified)
+	vb, err := encodeHeader(vh)
 	if err != nil {
 		return err
 	}
-	return s.publish(ctx, head, gen, chunks, hb.Bytes())
+	ab, err := encodeHeader(ah)
+	if err != nil {
+		return err
+	}
+	gen := newGeneration()
+	genKey := generationKey(head, gen)
+	chunks, err := s.writeChunks(ctx, genKey, vh, verified.Rows, diffFrames(verified.Rows, aggregated.Rows))
+	if err != nil {
+		return err
+	}
+	if err := s.publish(ctx, head, gen, chunks, vb, ab, expect); err != nil {
+		return err
+	}
+	return s.dropLegacy(ctx, vh.KeyCluster(), vh.Resource)
 }
 
-// publish swaps head to generation gen, which must hold chunks chunks.
-func (s *Redis) publish(ctx context.Context, head, gen string, chunks int, header []byte) error {
+// dropLegacy deletes the aggregated frame layout 1 kept under a head of
+// its own, now that the generation just published holds it.
+func (s *Redis) dropLegacy(ctx context.Context, cluster, resource string) error {
+	legacy := legacyAggregatedKey(cluster, resource)
+	gen, err := s.client.HGet(ctx, legacy, "gen").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", legacy, err)
+	}
+	if err := s.client.Del(ctx, legacy, generationKey(legacy, gen)).Err(); err != nil {
+		return fmt.Errorf("deleting %s, left by an older krm: %w", legacy, err)
+	}
+	return nil
+}
+
+// publish swaps head to generation gen, which must hold chunks chunks and
+// the delta. With expect, it does so only over that generation.
+func (s *Redis) publish(ctx context.Context, head, gen string, chunks int, verified, aggregated []byte, expect *string) error {
 	genKey := generationKey(head, gen)
 	for range maxSwapAttempts {
 		old, err := s.client.HGet(ctx, head, "gen").Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("reading %s: %w", head, err)
 		}
+		if expect != nil && old != *expect {
+			return errHeadMoved
+		}
 		oldKey := generationKey(head, old)
 		if old == "" {
 			oldKey = genKey
 		}
 		res, err := swapScript.Run(ctx, s.client, []string{head, genKey, oldKey},
-			old, gen, chunks, header, redisLayout, (2 * s.opts.Grace).Milliseconds()).Int()
+			old, gen, chunks, verified, aggregated, redisLayout, (2 * s.opts.Grace).Milliseconds()).Int()
 		if err != nil {
 			return fmt.Errorf("publishing generation %s of %s: %w", gen, head, err)
 		}
@@ -224,12 +445,16 @@ func (s *Redis) publish(ctx context.Context, head, gen string, chunks int, heade
 			return fmt.Errorf("publishing generation %s of %s: chunks are missing (written more than %s ago?)", gen, head, s.opts.PendingTTL)
 		}
 		// Another writer swapped in between: read its generation again.
+		if expect != nil {
+			return errHeadMoved
+		}
 	}
 	return fmt.Errorf("publishing generation %s of %s: the head kept changing under %d attempts", gen, head, maxSwapAttempts)
 }
 
-// writeChunks writes rows as chunks of genKey and returns how many.
-func (s *Redis) writeChunks(ctx context.Context, genKey string, h Header, rows []*Row) (int, error) {
+// writeChunks writes rows as compressed chunks of genKey, and d, and
+// returns how many chunks.
+func (s *Redis) writeChunks(ctx context.Context, genKey string, h Header, rows []*Row, d delta) (int, error) {
 	pipe := s.client.Pipeline()
 	pending := 0
 	flush := func() error {
@@ -253,6 +478,9 @@ func (s *Redis) writeChunks(ctx context.Context, genKey string, h Header, rows [
 		ch := h
 		ch.Rows = end - start
 		data, err := Encode(&Frame{Header: ch, Rows: rows[start:end]})
+		if err == nil {
+			data, err = compress(data)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("encoding chunk %d of %s: %w", n, genKey, err)
 		}
@@ -266,6 +494,16 @@ func (s *Redis) writeChunks(ctx context.Context, genKey string, h Header, rows [
 			}
 		}
 	}
+	var db bytes.Buffer
+	err := gob.NewEncoder(&db).Encode(&d)
+	var data []byte
+	if err == nil {
+		data, err = compress(db.Bytes())
+	}
+	if err != nil {
+		return 0, fmt.Errorf("encoding the aggregated frame's delta of %s: %w", genKey, err)
+	}
+	pipe.HSet(ctx, genKey, deltaField, data)
 	return n, flush()
 }
 
@@ -279,20 +517,43 @@ const readChunks = 16
 // GetFrame implements Store. A frame that cannot be read back returns an
 // error naming the key and wrapping ErrVersion or ErrCorrupt.
 func (s *Redis) GetFrame(ctx context.Context, cluster, resource string, source Source) (*Frame, error) {
-	head := HeadKey(cluster, resource, source)
-	for range maxReadAttempts {
-		f, retry, err := s.readFrame(ctx, head)
-		if !retry {
-			return f, err
-		}
+	if source != Verified && source != Aggregated {
+		return nil, fmt.Errorf("%s %s frame of cluster %q: %w", resource, source, cluster, ErrNotFound)
 	}
-	return nil, fmt.Errorf("reading %s: its generation was replaced %d times while being read; is Grace (%s) shorter than a read?", head, maxReadAttempts, s.opts.Grace)
+	verified, aggregated, err := s.GetFrames(ctx, cluster, resource)
+	if err != nil {
+		return nil, err
+	}
+	if source == Verified {
+		return verified, nil
+	}
+	return aggregated, nil
+}
+
+// GetFrames implements Store: it reads a resource's verified frame and
+// rebuilds the aggregated one from it and its delta, decoding each object
+// once; rows the two hold alike are the same *Row. A frame pair that
+// cannot be read back returns an error naming the key and wrapping
+// ErrVersion or ErrCorrupt.
+func (s *Redis) GetFrames(ctx context.Context, cluster, resource string) (verified, aggregated *Frame, err error) {
+	verified, aggregated, _, err = s.readPair(ctx, HeadKey(cluster, resource, Verified))
+	return verified, aggregated, err
 }
 
 type frameHead struct {
-	gen    string
-	chunks int
-	header Header
+	gen                string
+	chunks             int
+	header, aggregated Header
+}
+
+func decodeHeader(head, field, data string, into *Header) error {
+	if err := gob.NewDecoder(strings.NewReader(data)).Decode(into); err != nil {
+		return fmt.Errorf("reading %s: %w: decoding the %s header: %w", head, ErrCorrupt, field, err)
+	}
+	if into.Version != FrameVersion {
+		return fmt.Errorf("reading %s: %w %d (this build reads %d)", head, ErrVersion, into.Version, FrameVersion)
+	}
+	return nil
 }
 
 func (s *Redis) readHead(ctx context.Context, head string) (*frameHead, error) {
@@ -304,69 +565,111 @@ func (s *Redis) readHead(ctx context.Context, head string) (*frameHead, error) {
 		return nil, fmt.Errorf("%s: %w", head, ErrNotFound)
 	}
 	if v := m["v"]; v != strconv.Itoa(redisLayout) {
-		return nil, fmt.Errorf("reading %s: %w: layout %q (this build reads %d)", head, ErrVersion, v, redisLayout)
+		return nil, fmt.Errorf("reading %s: %w: layout %q (this build reads %d; the next LIST rewrites it)", head, ErrVersion, v, redisLayout)
 	}
 	fh := &frameHead{gen: m["gen"]}
 	if fh.chunks, err = strconv.Atoi(m["chunks"]); err != nil || fh.chunks < 0 || fh.gen == "" {
 		return nil, fmt.Errorf("reading %s: %w: generation %q with %q chunks", head, ErrCorrupt, fh.gen, m["chunks"])
 	}
-	if err := gob.NewDecoder(bytes.NewReader([]byte(m["header"]))).Decode(&fh.header); err != nil {
-		return nil, fmt.Errorf("reading %s: %w: decoding the header: %w", head, ErrCorrupt, err)
+	if err := decodeHeader(head, "verified", m["header"], &fh.header); err != nil {
+		return nil, err
 	}
-	if fh.header.Version != FrameVersion {
-		return nil, fmt.Errorf("reading %s: %w %d (this build reads %d)", head, ErrVersion, fh.header.Version, FrameVersion)
+	if err := decodeHeader(head, "aggregated", m["aggregated"], &fh.aggregated); err != nil {
+		return nil, err
 	}
 	return fh, nil
 }
 
-// readFrame reads the frame head names. retry says the generation vanished
-// under the reader (replaced, then expired): start over.
-func (s *Redis) readFrame(ctx context.Context, head string) (*Frame, bool, error) {
+// readFrames reads the frames head names. retry says the generation
+// vanished under the reader (replaced, then expired): start over.
+func (s *Redis) readFrames(ctx context.Context, head string) (verified, aggregated *Frame, gen string, retry bool, err error) {
 	fh, err := s.readHead(ctx, head)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, "", false, err
 	}
 	genKey := generationKey(head, fh.gen)
 	h := fh.header
 	f := &Frame{Header: h, Rows: make([]*Row, 0, min(max(h.Rows, 0), 1<<20))}
-	for start := 0; start < fh.chunks; start += readChunks {
-		fields := make([]string, 0, readChunks)
+	// The delta is read with the first batch of chunks.
+	var d delta
+	for start := 0; start == 0 || start < fh.chunks; start += readChunks {
+		fields := make([]string, 0, readChunks+1)
+		if start == 0 {
+			fields = append(fields, deltaField)
+		}
 		for i := start; i < min(start+readChunks, fh.chunks); i++ {
 			fields = append(fields, strconv.Itoa(i))
 		}
 		vals, err := s.client.HMGet(ctx, genKey, fields...).Result()
 		if err != nil {
-			return nil, false, fmt.Errorf("reading %s: %w", genKey, err)
+			return nil, nil, fh.gen, false, fmt.Errorf("reading %s: %w", genKey, err)
 		}
 		for j, v := range vals {
-			i := start + j
 			data, ok := v.(string)
 			if !ok {
 				// Gone: replaced and expired while we read, or lost.
 				now, err := s.readHead(ctx, head)
 				if err == nil && now.gen != fh.gen {
-					return nil, true, nil
+					return nil, nil, fh.gen, true, nil
 				}
-				return nil, false, fmt.Errorf("reading %s: %w: chunk %d of %d is missing", genKey, ErrCorrupt, i, fh.chunks)
+				return nil, nil, fh.gen, false, fmt.Errorf("reading %s: %w: field %s of %d chunks and the delta is missing", genKey, ErrCorrupt, fields[j], fh.chunks)
 			}
-			c, err := Decode([]byte(data))
-			if errors.Is(err, ErrVersion) {
-				return nil, false, fmt.Errorf("reading chunk %d of %s: %w", i, genKey, err)
+			if fields[j] == deltaField {
+				if err := decodeDelta(data, &d); err != nil {
+					return nil, nil, fh.gen, false, fmt.Errorf("reading the aggregated frame's delta in %s: %w: %w", genKey, ErrCorrupt, err)
+				}
+				continue
 			}
+			rows, err := decodeChunk(data, h)
 			if err != nil {
-				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: %w", i, genKey, ErrCorrupt, err)
+				return nil, nil, fh.gen, false, fmt.Errorf("reading chunk %s of %s: %w", fields[j], genKey, err)
 			}
-			if c.Header.Cluster != h.Cluster || c.Header.ClusterUID != h.ClusterUID || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
-				return nil, false, fmt.Errorf("reading chunk %d of %s: %w: it belongs to %s/%s/%s", i, genKey, ErrCorrupt,
-					c.Header.Cluster, c.Header.Resource, c.Header.Source)
-			}
-			f.Rows = append(f.Rows, c.Rows...)
+			f.Rows = append(f.Rows, rows...)
 		}
 	}
 	if len(f.Rows) != h.Rows {
-		return nil, false, fmt.Errorf("reading %s: %w: header says %d rows, chunks hold %d", genKey, ErrCorrupt, h.Rows, len(f.Rows))
+		return nil, nil, fh.gen, false, fmt.Errorf("reading %s: %w: header says %d rows, chunks hold %d", genKey, ErrCorrupt, h.Rows, len(f.Rows))
 	}
-	return f, false, nil
+	a := &Frame{Header: fh.aggregated, Rows: d.apply(f.Rows)}
+	if len(a.Rows) != a.Header.Rows {
+		return nil, nil, fh.gen, false, fmt.Errorf("reading %s: %w: the aggregated header says %d rows, the verified frame and its delta hold %d", genKey, ErrCorrupt, a.Header.Rows, len(a.Rows))
+	}
+	return f, a, fh.gen, false, nil
+}
+
+// decodeChunk decompresses and decodes one chunk of the frame h heads.
+func decodeChunk(data string, h Header) ([]*Row, error) {
+	raw, err := decompress([]byte(data))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	c, err := Decode(raw)
+	if errors.Is(err, ErrVersion) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if c.Header.Cluster != h.Cluster || c.Header.ClusterUID != h.ClusterUID || c.Header.Resource != h.Resource || c.Header.Source != h.Source {
+		return nil, fmt.Errorf("%w: it belongs to %s/%s/%s", ErrCorrupt, c.Header.Cluster, c.Header.Resource, c.Header.Source)
+	}
+	return c.Rows, nil
+}
+
+func decodeDelta(data string, d *delta) error {
+	raw, err := decompress([]byte(data))
+	if err != nil {
+		return err
+	}
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(d); err != nil {
+		return fmt.Errorf("decoding: %w", err)
+	}
+	for _, r := range d.Rows {
+		if r == nil {
+			return errors.New("a row of the delta is empty")
+		}
+	}
+	return nil
 }
 
 // HasFrame reports whether a frame is stored, without reading it: cheap
@@ -380,8 +683,9 @@ func (s *Redis) HasFrame(ctx context.Context, cluster, resource string, source S
 	return n > 0, nil
 }
 
-// FrameGeneration returns the generation the head of a frame names, ""
-// when none: cheap enough to poll, to notice a new frame.
+// FrameGeneration returns the generation the head of a resource's frames
+// names, "" when none: cheap enough to poll, to notice new frames. The
+// verified and aggregated frames share it.
 func (s *Redis) FrameGeneration(ctx context.Context, cluster, resource string, source Source) (string, error) {
 	head := HeadKey(cluster, resource, source)
 	gen, err := s.client.HGet(ctx, head, "gen").Result()

@@ -91,16 +91,20 @@ func BenchmarkRedisAppendEvent(b *testing.B) {
 	}
 }
 
-// BenchmarkRedisPutFrame writes a frame of 10,000 pods: chunks under a new
-// generation, then the swap. MB/s counts the objects' JSON.
+// BenchmarkRedisPutFrame writes the frames of 10,000 pods, as the agent
+// does after a LIST: the verified frame's chunks and the aggregated frame's
+// (empty) delta under a new generation, then the swap. MB/s counts the
+// objects' JSON.
 func BenchmarkRedisPutFrame(b *testing.B) {
 	client, cluster := benchRedis(b)
 	s := store.NewRedis(client, store.RedisOptions{Grace: time.Second})
 	f := podFrame(cluster, store.Verified, 10000)
+	agg := &store.Frame{Header: f.Header, Rows: f.Rows}
+	agg.Header.Source = store.Aggregated
 	b.SetBytes(objectBytes(f))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.PutFrame(b.Context(), f); err != nil {
+		if err := s.PutFrames(b.Context(), f, agg); err != nil {
 			b.Fatal(err)
 		}
 	}

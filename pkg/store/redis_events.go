@@ -14,8 +14,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// eventLayout is the version of a stream entry's fields.
-const eventLayout = "1"
+// eventLayout is the version of a stream entry's fields: "2" holds the
+// row gob-encoded and compressed (see compress.go). Entries of layout "1",
+// the row gob-encoded alone, written by an older krm, are still read.
+const (
+	eventLayout      = "2"
+	eventLayoutPlain = "1"
+)
 
 // Event is one watch event as kept in a resource's event stream.
 type Event struct {
@@ -44,7 +49,11 @@ func (s *Redis) AppendEvents(ctx context.Context, events []Event) (skipped int, 
 		if err := gob.NewEncoder(&row).Encode(ev.Row); err != nil {
 			return 0, fmt.Errorf("encoding %s event of %s %s: %w", ev.Type, ev.Resource, ev.Row.Key(), err)
 		}
-		rows[i] = row.Bytes()
+		z, err := compress(row.Bytes())
+		if err != nil {
+			return 0, fmt.Errorf("compressing %s event of %s %s: %w", ev.Type, ev.Resource, ev.Row.Key(), err)
+		}
+		rows[i] = z
 	}
 	maxLen := s.streamLengths(events, rows)
 	pipe := s.client.Pipeline()
@@ -156,8 +165,9 @@ func (s *Redis) Events(ctx context.Context, cluster, resource string, after uint
 }
 
 func decodeEvent(cluster, resource string, m redis.XMessage) (Event, error) {
-	if v, _ := m.Values["v"].(string); v != eventLayout {
-		return Event{}, fmt.Errorf("%w: event layout %q (this build reads %s)", ErrVersion, v, eventLayout)
+	v, _ := m.Values["v"].(string)
+	if v != eventLayout && v != eventLayoutPlain {
+		return Event{}, fmt.Errorf("%w: event layout %q (this build reads %s and %s)", ErrVersion, v, eventLayoutPlain, eventLayout)
 	}
 	typ, _ := m.Values["type"].(string)
 	switch typ {
@@ -166,8 +176,15 @@ func decodeEvent(cluster, resource string, m redis.XMessage) (Event, error) {
 		return Event{}, fmt.Errorf("%w: event type %q", ErrCorrupt, typ)
 	}
 	data, _ := m.Values["row"].(string)
+	raw := []byte(data)
+	if v == eventLayout {
+		var err error
+		if raw, err = decompress(raw); err != nil {
+			return Event{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+	}
 	row := new(Row)
-	if err := gob.NewDecoder(strings.NewReader(data)).Decode(row); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(row); err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	ms, _, _ := strings.Cut(m.ID, "-")

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	crand "crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,7 +37,9 @@ func TestRedisFullNeverEvictsAPublishedFrame(t *testing.T) {
 		f := frame(cluster, store.Verified, 200, "m")
 		f.Header.Resource = fmt.Sprintf("r%03d", i)
 		for _, r := range f.Rows {
-			r.Object = []byte(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)
+			// Random bytes, which zstd cannot shrink.
+			r.Object = make([]byte, 1000)
+			_, _ = crand.Read(r.Object)
 		}
 		// Each resource twice: the first generation is replaced, gets a
 		// TTL and may be evicted.

@@ -111,6 +111,9 @@ func TestRedisRoundTrip(t *testing.T) {
 			s := store.NewRedis(client, store.RedisOptions{ChunkRows: tc.chunkRows})
 			for _, source := range []store.Source{store.Verified, store.Aggregated} {
 				in := frame(cluster, source, tc.rows, "m")
+				// In key order, as the agent's frames are and as
+				// an aggregated frame with a delta reads back.
+				slices.SortFunc(in.Rows, store.CompareKeys)
 				if err := s.PutFrame(t.Context(), in); err != nil {
 					t.Fatal(err)
 				}
@@ -121,9 +124,10 @@ func TestRedisRoundTrip(t *testing.T) {
 				if diff := cmp.Diff(want(in), out); diff != "" {
 					t.Errorf("%s frame of %d rows (-put +got):\n%s", source, tc.rows, diff)
 				}
+				// The chunks of the verified rows, and the delta.
 				gen := currentGeneration(t, client, store.HeadKey(cluster, "pods", source))
-				if n := client.HLen(t.Context(), gen).Val(); int(n) != tc.chunks {
-					t.Errorf("%s holds %d chunks, want %d", gen, n, tc.chunks)
+				if n := client.HLen(t.Context(), gen).Val(); int(n) != tc.chunks+1 {
+					t.Errorf("%s holds %d fields, want %d chunks and the delta", gen, n, tc.chunks)
 				}
 			}
 		})
@@ -142,8 +146,8 @@ func TestRedisChunkBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := currentGeneration(t, client, store.HeadKey(cluster, "pods", store.Verified))
-	if n := client.HLen(t.Context(), gen).Val(); n != 10 {
-		t.Errorf("%s holds %d chunks of 64 KiB, want 10", gen, n)
+	if n := client.HLen(t.Context(), gen).Val(); n != 10+1 {
+		t.Errorf("%s holds %d fields, want 10 chunks of 64 KiB and the delta", gen, n)
 	}
 	out, err := s.GetFrame(t.Context(), cluster, "pods", store.Verified)
 	if err != nil {
@@ -169,9 +173,13 @@ func TestRedisNotFound(t *testing.T) {
 	if ok, err := s.HasFrame(t.Context(), cluster, "pods", store.Verified); !ok || err != nil {
 		t.Fatalf("HasFrame after PutFrame = %v, %v; want true, nil", ok, err)
 	}
-	// One source's frame is not another's.
-	if _, err := s.GetFrame(t.Context(), cluster, "pods", store.Aggregated); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("GetFrame of the aggregated frame: err = %v, want ErrNotFound", err)
+	// A verified frame put alone is the aggregated one too: Redis keeps
+	// the aggregated frame as a delta on it.
+	if f, err := s.GetFrame(t.Context(), cluster, "pods", store.Aggregated); err != nil || len(f.Rows) != 3 || f.Header.Source != store.Aggregated {
+		t.Fatalf("GetFrame of the aggregated frame after a verified one alone: %v, %v; want its 3 rows", f, err)
+	}
+	if _, err := s.GetFrame(t.Context(), cluster, "pods", store.Streamed); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetFrame of the streamed frame: err = %v, want ErrNotFound", err)
 	}
 }
 
@@ -239,7 +247,10 @@ func tornFrames(t *testing.T, client redis.UniversalClient, cluster string) {
 					errs <- fmt.Errorf("reader %d: frame %s has %d rows, its writer put %d", r, marker, len(f.Rows), want)
 					return
 				}
-				for i, row := range f.Rows {
+				// An aggregated frame written with a delta comes
+				// back in key order: check its rows by name.
+				rows := slices.SortedFunc(slices.Values(f.Rows), func(a, b *store.Row) int { return strings.Compare(a.Name, b.Name) })
+				for i, row := range rows {
 					if row.Labels["marker"] != marker || row.Name != fmt.Sprintf("pod-%05d", i) {
 						errs <- fmt.Errorf("reader %d: torn frame: row %d is %s of frame %s, row 0 is of frame %s",
 							r, i, row.Name, row.Labels["marker"], marker)
@@ -277,6 +288,15 @@ func TestRedisCorruptChunk(t *testing.T) {
 		"garbage":   func(string) string { return "not a gob chunk" },
 		"truncated": func(d string) string { return d[:len(d)/2] },
 		"empty":     func(string) string { return "" },
+		"compressed garbage": func(string) string {
+			z, _ := store.Compress([]byte("not a gob chunk"))
+			return string(z)
+		},
+		"compressed, a byte flipped": func(d string) string {
+			b := []byte(d)
+			b[len(b)/2] ^= 0xff
+			return string(b)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			client, cluster := testRedis(t)
@@ -323,7 +343,7 @@ func TestRedisUnknownVersion(t *testing.T) {
 	}{
 		"layout of the head": {
 			break_: func(t *testing.T, client redis.UniversalClient, head string) {
-				client.HSet(t.Context(), head, "v", "2")
+				client.HSet(t.Context(), head, "v", "99")
 			},
 			key: func(_ *testing.T, _ redis.UniversalClient, head string) string { return head },
 		},
@@ -335,7 +355,11 @@ func TestRedisUnknownVersion(t *testing.T) {
 		},
 		"chunk": {
 			break_: func(t *testing.T, client redis.UniversalClient, head string) {
-				client.HSet(t.Context(), currentGeneration(t, client, head), "0", gobHeader(t, store.Header{Version: newer, Resource: "pods"}))
+				z, err := store.Compress(gobHeader(t, store.Header{Version: newer, Resource: "pods"}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				client.HSet(t.Context(), currentGeneration(t, client, head), "0", z)
 			},
 			key: func(t *testing.T, client redis.UniversalClient, head string) string {
 				return currentGeneration(t, client, head)
@@ -400,8 +424,8 @@ func TestRedisOldGenerationsExpire(t *testing.T) {
 		}
 	}
 	// An in-flight reader of the old generation still gets all of it.
-	if n := client.HLen(ctx, old).Val(); n != 3 {
-		t.Errorf("right after the swap %s holds %d chunks, want 3", old, n)
+	if n := client.HLen(ctx, old).Val(); n != 3+1 {
+		t.Errorf("right after the swap %s holds %d fields, want 3 chunks and the delta", old, n)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for client.Exists(ctx, old).Val() != 0 {
@@ -457,6 +481,30 @@ func TestRedisUnpublishedGenerationExpires(t *testing.T) {
 	}
 }
 
+// aggregatedOf is v with what a watch changes after a LIST: every fifth row
+// deleted, every third at a newer resourceVersion, one row added; in key
+// order, as the agent's frames are.
+func aggregatedOf(v *store.Frame) *store.Frame {
+	a := &store.Frame{Header: v.Header}
+	a.Header.Source, a.Header.ResourceVersion = store.Aggregated, v.Header.ResourceVersion+10
+	for i, r := range v.Rows {
+		switch {
+		case i%5 == 4:
+			continue
+		case i%3 == 2:
+			c := *r
+			c.ResourceVersion, c.Source = v.Header.ResourceVersion+uint64(i), store.Streamed
+			c.Object = append([]byte(nil), `{"changed":true}`...)
+			r = &c
+		}
+		a.Rows = append(a.Rows, r)
+	}
+	a.Rows = append(a.Rows, &store.Row{UID: "new", Namespace: "ns-0", Name: "added", ResourceVersion: v.Header.ResourceVersion + 5,
+		Source: store.Streamed, Object: []byte(`{}`)})
+	slices.SortStableFunc(a.Rows, store.CompareKeys)
+	return a
+}
+
 // roundTrips puts and gets frames of several resources (so, on a Redis
 // Cluster, several slots) and events, through client.
 func roundTrips(t *testing.T, client redis.UniversalClient, cluster string) {
@@ -465,17 +513,34 @@ func roundTrips(t *testing.T, client redis.UniversalClient, cluster string) {
 	s := store.NewRedis(client, store.RedisOptions{})
 	for i, resource := range []string{"pods", "nodes", "services", "deployments"} {
 		for _, n := range []int{0, 1, 10_000 / (i + 1)} {
-			in := frame(cluster, store.Aggregated, n, resource)
-			in.Header.Resource = resource
-			if err := s.PutFrame(ctx, in); err != nil {
+			ver := frame(cluster, store.Verified, n, resource)
+			ver.Header.Resource = resource
+			agg := aggregatedOf(ver)
+			if err := s.PutFrames(ctx, ver, agg); err != nil {
 				t.Fatalf("putting %d %s: %v", n, resource, err)
 			}
-			out, err := s.GetFrame(ctx, cluster, resource, store.Aggregated)
+			gotVer, gotAgg, err := s.GetFrames(ctx, cluster, resource)
 			if err != nil {
 				t.Fatalf("getting %d %s: %v", n, resource, err)
 			}
-			if diff := cmp.Diff(want(in), out); diff != "" {
-				t.Errorf("%d %s (-put +got):\n%s", n, resource, diff)
+			if diff := cmp.Diff(want(ver), gotVer); diff != "" {
+				t.Errorf("verified %d %s (-put +got):\n%s", n, resource, diff)
+			}
+			if diff := cmp.Diff(want(agg), gotAgg); diff != "" {
+				t.Errorf("aggregated %d %s (-put +got):\n%s", n, resource, diff)
+			}
+			// Each object is decoded once: a row both frames hold
+			// alike is one *Row.
+			byUID := func(f *store.Frame, uid string) *store.Row {
+				for _, r := range f.Rows {
+					if r.UID == uid {
+						return r
+					}
+				}
+				return nil
+			}
+			if r := byUID(gotAgg, "uid-0"); n > 0 && (r == nil || r != byUID(gotVer, "uid-0")) {
+				t.Errorf("%d %s: the aggregated frame's row uid-0 is not the verified frame's", n, resource)
 			}
 		}
 	}
@@ -570,7 +635,7 @@ func TestRedisSentinelRoundTrip(t *testing.T) {
 	s := store.NewRedis(replica, store.RedisOptions{})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		f, err := s.GetFrame(t.Context(), cluster, "deployments", store.Aggregated)
+		f, err := s.GetFrame(t.Context(), cluster, "deployments", store.Verified)
 		if err == nil && len(f.Rows) == 2500 {
 			break
 		}
@@ -646,5 +711,45 @@ func TestRedisRemembersClusterUID(t *testing.T) {
 	}
 	if n := client.Exists(t.Context(), "krm:{"+cluster+"}:uid").Val(); n != 1 {
 		t.Errorf("the identity is not under krm:{%s}:uid", cluster)
+	}
+}
+
+// TestRedisLayout1IsReplaced: frames an older krm wrote (layout 1: a head
+// per source, uncompressed chunks) are refused as ErrVersion, naming the
+// layout; the next write replaces them and deletes layout 1's aggregated
+// head and generation.
+func TestRedisLayout1IsReplaced(t *testing.T) {
+	client, cluster := testRedis(t)
+	ctx := t.Context()
+	s := store.NewRedis(client, store.RedisOptions{})
+	old := frame(cluster, store.Verified, 3, "old")
+	h := old.Header
+	h.Version, h.Rows = 1, len(old.Rows)
+	chunk, err := store.Encode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := store.HeadKey(cluster, "pods", store.Verified)
+	legacy := store.LegacyAggregatedKey(cluster, "pods")
+	for _, k := range []string{head, legacy} {
+		client.HSet(ctx, k+":1-old", "0", chunk)
+		client.HSet(ctx, k, "v", "1", "gen", "1-old", "chunks", "1", "header", gobHeader(t, h))
+	}
+	_, _, err = s.GetFrames(ctx, cluster, "pods")
+	if !errors.Is(err, store.ErrVersion) || !strings.Contains(err.Error(), `layout "1"`) || !strings.Contains(err.Error(), head) {
+		t.Fatalf("GetFrames of layout 1: err = %v; want ErrVersion naming the layout and %s", err, head)
+	}
+	in := frame(cluster, store.Verified, 5, "new")
+	if err := s.PutFrames(ctx, in, aggregatedOf(in)); err != nil {
+		t.Fatal(err)
+	}
+	if v, a, err := s.GetFrames(ctx, cluster, "pods"); err != nil || len(v.Rows) != 5 || len(a.Rows) != len(aggregatedOf(in).Rows) {
+		t.Fatalf("GetFrames after the rewrite: %v, %v, %v", v, a, err)
+	}
+	if n := client.Exists(ctx, legacy, legacy+":1-old").Val(); n != 0 {
+		t.Errorf("layout 1's aggregated head or generation survived the rewrite (%d of 2 keys)", n)
+	}
+	if ttl := client.PTTL(ctx, head+":1-old").Val(); ttl <= 0 {
+		t.Errorf("layout 1's verified generation has TTL %v after the swap, want it to expire", ttl)
 	}
 }

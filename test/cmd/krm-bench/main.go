@@ -28,7 +28,13 @@ type options struct {
 	agentBin string
 	out      string
 	skipGo   bool
-	agentEnv []string
+	// skipRedis leaves out Redis's bytes per object; redisOnly measures
+	// nothing else.
+	skipRedis, redisOnly bool
+	// redisCompare is another krm-agent binary whose Redis bytes are
+	// measured on the same pods, e.g. a build of the previous commit.
+	redisCompare string
+	agentEnv     []string
 }
 
 func main() {
@@ -48,6 +54,9 @@ func main() {
 	fs.StringVar(&o.agentBin, "agent", "", "krm-agent binary to run (default: go build ./cmd/krm-agent into a temporary directory)")
 	fs.StringVar(&o.out, "o", "", "also write the report to this file")
 	fs.BoolVar(&o.skipGo, "skip-go-bench", false, "skip the per-event go test benchmark")
+	fs.BoolVar(&o.skipRedis, "skip-redis", false, "skip Redis's bytes per object (a redis-server of the run's own and a second agent with --store=redis)")
+	fs.StringVar(&o.redisCompare, "redis-compare", "", "another krm-agent binary (e.g. built from the previous commit) whose Redis bytes per object are measured on the same pods, for a before/after")
+	fs.BoolVar(&o.redisOnly, "redis-only", false, "measure Redis's bytes per object alone: create the pods, run the agent with --store=redis, report")
 	fs.Func("agent-env", "KEY=VALUE to add to the agent's environment only (repeatable), e.g. GOGC=50", func(s string) error {
 		if !strings.Contains(s, "=") {
 			return fmt.Errorf("%q is not KEY=VALUE", s)
@@ -77,7 +86,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	r := &report{command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
+	r := &report{redisCompareBin: o.redisCompare, command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
 
 	dir, err := os.MkdirTemp("", "krm-bench-")
 	if err != nil {
@@ -86,7 +95,7 @@ func run(ctx context.Context, o options) (err error) {
 	defer os.RemoveAll(dir)
 
 	// First, before this run loads the cluster: the per-event cost.
-	if !o.skipGo {
+	if !o.skipGo && !o.redisOnly {
 		progress(fmt.Sprintf("running the aggregator's per-event benchmark (BenchmarkApply in pkg/agent/aggregate, %d runs)", applyRuns))
 		if r.apply, err = runApplyBenchmark(ctx, dir); err != nil {
 			return err
@@ -129,6 +138,40 @@ func run(ctx context.Context, o options) (err error) {
 	r.namespace = b.ns
 	if err := b.createNodes(ctx); err != nil {
 		return err
+	}
+
+	if o.redisOnly {
+		progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.nodes))
+		start := time.Now()
+		if err := b.createPods(ctx); err != nil {
+			return err
+		}
+		r.createTook = time.Since(start)
+		// The Redis agent's first LIST must find every pod Running: an
+		// agent without a store waits for that first.
+		progress("waiting until every pod is Running, through an agent without a store")
+		if err := b.startAgent(ctx, bin); err != nil {
+			return err
+		}
+		if err := b.waitAgentHasAll(ctx, max(15*time.Minute, time.Duration(o.pods/10000)*5*time.Minute)); err != nil {
+			return err
+		}
+		if err := b.stopAgent(); err != nil {
+			return err
+		}
+		progress("measuring Redis's bytes per object with krm-agent --store=redis")
+		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
+			return err
+		}
+		if o.redisCompare != "" {
+			progress("measuring Redis's bytes per object with " + o.redisCompare)
+			if r.redisCompare, err = b.measureRedis(ctx, o.redisCompare, dir); err != nil {
+				return err
+			}
+		}
+		r.settleTook = time.Since(start)
+		r.finished = time.Now().UTC()
+		return r.print(o)
 	}
 
 	progress("starting krm-agent --resources pods --namespace " + b.ns)
@@ -179,8 +222,22 @@ func run(ctx context.Context, o options) (err error) {
 
 	// An unclean exit is reported after the figures, which stay valid.
 	stopErr := b.stopAgent()
-	if r.verifiers, err = b.compareVerifiers(ctx, bin); err != nil {
-		return errors.Join(err, stopErr)
+	if !o.redisOnly {
+		if r.verifiers, err = b.compareVerifiers(ctx, bin); err != nil {
+			return errors.Join(err, stopErr)
+		}
+	}
+	if !o.skipRedis {
+		progress("measuring Redis's bytes per object with a second krm-agent, --store=redis")
+		if r.redis, err = b.measureRedis(ctx, bin, dir); err != nil {
+			return errors.Join(err, stopErr)
+		}
+		if o.redisCompare != "" {
+			progress("measuring Redis's bytes per object with " + o.redisCompare)
+			if r.redisCompare, err = b.measureRedis(ctx, o.redisCompare, dir); err != nil {
+				return errors.Join(err, stopErr)
+			}
+		}
 	}
 	progress("measuring the RSS of a client-go informer process holding the same pods")
 	if r.informerRSS, r.informerAnon, err = b.informerRSS(ctx); err != nil {
@@ -194,15 +251,17 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	r.finished = time.Now().UTC()
+	return errors.Join(r.print(o), stopErr)
+}
 
+// print writes the report to stdout, and to -o's file if given.
+func (r *report) print(o options) error {
 	text := r.markdown()
 	fmt.Print(text)
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
-			return err
-		}
+		return os.WriteFile(o.out, []byte(text), 0o644)
 	}
-	return stopErr
+	return nil
 }
 
 // attachCluster uses the running local cluster, or starts one (which keeps

@@ -36,6 +36,9 @@ type report struct {
 	apply             []*applyResult
 	history           []*historyResult
 	verifiers         []verifierCost
+	redis             *redisBytes
+	redisCompare      *redisBytes
+	redisCompareBin   string
 }
 
 type machine struct {
@@ -144,6 +147,13 @@ func (r *report) markdown() string {
 			ratio(p50(apiserverTableObjects), p50(apiserver)), ratio(p99(apiserverTableObjects), p99(apiserver)))
 	}
 
+	if r.rssLoaded == 0 {
+		// -redis-only
+		if r.redis != nil {
+			r.redis.markdown(p, r.redisCompare, r.redisCompareBin)
+		}
+		return b.String()
+	}
 	p("### Memory with %d pods\n\n", r.pods)
 	p("| what | total | per pod |\n|---|---:|---:|\n")
 	p("| krm-agent RSS with %d pods (VmRSS) | %s | %.1f KiB |\n", r.pods, mib(r.rssLoaded), float64(r.rssLoaded)/1024/float64(r.pods))
@@ -185,6 +195,9 @@ func (r *report) markdown() string {
 		p("| under churn / idle | | %s | %s |\n\n", ratio(p50c, p50i), ratio(p99c, p99i))
 	}
 
+	if r.redis != nil {
+		r.redis.markdown(p, r.redisCompare, r.redisCompareBin)
+	}
 	if len(r.apply) > 0 {
 		p("### Per-event cost (aggregator)\n\n")
 		p("`BenchmarkApply` in pkg/agent/aggregate (`go test -c ./pkg/agent/aggregate`, then %d runs of `aggregate.test -test.run '^$' -test.bench '^BenchmarkApply$' -test.benchmem`): one MODIFIED event applied to a view of that many objects. Flat means roughly equal ns/op at every count.\n\n", len(r.apply[0].nsPerOp))
