@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,22 +102,36 @@ func (k *checker) apiserverView(ctx context.Context, gvr schema.GroupVersionReso
 	return v, l.ResourceVersion, nil
 }
 
-// consistent reports whether each resource the agent serves equals what
-// kube-apiserver held at the resourceVersion the agent says it is at: the
-// agent has every event up to there and nothing wrong. Churn may go on
-// meanwhile. The error says what differs.
+// consistent reports whether each resource the agent serves is current and
+// right: it has caught up with every object a fresh LIST made just before
+// showed (its resourceVersion is at least the newest object's), and it
+// equals what kube-apiserver held at the resourceVersion the agent says it
+// is at, so it has every event up to there and nothing wrong. Churn may go
+// on meanwhile. The error says what differs.
 func (k *checker) consistent(ctx context.Context, a *Agent) error {
 	c := a.Client()
 	if c == nil {
 		return fmt.Errorf("%s is down", a.Name)
 	}
 	for _, w := range watched {
+		before, _, err := k.apiserverView(ctx, w.gvr, "")
+		if err != nil {
+			return fmt.Errorf("kube-apiserver %s: %w", w.name, err)
+		}
+		newest := uint64(0)
+		for _, rv := range before {
+			if v, err := strconv.ParseUint(rv, 10, 64); err == nil {
+				newest = max(newest, v)
+			}
+		}
 		got, rv, err := agentView(ctx, c, k.ns, w.name)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", a.Name, w.name, err)
 		}
-		if rv == "" || rv == "0" {
-			return fmt.Errorf("%s %s: no resourceVersion yet", a.Name, w.name)
+		if v, err := strconv.ParseUint(rv, 10, 64); err != nil || v == 0 {
+			return fmt.Errorf("%s %s: no resourceVersion yet (%q)", a.Name, w.name, rv)
+		} else if v < newest {
+			return fmt.Errorf("%s %s: behind: at resourceVersion %d, kube-apiserver has an object at %d", a.Name, w.name, v, newest)
 		}
 		want, _, err := k.apiserverView(ctx, w.gvr, rv)
 		if err != nil {

@@ -136,6 +136,9 @@ type Scenario struct {
 	// timed from then. A fault whose recovery is the agent's own (a stall)
 	// returns at once and leaves it in place.
 	Inject func(ctx context.Context, r *Run) error
+	// After checks, once every agent converged, that the agent recovered
+	// the way it should (a metric that counts the recovery).
+	After func(ctx context.Context, r *Run) error
 }
 
 // Result is one scenario's figures.
@@ -177,6 +180,9 @@ type Run struct {
 	kubeconfig string
 	role       string // the ServiceAccount's ClusterRole
 	notes      []string
+	// ConvergeFrom, when Inject sets it, is when convergence is timed
+	// from instead of Inject's return.
+	ConvergeFrom time.Time
 }
 
 // Note adds a line to the scenario's notes in the report.
@@ -270,11 +276,19 @@ func (r *Run) run(ctx context.Context, res *Result) error {
 		return fmt.Errorf("injecting the fault: %w", err)
 	}
 	lifted := time.Now()
+	if !r.ConvergeFrom.IsZero() {
+		lifted = r.ConvergeFrom
+	}
 	e.progress("%s: fault lifted; waiting until every agent matches kube-apiserver", sc.Name)
 	if err := r.waitConsistent(ctx, k, e.Opts.convergeTimeout()); err != nil {
 		r.Note("not converged: %v", err)
 	} else {
 		res.Converged, res.ConvergedIn = true, time.Since(lifted)
+	}
+	if sc.After != nil && res.Converged {
+		if err := sc.After(ctx, r); err != nil {
+			return err
+		}
 	}
 	rd.stop()
 	res.ReadErrors, res.ReadRequests = rd.errors.Load(), rd.requests.Load()

@@ -38,14 +38,23 @@ func Scenarios() []Scenario {
 				if n == 0 {
 					return errors.New("no open watch to stall")
 				}
+				r.ConvergeFrom = time.Now()
 				r.Note("stalled %d watches; converged counts from the stall's start: the watchdog (--watch-stall-timeout %s) must restart them", n, r.env.Opts.StallTimeout)
-				return nil
+				// Changes made after the stall began are what the agent
+				// must catch up with.
+				return sleep(ctx, time.Second)
+			},
+			After: func(ctx context.Context, r *Run) error {
+				return r.counted(ctx, "krm_watch_restarts_total", `reason="stalled"`, "watches restarted as stalled")
 			},
 		},
 		{
 			Name: "410-gone", Fault: "every 10 s: watches cut, and each resumes to 410 Gone (Expired), as after a compaction", Short: true,
 			Inject: func(ctx context.Context, r *Run) error {
 				return r.every(ctx, 10*time.Second, func() { r.Proxy.Gone(len(watched)); r.Proxy.Cut() })
+			},
+			After: func(ctx context.Context, r *Run) error {
+				return r.counted(ctx, "krm_watch_restarts_total", `reason="gone"`, "watches restarted after 410 Gone")
 			},
 		},
 		{
@@ -67,6 +76,9 @@ func Scenarios() []Scenario {
 			Setup:  Setup{Store: "redis", Replicas: 2},
 			Before: streamAhead,
 			Inject: func(ctx context.Context, r *Run) error { return sleep(ctx, r.env.Opts.Fault) },
+			After: func(ctx context.Context, r *Run) error {
+				return r.counted(ctx, "krm_store_event_stream_resets_total", "", "event streams reset")
+			},
 		},
 		{
 			Name: "redis-killed", Fault: "Redis killed -9, down for the fault's duration, restarted empty; leader and follower",
@@ -182,6 +194,22 @@ func (r *Run) every(ctx context.Context, period time.Duration, f func()) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// counted checks that the agents' metric (summed over the series whose
+// labels contain match) is positive, and notes it.
+func (r *Run) counted(ctx context.Context, metric, match, what string) error {
+	total := 0.0
+	for _, a := range r.Agents {
+		if v, err := a.Metric(ctx, metric, match); err == nil {
+			total += v
+		}
+	}
+	if total == 0 {
+		return fmt.Errorf("no agent counts %s (%s{%s})", what, metric, match)
+	}
+	r.Note("%s: %g (%s)", what, total, metric)
 	return nil
 }
 
