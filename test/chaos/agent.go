@@ -25,6 +25,8 @@ import (
 type Agent struct {
 	Name string
 	args []string
+	// logPath receives its whole log.
+	logPath string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -65,11 +67,17 @@ func (a *Agent) start(ctx context.Context, bin string) error {
 	a.cmd, a.exited, a.url, a.client = cmd, exited, "", nil
 	a.mu.Unlock()
 	address := make(chan string, 1)
+	logFile, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
 	go func() {
+		defer logFile.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			_, _ = fmt.Fprintln(logFile, line)
 			a.mu.Lock()
 			a.log = append(a.log, line)
 			if len(a.log) > 40 {
@@ -204,6 +212,19 @@ func (a *Agent) Tail() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return strings.Join(a.log, "\n")
+}
+
+// warnings are the last n lines of its log at level WARN or ERROR.
+func (a *Agent) warnings(n int) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for i := len(a.log) - 1; i >= 0 && len(out) < n; i-- {
+		if strings.Contains(a.log[i], `"level":"WARN"`) || strings.Contains(a.log[i], `"level":"ERROR"`) {
+			out = append(out, a.log[i])
+		}
+	}
+	return strings.Join(out, " | ")
 }
 
 // sampleRSS records the process's peak RSS so far (VmHWM).

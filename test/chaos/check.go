@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -135,7 +136,7 @@ func (k *checker) consistent(ctx context.Context, a *Agent) error {
 		}
 		want, _, err := k.apiserverView(ctx, w.gvr, rv)
 		if err != nil {
-			return fmt.Errorf("kube-apiserver %s at %s: %w", w.name, rv, err)
+			return fmt.Errorf("%s serves %s at resourceVersion %s; kube-apiserver at it: %w", a.Name, w.name, rv, err)
 		}
 		if d := compare(got, want); !d.zero() {
 			return fmt.Errorf("%s %s at resourceVersion %s: %s", a.Name, w.name, rv, d)
@@ -169,8 +170,9 @@ func (k *checker) fresh(ctx context.Context, a *Agent) (diff, error) {
 	return total, nil
 }
 
-// reader polls every running agent's pods, as a client would, and counts
-// the answers that were not 200 (refused connections included).
+// reader polls the agents' pods, as a client behind a Service would (each
+// read goes to the next agent that runs), and counts the answers that were
+// not 200, refused connections and no agent running included.
 type reader struct {
 	requests, errors atomic.Int64
 	mu               sync.Mutex
@@ -195,19 +197,31 @@ func (r *reader) start(ctx context.Context, agents func() []*Agent, ns string) {
 				return
 			case <-tick.C:
 			}
+			// As through a Service: the next agent that runs.
+			var running []*Agent
 			for _, a := range agents() {
-				r.read(ctx, a, ns)
+				if a.Running() {
+					running = append(running, a)
+				}
 			}
+			var a *Agent
+			if len(running) > 0 {
+				a = running[int(r.requests.Load())%len(running)]
+			}
+			r.read(ctx, a, ns)
 		}
 	}()
 }
 
 func (r *reader) read(ctx context.Context, a *Agent, ns string) {
 	r.requests.Add(1)
-	c := a.Client()
+	var c *client.Client
+	if a != nil {
+		c = a.Client()
+	}
 	var err error
 	if c == nil {
-		err = fmt.Errorf("%s is down", a.Name)
+		err = errors.New("no agent runs")
 	} else {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, _, err = agentView(rctx, c, ns, "pods")

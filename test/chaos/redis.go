@@ -53,7 +53,9 @@ func startRedis(ctx context.Context, dir string, clustered bool) (*redisSet, err
 			args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 				"--dir", d, "--daemonize", "no", "--loglevel", "warning"}}
 		if clustered {
-			srv.args = append(srv.args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+			srv.args = append(srv.args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+				// A replica takes over however long its master has been gone.
+				"--cluster-replica-validity-factor", "0")
 		}
 		s.servers = append(s.servers, srv)
 		if err := srv.start(); err != nil {

@@ -9,7 +9,7 @@ import (
 // Markdown renders results as the table docs/reliability.md carries.
 func Markdown(results []Result, o Options) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Agents: `--resources pods,deployments --verify-interval %s --watch-stall-timeout %s`; workload: %g changes/s, up to %d bare pods and %d deployments; each timed fault lasts %s, RBAC `list` is revoked for %s.\n\n",
+	fmt.Fprintf(&b, "Agents: `--resources pods,deployments --verify-interval %s` (`--watch-stall-timeout %s` in watch-stall); workload: %g changes/s, up to %d bare pods and %d deployments; each timed fault lasts %s, RBAC `list` is revoked for %s.\n\n",
 		o.VerifyInterval, o.StallTimeout, o.Rate, o.Pods, deployments, o.Fault, o.RBACRevoked)
 	b.WriteString("| fault | converged after the fault | reader errors | peak RSS | goroutines before → after | objects lost | changes (refused) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")

@@ -39,7 +39,8 @@ type Options struct {
 	AgentBin string
 	// VerifyInterval is the agents' --verify-interval.
 	VerifyInterval time.Duration
-	// StallTimeout is the agents' --watch-stall-timeout.
+	// StallTimeout is the agents' --watch-stall-timeout in the stall's
+	// scenario.
 	StallTimeout time.Duration
 	// Fault is how long each timed fault lasts (drops, cuts, 410s, an
 	// outage).
@@ -118,6 +119,11 @@ type Setup struct {
 	// ServiceAccount runs the agents as a ServiceAccount whose ClusterRole
 	// the fault edits, instead of as the cluster's admin.
 	ServiceAccount bool
+	// ShortStall runs the agents with --watch-stall-timeout
+	// Options.StallTimeout. Only the stall's scenario does: a quiet watch
+	// sees a bookmark about once a minute, so a short timeout restarts
+	// healthy watches too.
+	ShortStall bool
 }
 
 // Scenario is one fault.
@@ -282,6 +288,9 @@ func (r *Run) run(ctx context.Context, res *Result) error {
 	e.progress("%s: fault lifted; waiting until every agent matches kube-apiserver", sc.Name)
 	if err := r.waitConsistent(ctx, k, e.Opts.convergeTimeout()); err != nil {
 		r.Note("not converged: %v", err)
+		for _, a := range r.Agents {
+			r.Note("%s's last warnings: %s", a.Name, a.warnings(4))
+		}
 	} else {
 		res.Converged, res.ConvergedIn = true, time.Since(lifted)
 	}
@@ -425,8 +434,11 @@ func (r *Run) StartAgent(ctx context.Context, name string) (*Agent, error) {
 	}
 	o := r.env.Opts
 	args := []string{"--kubeconfig", r.kubeconfig, "--resources", "pods,deployments", "--namespace", r.NS,
-		"--verify-interval", o.VerifyInterval.String(), "--watch-stall-timeout", o.StallTimeout.String(),
+		"--verify-interval", o.VerifyInterval.String(),
 		"--listen", "127.0.0.1:0", "--log-format", "json", "--cluster-name", r.Cluster}
+	if r.sc.Setup.ShortStall {
+		args = append(args, "--watch-stall-timeout", o.StallTimeout.String())
+	}
 	if r.redis != nil {
 		args = append(args, "--store", "redis")
 		args = append(args, r.redis.agentFlags()...)
@@ -435,7 +447,7 @@ func (r *Run) StartAgent(ctx context.Context, name string) (*Agent, error) {
 		args = append(args, "--leader-elect", "--leader-elect-namespace", r.NS,
 			"--leader-elect-lease-duration", "6s", "--leader-elect-renew-deadline", "4s", "--leader-elect-retry-period", "1s")
 	}
-	a := &Agent{Name: name, args: args}
+	a := &Agent{Name: name, args: args, logPath: filepath.Join(r.env.dir, r.NS+"-"+name+".log")}
 	r.Agents = append(r.Agents, a)
 	return a, a.start(ctx, o.AgentBin)
 }

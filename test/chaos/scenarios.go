@@ -33,6 +33,7 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name: "watch-stall", Fault: "the open watches held open, silent (no events, no bookmarks), never released", Short: true,
+			Setup: Setup{ShortStall: true},
 			Inject: func(ctx context.Context, r *Run) error {
 				n := r.Proxy.StallOpen()
 				if n == 0 {
@@ -96,8 +97,11 @@ func Scenarios() []Scenario {
 			Name: "redis-flushed", Fault: "FLUSHALL on Redis under a leader and a follower",
 			Setup: Setup{Store: "redis", Replicas: 2},
 			Inject: func(ctx context.Context, r *Run) error {
-				_, err := r.redis.servers[0].command(ctx, "FLUSHALL")
-				return err
+				if _, err := r.redis.servers[0].command(ctx, "FLUSHALL"); err != nil {
+					return err
+				}
+				// The churn goes on into the empty Redis.
+				return sleep(ctx, r.env.Opts.Fault)
 			},
 		},
 		{
@@ -124,6 +128,7 @@ func Scenarios() []Scenario {
 			Name: "agent-killed", Fault: "the agent killed -9 under churn and restarted (Redis store)", Short: true,
 			Setup: Setup{Store: "redis"},
 			Inject: func(ctx context.Context, r *Run) error {
+				r.ConvergeFrom = time.Now()
 				r.Agents[0].Kill()
 				_, err := r.StartAgent(ctx, r.Agents[0].Name)
 				return err
@@ -138,7 +143,18 @@ func Scenarios() []Scenario {
 					return err
 				}
 				r.Note("killed %s, the leader", l.Name)
+				r.ConvergeFrom = time.Now()
 				l.Kill()
+				// Changes made after the kill reach the follower only once
+				// it leads.
+				return sleep(ctx, time.Second)
+			},
+			After: func(ctx context.Context, r *Run) error {
+				l, err := r.Leader(ctx)
+				if err != nil {
+					return err
+				}
+				r.Note("%s leads", l.Name)
 				return nil
 			},
 		},
@@ -320,6 +336,7 @@ func corruptFrames(ctx context.Context, r *Run) error {
 			return err
 		}
 	}
+	r.ConvergeFrom = time.Now()
 	r.Agents[0].Kill()
 	_, err = r.StartAgent(ctx, r.Agents[0].Name)
 	return err
@@ -331,6 +348,7 @@ func corruptFrames(ctx context.Context, r *Run) error {
 func apiserverDownAtStart(ctx context.Context, r *Run) error {
 	s := r.env.State
 	a := r.Agents[0]
+	r.ConvergeFrom = time.Now()
 	a.Kill()
 	if err := s.Kill("kube-apiserver"); err != nil {
 		return err

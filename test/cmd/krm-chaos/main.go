@@ -32,7 +32,7 @@ func main() {
 	fs.StringVar(&o.AgentBin, "agent", "", "krm-agent binary (default: go build ./cmd/krm-agent into a temporary directory)")
 	fs.StringVar(&run, "run", "", "run only the scenarios whose names match this regular expression")
 	fs.BoolVar(&short, "short", false, "use make test's short durations")
-	fs.BoolVar(&keep, "keep-cluster", false, "leave the cluster running afterwards")
+	fs.BoolVar(&keep, "keep-cluster", false, "leave the cluster running afterwards, and keep the agents' logs")
 	fs.StringVar(&out, "o", "", "also write the report to this file")
 	fs.DurationVar(&o.Fault, "fault", o.Fault, "how long each timed fault lasts")
 	fs.DurationVar(&o.RBACRevoked, "rbac-revoked", o.RBACRevoked, "how long list stays revoked")
@@ -70,7 +70,11 @@ func runSuite(ctx context.Context, o chaos.Options, clusterDir string, filter *r
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keep {
+		fmt.Fprintf(os.Stderr, "krm-chaos: the agents' logs are kept in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	if o.AgentBin == "" {
 		if o.AgentBin, err = chaos.BuildAgent(ctx, dir); err != nil {
 			return err
