@@ -71,6 +71,9 @@ func Scenarios() []Scenario {
 				}
 				return r.setListAllowed(ctx, true)
 			},
+			After: func(ctx context.Context, r *Run) error {
+				return r.counted(ctx, "krm_lists_total", `result="error"`, "LISTs refused")
+			},
 		},
 		{
 			Name: "stream-ahead", Fault: "Redis's event streams start with an ID 2^40, ahead of the cluster's resourceVersions (an etcd restore); leader and follower",
