@@ -479,14 +479,16 @@ func (r *Run) namespace(ctx context.Context) error {
 		return fmt.Errorf("creating namespace %s: %w", name, err)
 	}
 	r.NS = name
-	deadline := time.Now().Add(30 * time.Second)
+	// kube-controller-manager creates it; after kube-apiserver was killed
+	// it may take a while to reconnect.
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		_, err := r.env.cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
 		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("namespace %s has no default ServiceAccount after 30s: %w", name, err)
+			return fmt.Errorf("namespace %s has no default ServiceAccount after 2m: %w", name, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
