@@ -3,7 +3,6 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -119,20 +118,6 @@ func (s *redisSet) waitClusterOK(ctx context.Context, timeout time.Duration) err
 		}
 	}
 	return nil
-}
-
-// master is a running node that says it is a master and serves slots.
-func (s *redisSet) master(ctx context.Context) (*redisServer, error) {
-	for _, srv := range s.servers {
-		if !srv.running() {
-			continue
-		}
-		out, err := srv.command(ctx, "ROLE")
-		if err == nil && strings.HasPrefix(out, "master") {
-			return srv, nil
-		}
-	}
-	return nil, errors.New("no running Redis master")
 }
 
 func (r *redisServer) start() error {

@@ -113,13 +113,14 @@ func Scenarios() []Scenario {
 			Inject: corruptFrames,
 		},
 		{
-			Name: "redis-cluster-failover", Fault: "a Redis Cluster master (of 3, each with a replica) killed -9; its replica takes over; leader and follower",
+			Name: "redis-cluster-failover", Fault: "the Redis Cluster master holding the pods' keys (of 3, each with a replica) killed -9; its replica takes over; leader and follower",
 			Setup: Setup{Store: "redis-cluster", Replicas: 2},
 			Inject: func(ctx context.Context, r *Run) error {
-				m, err := r.redis.master(ctx)
+				m, err := r.podsMaster(ctx)
 				if err != nil {
 					return err
 				}
+				r.Note("killed the master %s, which holds the pods' keys", m.Addr)
 				m.kill()
 				if err := sleep(ctx, 5*time.Second); err != nil {
 					return err
@@ -296,6 +297,31 @@ func (r *Run) keyCluster(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return (&store.Header{Cluster: r.Cluster, ClusterUID: uid}).KeyCluster(), nil
+}
+
+// podsMaster is the Redis Cluster master that holds the pods' frames and
+// events.
+func (r *Run) podsMaster(ctx context.Context) (*redisServer, error) {
+	kc, err := r.keyCluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, srv := range r.redis.servers {
+		addrs = append(addrs, srv.Addr)
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	defer cc.Close()
+	m, err := cc.MasterForKey(ctx, store.EventsKey(kc, "pods"))
+	if err != nil {
+		return nil, err
+	}
+	for _, srv := range r.redis.servers {
+		if srv.Addr == m.Options().Addr {
+			return srv, nil
+		}
+	}
+	return nil, fmt.Errorf("no server of the scenario is %s", m.Options().Addr)
 }
 
 // streamAhead puts an event with an ID far ahead of the cluster's
