@@ -132,6 +132,11 @@ bench: $(CLUSTER) ## Benchmark krm-agent against kube-apiserver with 10k pods on
 	trap 'if [ -n "$$started" ]; then $(CLUSTER) down; fi' EXIT; \
 	$(BIN)/krm-bench -agent $(BIN)/krm-agent $(BENCH_FLAGS)
 
+.PHONY: chaos
+chaos: ## The fault suite in full (test/chaos) on a cluster of its own in /tmp/krm-chaos-cluster (CHAOS_FLAGS, e.g. -run drop); prints a markdown report. make test runs its short form.
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/krm-agent ./test/cmd/krm-chaos
+	$(BIN)/krm-chaos -agent $(BIN)/krm-agent $(CHAOS_FLAGS)
+
 .PHONY: cluster-up
 cluster-up: $(CLUSTER) ## Start the local cluster (idempotent); prints the env file to source.
 	@$(CLUSTER) up

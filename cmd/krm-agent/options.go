@@ -55,8 +55,9 @@ type Options struct {
 	ProbeInterval  time.Duration
 	ProbeNamespace string
 
-	History         time.Duration
-	HistoryMaxBytes string
+	History           time.Duration
+	HistoryMaxBytes   string
+	WatchStallTimeout time.Duration
 
 	Redis  RedisOptions
 	Leader LeaderOptions
@@ -86,17 +87,18 @@ const influxTokenEnv = "KRM_INFLUX_TOKEN"
 // NewCommand builds the krm-agent command.
 func NewCommand() *cobra.Command {
 	o := &Options{
-		Resources:      agent.DefaultResources,
-		VerifyInterval: 60 * time.Second,
-		VerifyWith:     agent.VerifyList,
-		History:        history.DefaultRetention,
-		Listen:         "127.0.0.1:8080",
-		MaxWatches:     server.DefaultMaxWatches,
-		Store:          "memory",
-		LogFormat:      "text",
-		LogLevel:       "info",
-		InfluxBucket:   "krm",
-		Leader:         LeaderOptions{LeaseName: "krm-agent", LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
+		Resources:         agent.DefaultResources,
+		VerifyInterval:    60 * time.Second,
+		VerifyWith:        agent.VerifyList,
+		History:           history.DefaultRetention,
+		Listen:            "127.0.0.1:8080",
+		MaxWatches:        server.DefaultMaxWatches,
+		Store:             "memory",
+		LogFormat:         "text",
+		LogLevel:          "info",
+		InfluxBucket:      "krm",
+		WatchStallTimeout: agent.DefaultWatchStallTimeout,
+		Leader:            LeaderOptions{LeaseName: "krm-agent", LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
 	}
 	cmd := &cobra.Command{
 		Use:   "krm-agent",
@@ -142,6 +144,7 @@ state and the drift between them over HTTP under /api/v1/.`,
 	f.BoolVar(&o.InfluxCreateUser, "influx-create-user", o.InfluxCreateUser, "On an InfluxDB 1.8 with authentication and no admin user yet, create the token's user:password as its admin, and the database, before writing (the influxdb component's setup). Off: only write.")
 	f.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "Run the canary probe every interval (0: off): create and delete a small ConfigMap in --probe-namespace and record, as resource \"probe\", how long after each call's response the agent's own watch sees it, to sub-millisecond precision. Needs a namespaced Role there: create, delete, list and watch on configmaps.")
 	f.StringVar(&o.ProbeNamespace, "probe-namespace", o.ProbeNamespace, "Namespace of the canary probe's ConfigMaps. Default: the agent's own namespace ($POD_NAMESPACE, then the service account's namespace file), else \"default\".")
+	f.DurationVar(&o.WatchStallTimeout, "watch-stall-timeout", o.WatchStallTimeout, "Restart a watch that delivers nothing, not even a bookmark, for this long. kube-apiserver sends a bookmark about every minute, so keep it well above that; fault tests shorten it.")
 	o.Redis.addFlags(cmd)
 	o.Leader.addFlags(cmd)
 	o.Secure.addFlags(cmd)
@@ -205,6 +208,9 @@ func (o *Options) Validate() error {
 	}
 	if len(o.Resources) == 0 {
 		return errors.New("--resources is empty: name at least one resource")
+	}
+	if o.WatchStallTimeout < 0 || (o.WatchStallTimeout > 0 && o.WatchStallTimeout < time.Second) {
+		return fmt.Errorf("--watch-stall-timeout must be at least 1s (0: the default, %s), got %s", agent.DefaultWatchStallTimeout, o.WatchStallTimeout)
 	}
 	if o.ProbeInterval != 0 && o.ProbeInterval < minProbeInterval {
 		return fmt.Errorf("--probe-interval must be 0 (off) or at least %s, got %s", minProbeInterval, o.ProbeInterval)
@@ -373,23 +379,24 @@ func (o *Options) Run(ctx context.Context) error {
 	defer closeStore()
 	clusterUID := o.clusterUID(ctx, cfg, clusterName, st, log)
 	a, err := agent.Config{
-		RESTConfig:       cfg,
-		Resources:        o.Resources,
-		VerifyInterval:   o.VerifyInterval,
-		VerifyWith:       o.VerifyWith,
-		HistoryRetention: o.History,
-		HistoryMaxBytes:  historyBytes,
-		Namespace:        o.Namespace,
-		LabelSelector:    o.LabelSelector,
-		ClusterName:      clusterName,
-		ClusterUID:       clusterUID,
-		Store:            st,
-		Registry:         reg,
-		Logger:           log,
-		Delay:            rec,
-		ProbeInterval:    o.ProbeInterval,
-		ProbeNamespace:   o.probeNamespace(os.Getenv, os.ReadFile),
-		LeaderElection:   o.Leader.config(os.Getenv, os.ReadFile),
+		RESTConfig:        cfg,
+		Resources:         o.Resources,
+		VerifyInterval:    o.VerifyInterval,
+		VerifyWith:        o.VerifyWith,
+		HistoryRetention:  o.History,
+		HistoryMaxBytes:   historyBytes,
+		Namespace:         o.Namespace,
+		LabelSelector:     o.LabelSelector,
+		ClusterName:       clusterName,
+		ClusterUID:        clusterUID,
+		Store:             st,
+		Registry:          reg,
+		Logger:            log,
+		Delay:             rec,
+		ProbeInterval:     o.ProbeInterval,
+		ProbeNamespace:    o.probeNamespace(os.Getenv, os.ReadFile),
+		LeaderElection:    o.Leader.config(os.Getenv, os.ReadFile),
+		WatchStallTimeout: o.WatchStallTimeout,
 	}.Complete()
 	if err != nil {
 		return err

@@ -71,6 +71,20 @@ func TestValidateProbeInterval(t *testing.T) {
 	}
 }
 
+func TestValidateWatchStallTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		ok      bool
+	}{{0, true}, {time.Second, true}, {150 * time.Second, true}, {500 * time.Millisecond, false}, {-time.Second, false}} {
+		o := &Options{Resources: []string{"pods"}, VerifyInterval: time.Minute, Listen: "127.0.0.1:8080", Store: "memory",
+			LogFormat: "text", LogLevel: "info", WatchStallTimeout: tc.timeout}
+		err := o.Validate()
+		if tc.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "--watch-stall-timeout must be at least 1s")) {
+			t.Errorf("--watch-stall-timeout %s: Validate() = %v, want ok=%v", tc.timeout, err, tc.ok)
+		}
+	}
+}
+
 func TestVersionFlag(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"-v"}} {
 		cmd := NewCommand()

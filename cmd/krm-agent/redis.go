@@ -192,7 +192,7 @@ func (o *Options) openStore(getenv func(string) string, log *slog.Logger) (store
 	if err != nil {
 		return nil, nil, err
 	}
-	client := redis.NewUniversalClient(u)
+	client := newRedisClient(u)
 	s := store.NewRedis(client, store.RedisOptions{StreamBytes: streamBytes})
 	log.Info("keeping frames in Redis", append(describe(u), "streamBytesPerResource", s.Options().StreamBytes)...)
 	return s, client.Close, nil

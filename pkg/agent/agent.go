@@ -88,6 +88,10 @@ type Config struct {
 	// ClusterUID): stored frames are keyed by it and a warm start refuses
 	// frames written for another. "" identifies the cluster by its name.
 	ClusterUID string
+
+	// WatchStallTimeout is how long a watch may deliver nothing, not even
+	// a bookmark, before it is restarted; 0 is DefaultWatchStallTimeout.
+	WatchStallTimeout time.Duration
 }
 
 // Agent runs one runner per resource and serves them to the API.
@@ -147,6 +151,9 @@ func (c Config) Complete() (*Agent, error) {
 	}
 	if c.Store == nil {
 		c.Store = store.NewMemory()
+	}
+	if c.WatchStallTimeout < 0 {
+		return nil, fmt.Errorf("watch stall timeout must not be negative, got %s", c.WatchStallTimeout)
 	}
 	if c.ProbeInterval < 0 {
 		return nil, fmt.Errorf("probe interval must not be negative, got %s", c.ProbeInterval)
@@ -239,20 +246,21 @@ func (c Config) Complete() (*Agent, error) {
 		tables := !render.HasPrinter(schema.GroupKind{Group: r.info.Group, Kind: r.info.Kind}) && len(r.info.PrinterColumns) == 0
 		client := source.NewAPI(rc, r.gvr, namespace, tables)
 		run := &runner{
-			info:      r.info,
-			client:    client,
-			selector:  metav1.ListOptions{LabelSelector: c.LabelSelector},
-			interval:  c.VerifyInterval,
-			watchList: c.VerifyWith == VerifyWatchList,
-			agg:       aggregate.New(c.ClusterName, r.info.Name, c.Now),
-			rows:      newRowBuilder(r.info.Kind, c.Now),
-			writer:    a.persist,
-			metrics:   m,
-			log:       c.Logger,
-			relist:    make(chan struct{}, 1),
-			listed:    make(chan struct{}, 1),
-			delay:     c.Delay,
-			cluster:   c.ClusterName,
+			info:       r.info,
+			client:     client,
+			selector:   metav1.ListOptions{LabelSelector: c.LabelSelector},
+			interval:   c.VerifyInterval,
+			watchList:  c.VerifyWith == VerifyWatchList,
+			agg:        aggregate.New(c.ClusterName, r.info.Name, c.Now),
+			rows:       newRowBuilder(r.info.Kind, c.Now),
+			writer:     a.persist,
+			metrics:    m,
+			log:        c.Logger,
+			relist:     make(chan struct{}, 1),
+			listed:     make(chan struct{}, 1),
+			delay:      c.Delay,
+			cluster:    c.ClusterName,
+			stallAfter: c.WatchStallTimeout,
 		}
 		run.agg.OnDrift = run.driftFound
 		run.hist = newHistory(c, a.keyCluster, r.info.Name, len(res))

@@ -102,6 +102,10 @@ func (a *Agent) followResource(ctx context.Context, r *runner) {
 type following struct {
 	gen   string // the aggregated frame's generation loaded
 	after uint64 // the newest event applied
+	// loaded: frames were loaded. Events are applied only over them:
+	// without frames (none written yet, or unreadable) they are not the
+	// objects, and their resourceVersions may be another timeline's.
+	loaded bool
 }
 
 func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
@@ -125,9 +129,17 @@ func (a *Agent) followOnce(ctx context.Context, r *runner, f *following) error {
 			if !a.followed(func() { r.agg.Follow(verified, aggregated) }) {
 				return ctx.Err()
 			}
-			f.gen = gen
+			f.gen, f.loaded = gen, true
 			f.after = max(verified.Header.ResourceVersion, aggregated.Header.ResourceVersion)
 		}
+	}
+	if !f.loaded {
+		// Wait for the leader's frames.
+		select {
+		case <-ctx.Done():
+		case <-time.After(followBlock):
+		}
+		return nil
 	}
 	evs, err := a.follows.FollowEvents(ctx, a.keyCluster, r.info.Name, f.after, followBlock, followPage)
 	if err != nil {

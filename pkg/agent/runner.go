@@ -38,8 +38,11 @@ const (
 	// kube-apiserver sends watches that allow bookmarks one about every
 	// minute, so a healthy quiet watch is never silent this long; without
 	// the watchdog a stalled one would last until the server's timeout.
-	watchStallAfter = 150 * time.Second
+	watchStallAfter = DefaultWatchStallTimeout
 )
+
+// DefaultWatchStallTimeout is Config.WatchStallTimeout's default.
+const DefaultWatchStallTimeout = 150 * time.Second
 
 // errWatchStalled ends a watch that went silent.
 var errWatchStalled = errors.New("delivered nothing, not even a bookmark")
@@ -73,7 +76,7 @@ type runner struct {
 	// freshFrom: events at or below it were replayed by a watch resume,
 	// not fresh, and are not delay samples. Streamer goroutine only.
 	freshFrom uint64
-	// stallAfter overrides watchStallAfter (tests).
+	// stallAfter overrides watchStallAfter (Config.WatchStallTimeout).
 	stallAfter time.Duration
 	// watchList: the verifier reads the collection as a WatchList
 	// (sendInitialEvents) instead of a paginated LIST. Verifier goroutine

@@ -1,14 +1,17 @@
 // Package watchproxy is a reverse proxy for tests that stands between a
 // client (the agent) and kube-apiserver and does to watches, on demand, what
-// networks and servers do to real ones: drop chosen events, cut the open
-// watches, hold new ones, and fail LISTs.
+// networks and servers do to real ones: drop chosen events or a random share
+// of them, cut the open watches, hold new ones, stall open ones silently,
+// answer a resumed watch 410 Gone, and fail LISTs.
 package watchproxy
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -49,6 +52,12 @@ type Proxy struct {
 	// lag delays every watch event by this much, as a slow network or a
 	// busy kube-apiserver does.
 	lag time.Duration
+	// dropRate is the share of ADDED, MODIFIED and DELETED events dropped
+	// at random, besides those drop chooses.
+	dropRate float64
+	// gone is how many of the next resumed watches (with a
+	// resourceVersion) are answered 410 Gone.
+	gone int
 }
 
 // forwarded is a watch being forwarded.
@@ -57,6 +66,8 @@ type forwarded struct {
 	// flowing: its response began; cut: Cut ended it (it may take a moment
 	// to go).
 	flowing, cut bool
+	// stall non-nil: the watch delivers nothing until it closes.
+	stall chan struct{}
 }
 
 // Event is a watch event as the proxy saw it.
@@ -69,22 +80,133 @@ type Event struct {
 // as cfg does. drop may be nil.
 func New(t testing.TB, cfg *rest.Config, drop func(typ, name string) bool) *Proxy {
 	t.Helper()
-	rt, err := rest.TransportFor(cfg)
+	p, err := Start(cfg, drop)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Start starts a proxy outside a test (the fault suite's command); Close
+// stops it.
+func Start(cfg *rest.Config, drop func(typ, name string) bool) (*Proxy, error) {
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, err
 	}
 	upstream, err := url.Parse(cfg.Host)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &Proxy{upstream: upstream, rt: rt, drop: drop, open: map[*forwarded]struct{}{}}
 	p.srv = httptest.NewServer(p)
-	t.Cleanup(func() {
-		p.Release()
-		p.Cut()
-		p.srv.Close()
-	})
-	return p
+	return p, nil
+}
+
+// Close lets held and stalled watches go, cuts every watch and stops the
+// proxy.
+func (p *Proxy) Close() {
+	p.Release()
+	p.Unstall()
+	p.Cut()
+	p.srv.Close()
+}
+
+// URL is the proxy's plain-HTTP address.
+func (p *Proxy) URL() string { return p.srv.URL }
+
+// DropRate makes the proxy drop this share (0 to 1) of the ADDED, MODIFIED
+// and DELETED events of every watch, at random; 0 stops it.
+func (p *Proxy) DropRate(rate float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropRate = rate
+}
+
+// StallOpen makes every watch open now deliver nothing more, not even a
+// bookmark, while its connection stays open, as a stuck server or a
+// half-dead connection would; watches opened later flow. It returns how
+// many it stalled. Unstall lets them go on, losing nothing.
+func (p *Proxy) StallOpen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for fw := range p.open {
+		if fw.stall == nil && !fw.cut {
+			fw.stall = make(chan struct{})
+			n++
+		}
+	}
+	return n
+}
+
+// Unstall lets the watches StallOpen stalled go on.
+func (p *Proxy) Unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for fw := range p.open {
+		if fw.stall != nil {
+			select {
+			case <-fw.stall:
+			default:
+				close(fw.stall)
+			}
+		}
+	}
+}
+
+// Gone makes the next n watches that resume from a resourceVersion get a
+// 410 Gone ERROR event and end, as kube-apiserver answers a watch from a
+// compacted resourceVersion.
+func (p *Proxy) Gone(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gone = n
+}
+
+func (p *Proxy) takeGone(rv string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gone == 0 || rv == "" || rv == "0" {
+		return false
+	}
+	p.gone--
+	return true
+}
+
+// goneEvent is what kube-apiserver's watch cache sends for a
+// resourceVersion older than it holds.
+func goneEvent(rv string) []byte {
+	status := fmt.Sprintf(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: %s (proxy: compacted on purpose)","reason":"Expired","code":410}`, rv)
+	return []byte(`{"type":"ERROR","object":` + status + "}\n")
+}
+
+// randomDrop reports whether to drop an event of type typ at dropRate.
+func (p *Proxy) randomDrop(typ string) bool {
+	if typ != "ADDED" && typ != "MODIFIED" && typ != "DELETED" {
+		return false
+	}
+	p.mu.Lock()
+	rate := p.dropRate
+	p.mu.Unlock()
+	return rate > 0 && rand.Float64() < rate
+}
+
+// waitStall blocks while the watch is stalled; false when ctx ended first.
+func (p *Proxy) waitStall(ctx context.Context, fw *forwarded) bool {
+	p.mu.Lock()
+	stall := fw.stall
+	p.mu.Unlock()
+	if stall == nil {
+		return true
+	}
+	select {
+	case <-stall:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // RESTConfig is the agent's configuration to reach kube-apiserver through
@@ -126,6 +248,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if watching {
 		if !p.pass(ctx, q.Get("resourceVersion")) {
+			return
+		}
+		if rv := q.Get("resourceVersion"); p.takeGone(rv) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(goneEvent(rv))
 			return
 		}
 		fw = &forwarded{}
@@ -273,8 +401,15 @@ func (p *Proxy) relay(ctx, client context.Context, fw *forwarded, w http.Respons
 			end()
 			return
 		}
-		if p.drop != nil && dropping {
-			if typ, name, ok := eventName(l.b); ok && p.drop(typ, name) {
+		// A line read before or during a stall is held until it ends.
+		if !p.waitStall(ctx, fw) {
+			if client.Err() == nil {
+				panic(http.ErrAbortHandler)
+			}
+			return
+		}
+		if dropping && (p.drop != nil || p.randomDropOn()) {
+			if typ, name, ok := eventName(l.b); ok && ((p.drop != nil && p.drop(typ, name)) || p.randomDrop(typ)) {
 				p.mu.Lock()
 				p.dropped = append(p.dropped, Event{Type: typ, Name: name})
 				p.mu.Unlock()
@@ -306,6 +441,12 @@ func (p *Proxy) Lag(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lag = d
+}
+
+func (p *Proxy) randomDropOn() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropRate > 0
 }
 
 // eventName reads a watch event's type and its object's name. A Table watch
@@ -417,14 +558,19 @@ func (p *Proxy) Watches() []string {
 // such as the real agent binary.
 func (p *Proxy) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := p.WriteKubeconfig(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteKubeconfig writes Kubeconfig's file to path, outside a test.
+func (p *Proxy) WriteKubeconfig(path string) error {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["proxy"] = &clientcmdapi.Cluster{Server: p.srv.URL}
 	kc.AuthInfos["proxy"] = &clientcmdapi.AuthInfo{}
 	kc.Contexts["proxy"] = &clientcmdapi.Context{Cluster: "proxy", AuthInfo: "proxy"}
 	kc.CurrentContext = "proxy"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return clientcmd.WriteToFile(*kc, path)
 }

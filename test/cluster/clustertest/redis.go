@@ -196,34 +196,61 @@ func (c *RedisCluster) Addrs() []string {
 // with redis-cli --cluster create and waits until the cluster is ok.
 func StartRedisCluster(t testing.TB) *RedisCluster {
 	t.Helper()
+	return startRedisCluster(t, 0)
+}
+
+// StartRedisClusterWithReplicas is StartRedisCluster with a replica for
+// each master (six nodes), for tests of a failover: a replica takes over
+// as soon as its master is taken for failed, however long ago it last
+// heard from it.
+func StartRedisClusterWithReplicas(t testing.TB) *RedisCluster {
+	t.Helper()
+	return startRedisCluster(t, 1)
+}
+
+func startRedisCluster(t testing.TB, replicas int) *RedisCluster {
+	t.Helper()
 	c := &RedisCluster{}
-	for range 3 {
+	for range 3 * (1 + replicas) {
 		c.Nodes = append(c.Nodes, StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000"))
+			"--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0"))
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redis-cli: %v", err)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	c.WaitOK(t, 30*time.Second)
+	return c
+}
+
+// WaitOK waits until every node that runs says cluster_state:ok.
+func (c *RedisCluster) WaitOK(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli: %v", err)
+	}
+	deadline := time.Now().Add(timeout)
 	for _, n := range c.Nodes {
+		if n.cmd == nil {
+			continue // killed
+		}
 		for {
 			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", portOf(n.Addr), "cluster", "info").Output()
 			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the Redis Cluster on %v is not ok after 30s: %s %v", c.Addrs(), out, err)
+				t.Fatalf("the Redis Cluster on %v is not ok after %s: %s %v", c.Addrs(), timeout, out, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	return c
 }
 
 // RedisSentinel is a master, a replica and one Sentinel watching them, of
