@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/krm-project/krm/test/benchenv"
 	"github.com/krm-project/krm/test/cluster"
 )
 
@@ -107,13 +108,13 @@ func (r *report) markdown() string {
 	p("- machine: %d × %s, %s RAM, %s/%s; %s\n", r.machine.cpus, r.machine.model, r.machine.mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	p("- cluster: the local test cluster (etcd, kube-apiserver %s, kwok nodes), all on this machine\n", r.kubeVersion)
 	p("- %d pods in namespace %s, bound round-robin to %d kwok nodes of the run's own: created in %s, all Running in the agent and in its last LIST after %s\n\n",
-		r.pods, r.namespace, benchNodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
+		r.pods, r.namespace, benchenv.Nodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
 
 	if len(r.latency) == 7 {
 		agent, apiserver, identity, floor := r.latency[0], r.latency[1], r.latency[2], r.latency[3]
 		agentTable, apiserverTable, apiserverTableObjects := r.latency[4], r.latency[5], r.latency[6]
-		p50 := func(t *target) time.Duration { return percentile(t.samples, 0.5) }
-		p99 := func(t *target) time.Duration { return percentile(t.samples, 0.99) }
+		p50 := func(t *target) time.Duration { return benchenv.Percentile(t.samples, 0.5) }
+		p99 := func(t *target) time.Duration { return benchenv.Percentile(t.samples, 0.99) }
 		p("### LIST of %d pods\n\n", r.pods)
 		p("%d rounds after %d warm-up rounds; each round fetches every source in turn (rotating which goes first), reading the whole body over a kept-alive connection. p99 of %d samples is their maximum.\n\n", r.rounds, r.warmup, r.rounds)
 		p("| source | request | p50 | p99 | bytes per response |\n|---|---|---:|---:|---:|\n")
@@ -175,8 +176,8 @@ func (r *report) markdown() string {
 		p("\n")
 	}
 	if g := r.gets; g != nil {
-		p50i, p99i := percentile(g.idle, 0.5), percentile(g.idle, 0.99)
-		p50c, p99c := percentile(g.churn, 0.5), percentile(g.churn, 0.99)
+		p50i, p99i := benchenv.Percentile(g.idle, 0.5), benchenv.Percentile(g.idle, 0.99)
+		p50c, p99c := benchenv.Percentile(g.churn, 0.5), benchenv.Percentile(g.churn, 0.99)
 		p("### Single-pod GET from the agent\n\n")
 		p("`GET /api/v1/namespaces/…/pods/<name>`, a different pod each time, for %s with 2 ms between requests: idle, then while %.0f pods a second got a new annotation (merge patches to kube-apiserver, which the agent's watch applies).\n\n", getWindow, g.eventsPerSecond)
 		p("| when | samples | p50 | p99 |\n|---|---:|---:|---:|\n")
