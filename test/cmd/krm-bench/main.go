@@ -77,7 +77,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	r := &report{command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
+	r := &report{command: commandLine(), started: time.Now().UTC(), machine: benchenv.Machine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
 
 	dir, err := os.MkdirTemp("", "krm-bench-")
 	if err != nil {

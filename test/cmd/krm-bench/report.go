@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 type report struct {
 	command           string
 	started, finished time.Time
-	machine           machine
+	machine           string
 	kubeVersion       string
 	namespace         string
 	pods              int
@@ -37,35 +36,6 @@ type report struct {
 	apply             []*applyResult
 	history           []*historyResult
 	verifiers         []verifierCost
-}
-
-type machine struct {
-	cpus  int
-	model string
-	mem   string
-}
-
-func readMachine() machine {
-	m := machine{cpus: runtime.NumCPU(), model: "unknown", mem: "unknown"}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				var kb int64
-				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
-					m.mem = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
-				}
-			}
-		}
-	}
-	return m
 }
 
 func commandLine() string {
@@ -105,7 +75,7 @@ func (r *report) markdown() string {
 	p("## krm-bench report\n\n")
 	p("- command: `%s`\n", r.command)
 	p("- date: %s (took %s)\n", r.started.Format(time.RFC3339), r.finished.Sub(r.started).Round(time.Second))
-	p("- machine: %d × %s, %s RAM, %s/%s; %s\n", r.machine.cpus, r.machine.model, r.machine.mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	p("- machine: %s\n", r.machine)
 	p("- cluster: the local test cluster (etcd, kube-apiserver %s, kwok nodes), all on this machine\n", r.kubeVersion)
 	p("- %d pods in namespace %s, bound round-robin to %d kwok nodes of the run's own: created in %s, all Running in the agent and in its last LIST after %s\n\n",
 		r.pods, r.namespace, benchenv.Nodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
