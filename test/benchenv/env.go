@@ -294,8 +294,11 @@ func (e *Env) Cleanup(ctx context.Context) error {
 	if e.NS != "" {
 		errs = append(errs, e.deleteNamespace(ctx))
 	}
+	// The nodes go even when the namespace took all of ctx's time.
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	for _, name := range e.Nodes {
-		if err := e.CS.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := e.CS.CoreV1().Nodes().Delete(nctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting node %s: %w", name, err))
 		}
 	}

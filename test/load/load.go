@@ -74,7 +74,7 @@ func Run(ctx context.Context, s *cluster.State, cfg Config) (res *Result, err er
 	}
 	r := &run{cfg: cfg, env: env, res: &Result{Config: cfg, Started: time.Now().UTC()}}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 		defer cancel()
 		var stopErr error
 		if r.agent != nil {
@@ -96,7 +96,9 @@ func Run(ctx context.Context, s *cluster.State, cfg Config) (res *Result, err er
 	if err := env.CreatePods(ctx); err != nil {
 		return nil, err
 	}
-	if err := env.WaitAgentHasAll(ctx, r.agent, env.SettleTimeout()); err != nil {
+	// kwok marks the pods Running at its own pace, slower on a busy
+	// machine; the baseline waits for that, so it has no status updates.
+	if err := env.WaitAgentHasAll(ctx, r.agent, max(env.SettleTimeout(), 20*time.Minute)); err != nil {
 		return nil, err
 	}
 	if err := r.measure(ctx); err != nil {
