@@ -149,6 +149,11 @@ func (r *run) measure(ctx context.Context) error {
 		r.cfg.Readers, r.cfg.Watchers, r.cfg.Stalled, r.cfg.Churn, r.cfg.Duration))
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// The churn goes on until the stalled watchers are dropped: their
+	// changes are what fills the kernel's buffers until the agent's
+	// writes to them block.
+	cctx, stopChurn := context.WithCancel(ctx)
+	defer stopChurn()
 	rv, err := r.namespaceRV(ctx)
 	if err != nil {
 		return err
@@ -159,8 +164,8 @@ func (r *run) measure(ctx context.Context) error {
 	}
 	defer stalled.close()
 	var wg sync.WaitGroup
-	var churned atomic.Int64
-	wg.Go(func() { churned.Store(int64(r.churn(lctx))) })
+	churned := make(chan int, 1)
+	go func() { churned <- r.churn(cctx) }()
 	watchers := r.startWatchers(lctx, &wg, rv)
 	readers := r.startReaders(lctx, &wg)
 	loadStart := time.Now()
@@ -173,7 +178,6 @@ func (r *run) measure(ctx context.Context) error {
 	stop()
 	wg.Wait()
 	took := time.Since(loadStart)
-	r.res.ChurnRate = float64(churned.Load()) / took.Seconds()
 	r.res.Reads = readers.summary(took)
 	r.res.Watches = watchers.summary()
 	r.res.Peak = sampler.peak
@@ -182,10 +186,12 @@ func (r *run) measure(ctx context.Context) error {
 	}
 	r.res.RSSSteady = sampler.medianRSS()
 
-	// The stalled watchers stay connected, unread, until the agent has
-	// let each of them go.
-	r.cfg.Progress("waiting for the agent to drop the watchers that never read")
+	// The stalled watchers stay connected, unread, while the pods churn,
+	// until the agent has let each of them go.
+	r.cfg.Progress("the readers and reading watchers left; waiting for the agent to drop the watchers that never read")
 	r.res.Stalled, err = stalled.waitDropped(ctx, r, dropped0, r.cfg.DropWait)
+	stopChurn()
+	r.res.ChurnRate = float64(<-churned) / time.Since(loadStart).Seconds()
 	if err != nil {
 		return err
 	}

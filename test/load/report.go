@@ -13,7 +13,8 @@ type Result struct {
 	Config            Config
 	Namespace         string
 	Started, Finished time.Time
-	// ChurnRate is the changes a second made while the clients ran.
+	// ChurnRate is the changes a second made from when the clients came
+	// until the stalled watchers were dropped.
 	ChurnRate float64
 	Reads     []ReadStats
 	Watches   WatchStats
@@ -96,7 +97,7 @@ func (r *Result) Markdown(command, machine string) string {
 	}
 	p("Run: %s to %s, namespace `%s`.\n\n", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), r.Namespace)
 	p("One krm-agent process (`--resources pods --namespace <run's> --verify-interval %s`, memory store) on the local cluster, "+
-		"%d pods, changed at %.0f a second (asked %d) while %d readers and %d watchers (%d of which never read) ran for %s. "+
+		"%d pods, changed at %.0f a second (asked %d) from when %d readers and %d watchers (%d of which never read) came, for %s, until the agent had dropped those that never read. "+
 		"Each reader makes its read, reads the whole answer, checks it is complete (every pod of the namespace or the shard, "+
 		"once, from one resourceVersion across pages), then pauses up to %s at random.\n\n",
 		c.VerifyInterval, c.Pods, r.ChurnRate, c.Churn, c.Readers, c.Watchers, c.Stalled, c.Duration, c.Think)
@@ -115,7 +116,7 @@ func (r *Result) Markdown(command, machine string) string {
 	p("| reading watchers (3 in 4 as an informer: JSON from the LIST's resourceVersion with bookmarks; 1 in 4 as `kubectl get -w`: Table) | %d, %d events read, %d errors%s |\n",
 		r.Watches.Watchers, r.Watches.Events, r.Watches.Errors, firstErr(r.Watches.FirstError))
 	p("| watchers that never read (half from the initial events, half from the LIST's resourceVersion; 4 KiB receive buffer) | %d |\n", r.Stalled.Watchers)
-	p("| dropped by the agent for a write timeout (`krm_watches_dropped_total{reason=\"write-timeout\"}`) | %d, all by %s after the clients left |\n", r.Stalled.DroppedByAgent, r.Stalled.Waited.Round(time.Second))
+	p("| dropped by the agent for a write timeout (`krm_watches_dropped_total{reason=\"write-timeout\"}`) | %d, by %s after the readers left |\n", r.Stalled.DroppedByAgent, r.Stalled.Waited.Round(time.Second))
 	p("| their connections closed by the agent (read to EOF afterwards) | %d |\n", r.Stalled.ClosedByAgent)
 	p("| `krm_watches_dropped_total` growth, by labels | %s |\n", labels(r.Dropped))
 	p("| `krm_watches`: peak, and once the clients left | %.0f, %.0f |\n", r.Peak.Watches, r.WatchesOpenAfter)
