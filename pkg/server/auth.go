@@ -31,7 +31,8 @@ import (
 func (s *Server) SecureHandler(authn authenticator.Request, authz authorizer.UnconditionalAuthorizer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &recorder{ResponseWriter: w, route: "denied"}
+		rec := newRecorder(w, "denied", s.opts.WriteTimeout)
+		defer rec.clearDeadline()
 		if isUIPath(r.URL.Path) || s.admitCaller(rec, r, authn, authz) {
 			rec.route = "unmatched"
 			s.route(rec, r)

@@ -385,8 +385,13 @@ func decodeContinue(s string, info api.ResourceInfo) (continueToken, error) {
 // rows that have changed since.
 type pageCache struct {
 	now     func() time.Time
+	ttl     time.Duration
 	mu      sync.Mutex
 	entries []pageEntry
+	// sweeper expires the entries when no LIST comes to do it, so a
+	// snapshot is let go pageTTL after its last page even when nothing
+	// more is read; nil while the cache is empty.
+	sweeper *time.Timer
 }
 
 type pageEntry struct {
@@ -398,13 +403,19 @@ type pageEntry struct {
 
 // Bounds of the page cache: at most pagesKept snapshots, each kept
 // pageTTL after its last use (kube-apiserver's continue tokens live about
-// as long as etcd's five-minute compaction).
+// as long as etcd's five-minute compaction). A snapshot is a copy-on-write
+// clone of the view: what it holds beyond the view is the tree nodes and
+// rows changed since it was taken, which the snapshots taken between two
+// changes share, so their memory is bounded by the changes made in
+// pageTTL, not by their number. pagesKept only bounds the bookkeeping and
+// how many paginated LISTs may be in flight at once before the least
+// recently used gets 410 Gone; 16 was too few for 40 clients.
 const (
-	pagesKept = 16
+	pagesKept = 1024
 	pageTTL   = 5 * time.Minute
 )
 
-func newPageCache(now func() time.Time) *pageCache { return &pageCache{now: now} }
+func newPageCache(now func() time.Time) *pageCache { return &pageCache{now: now, ttl: pageTTL} }
 
 func (c *pageCache) get(resource string, view store.Source, rv uint64) *api.Snapshot {
 	c.mu.Lock()
@@ -442,10 +453,32 @@ func (c *pageCache) put(resource string, view store.Source, snap *api.Snapshot) 
 		c.entries = append(c.entries[:oldest], c.entries[oldest+1:]...)
 	}
 	c.entries = append(c.entries, pageEntry{resource: resource, view: view, snap: snap, used: now})
+	if c.sweeper == nil {
+		c.sweeper = time.AfterFunc(c.ttl, c.sweep)
+	}
+}
+
+// sweep expires the entries and comes back when the oldest left is due.
+func (c *pageCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire()
+	if len(c.entries) == 0 {
+		c.sweeper = nil
+		return
+	}
+	oldest := c.entries[0].used
+	for _, e := range c.entries {
+		if e.used.Before(oldest) {
+			oldest = e.used
+		}
+	}
+	// At least a second apart, whatever the clock says.
+	c.sweeper.Reset(max(oldest.Add(c.ttl).Sub(c.now()), time.Second))
 }
 
 func (c *pageCache) expire() {
-	cut := c.now().Add(-pageTTL)
+	cut := c.now().Add(-c.ttl)
 	kept := c.entries[:0]
 	for _, e := range c.entries {
 		if e.used.After(cut) {

@@ -68,7 +68,15 @@ type Options struct {
 	// DefaultMaxWatches; each watch holds at most a 4,096-change channel and
 	// a 64 KiB write buffer.
 	MaxWatches int
+	// WriteTimeout bounds each write of a response to its client: a
+	// client that stops reading (a LIST or a watch it no longer reads) is
+	// let go once one write has blocked this long, instead of pinning its
+	// goroutine, buffers and snapshot. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
+
+// DefaultWriteTimeout is Options.WriteTimeout's default.
+const DefaultWriteTimeout = 30 * time.Second
 
 // DefaultMaxWatches is Options.MaxWatches' default.
 const DefaultMaxWatches = 1000
@@ -100,6 +108,9 @@ func New(b api.Backend, opts Options) *Server {
 	if opts.MaxWatches <= 0 {
 		opts.MaxWatches = DefaultMaxWatches
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
 	if opts.WaitForResourceVersion <= 0 {
 		opts.WaitForResourceVersion = 3 * time.Second
 	}
@@ -122,7 +133,8 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w, route: "unmatched"}
+	rec := newRecorder(w, "unmatched", s.opts.WriteTimeout)
+	defer rec.clearDeadline()
 	s.route(rec, r)
 	s.metrics.observe(rec.route, rec.resource, rec.code(), time.Since(start))
 }

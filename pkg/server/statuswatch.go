@@ -34,7 +34,7 @@ const (
 // DELETED when a resource stops being watched. A change to any resource's
 // objects wakes it (at most every statusCoalesce); other changes are found
 // within statusRecheck. It counts against --max-watches like every watch,
-// and a client that stops reading is let go after writeTimeout.
+// and a client that stops reading is let go after Options.WriteTimeout.
 func (s *Server) serveStatusWatch(w http.ResponseWriter, r *http.Request, f format) {
 	if n := s.watches.Add(1); n > int64(s.opts.MaxWatches) {
 		s.watches.Add(-1)
@@ -43,6 +43,8 @@ func (s *Server) serveStatusWatch(w http.ResponseWriter, r *http.Request, f form
 		return
 	}
 	defer s.watches.Add(-1)
+	s.metrics.watchStarted()
+	defer s.metrics.watchEnded()
 	opts := listOptions(r)
 	timeout := time.Duration(1800+rand.IntN(1800)) * time.Second
 	if opts.TimeoutSeconds != nil && *opts.TimeoutSeconds > 0 {
@@ -140,7 +142,7 @@ func (s *Server) serveStatusWatch(w http.ResponseWriter, r *http.Request, f form
 			}
 			delete(sent, name)
 		}
-		if err := rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
 		}
 		return flush(bw, rc)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -30,11 +31,6 @@ const (
 // initial events.
 const initialEventsEnd = "k8s.io/initial-events-end"
 
-// writeTimeout is how long one write to a watcher may block before the
-// watch is let go: a client that stops reading must not pin the watch's
-// buffers and subscription forever.
-const writeTimeout = 30 * time.Second
-
 // serveWatch streams the resource's changes with kube-apiserver's watch
 // semantics:
 //   - resourceVersion "" or "0" (and no sendInitialEvents): ADDED for every
@@ -46,6 +42,10 @@ const writeTimeout = 30 * time.Second
 //     k8s.io/initial-events-end, then every change;
 //   - allowWatchBookmarks: a BOOKMARK every BookmarkInterval;
 //   - timeoutSeconds, else 30 to 60 minutes as kube-apiserver's default.
+//
+// A client that stops reading is let go once one write has blocked for
+// WriteTimeout (the recorder sets the deadline before every write, the
+// initial events' included), and counted in krm_watches_dropped_total.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request) {
 	if n := s.watches.Add(1); n > int64(s.opts.MaxWatches) {
 		s.watches.Add(-1)
@@ -54,6 +54,30 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 		return
 	}
 	defer s.watches.Add(-1)
+	s.metrics.watchStarted()
+	defer s.metrics.watchEnded()
+	if err := s.streamWatch(w, r, req); err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.metrics.watchDropped(req.info.Name, dropWriteTimeout)
+		case errors.Is(err, errFellBehind):
+			s.metrics.watchDropped(req.info.Name, dropFellBehind)
+		}
+		var enc *encodeError
+		if errors.As(err, &enc) {
+			s.log.Error("ending a watch", "resource", req.info.Name, "err", err)
+		} else {
+			s.log.Debug("watch ended", "resource", req.info.Name, "err", err)
+		}
+	}
+}
+
+// errFellBehind ends a watch whose backend closed its channel of changes.
+var errFellBehind = errors.New("the watch fell too far behind its changes and was let go")
+
+// streamWatch serves one admitted watch; its error says why it ended early
+// (nil when the client left, the watch timed out or the agent stopped).
+func (s *Server) streamWatch(w http.ResponseWriter, r *http.Request, req *request) error {
 	timeout := time.Duration(1800+rand.IntN(1800)) * time.Second
 	if t := req.opts.TimeoutSeconds; t != nil && *t > 0 {
 		timeout = time.Duration(*t) * time.Second
@@ -73,7 +97,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 	if req.rv > 0 {
 		if _, err := s.snapshotAtLeast(ctx, req, req.rv); err != nil {
 			s.writeStatus(w, err)
-			return
+			return nil
 		}
 	}
 	from := req.rv
@@ -88,11 +112,10 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 		bw := getWriter(w)
 		defer putWriter(bw)
 		s.newEncoder(req).errorEvent(bw, tooOld(old.Requested, old.Oldest))
-		_ = bw.Flush()
-		return
+		return bw.Flush()
 	}
 	if !s.admit(w, req, snap, err) {
-		return
+		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -111,8 +134,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 			}
 		})
 		if err != nil {
-			s.log.Error("encoding a watch event", "resource", req.info.Name, "err", err)
-			return
+			return err
 		}
 		if endBookmark {
 			enc.bookmark(bw, snap.Header.ResourceVersion, true)
@@ -120,11 +142,11 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 	}
 	for _, c := range backlog {
 		if err := s.sendChange(bw, enc, req, c); err != nil {
-			return
+			return err
 		}
 	}
 	if err := flush(bw, rc); err != nil {
-		return
+		return err
 	}
 
 	var tick, last <-chan time.Time
@@ -143,23 +165,26 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick:
 			enc.bookmark(bw, lastRV, false)
 		case <-last:
 			enc.bookmark(bw, lastRV, false)
 		case c, ok := <-changes:
 			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
 				// The watcher fell behind and was let go; the client
 				// watches again from the last resourceVersion it got.
-				return
+				return errFellBehind
 			}
 			if c.Type == eventBookmark {
 				lastRV = max(lastRV, c.ResourceVersion)
 				continue
 			}
 			if err := s.sendChange(bw, enc, req, c); err != nil {
-				return
+				return err
 			}
 			lastRV = max(lastRV, c.ResourceVersion)
 			// Send what has queued up in one write.
@@ -170,18 +195,14 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 				}
 				if c.Type != eventBookmark {
 					if err := s.sendChange(bw, enc, req, c); err != nil {
-						return
+						return err
 					}
 				}
 				lastRV = max(lastRV, c.ResourceVersion)
 			}
 		}
-		if err := rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return
-		}
 		if err := flush(bw, rc); err != nil {
-			s.log.Debug("writing watch", "resource", req.info.Name, "err", err)
-			return
+			return err
 		}
 	}
 }
@@ -197,16 +218,19 @@ func (s *Server) sendChange(bw *bufio.Writer, enc *encoder, req *request, c api.
 		// state that matched, at the change's resourceVersion.
 		var err error
 		if row, err = atResourceVersion(c.Prev, c.Row.ResourceVersion); err != nil {
-			s.log.Error("encoding a watch event", "resource", req.info.Name, "err", err)
-			return err
+			return &encodeError{err}
 		}
 	}
-	if err := enc.event(bw, typ, row); err != nil {
-		s.log.Error("encoding a watch event", "resource", req.info.Name, "err", err)
-		return err
-	}
-	return nil
+	return enc.event(bw, typ, row)
 }
+
+// encodeError is a watch event that could not be encoded, told apart from
+// a write that failed.
+type encodeError struct{ err error }
+
+func (e *encodeError) Error() string { return "encoding a watch event: " + e.err.Error() }
+
+func (e *encodeError) Unwrap() error { return e.err }
 
 // translate turns a change into the event this watch sends, as the watch
 // cache does for a filtered watch: a change that takes an object out of the
@@ -284,7 +308,7 @@ func (e *encoder) event(bw *bufio.Writer, typ string, row *store.Row) error {
 		} else {
 			cols, err := json.Marshal(e.cols.defs)
 			if err != nil {
-				return err
+				return &encodeError{err}
 			}
 			buf = append(buf, cols...)
 			e.columnsSent = true
@@ -292,7 +316,7 @@ func (e *encoder) event(bw *bufio.Writer, typ string, row *store.Row) error {
 		buf = append(buf, `,"rows":[`...)
 		var err error
 		if buf, err = e.s.tableRow(buf, e.cache, &e.cols, e.req, row, e.s.now()); err != nil {
-			return err
+			return &encodeError{err}
 		}
 		buf = append(buf, "]}"...)
 	case e.req.format == formatMetadata && e.cache != nil:

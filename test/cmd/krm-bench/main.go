@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/krm-project/krm/test/cluster"
+	"github.com/krm-project/krm/test/benchenv"
 )
 
 type options struct {
@@ -86,7 +86,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	r := &report{redisCompareBin: o.redisCompare, command: commandLine(), started: time.Now().UTC(), machine: readMachine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
+	r := &report{redisCompareBin: o.redisCompare, command: commandLine(), started: time.Now().UTC(), machine: benchenv.Machine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
 
 	dir, err := os.MkdirTemp("", "krm-bench-")
 	if err != nil {
@@ -106,7 +106,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 
-	s, err := attachCluster(ctx)
+	s, err := benchenv.AttachCluster(ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func run(ctx context.Context, o options) (err error) {
 	bin := o.agentBin
 	if bin == "" {
 		progress("building krm-agent")
-		if bin, err = buildAgent(ctx, dir); err != nil {
+		if bin, err = benchenv.BuildAgent(ctx, dir); err != nil {
 			return err
 		}
 	}
@@ -132,18 +132,15 @@ func run(ctx context.Context, o options) (err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
-	if err := b.createNamespace(ctx); err != nil {
+	if err := b.Setup(ctx); err != nil {
 		return err
 	}
-	r.namespace = b.ns
-	if err := b.createNodes(ctx); err != nil {
-		return err
-	}
+	r.namespace = b.NS
 
 	if o.redisOnly {
-		progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.nodes))
+		progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.Nodes))
 		start := time.Now()
-		if err := b.createPods(ctx); err != nil {
+		if err := b.CreatePods(ctx); err != nil {
 			return err
 		}
 		r.createTook = time.Since(start)
@@ -174,21 +171,21 @@ func run(ctx context.Context, o options) (err error) {
 		return r.print(o)
 	}
 
-	progress("starting krm-agent --resources pods --namespace " + b.ns)
+	progress("starting krm-agent --resources pods --namespace " + b.NS)
 	if err := b.startAgent(ctx, bin); err != nil {
 		return err
 	}
-	if r.rssEmpty, err = b.agent.rss(); err != nil {
+	if r.rssEmpty, err = b.agent.RSS(); err != nil {
 		return err
 	}
 
-	progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.nodes))
+	progress(fmt.Sprintf("creating %d pods bound round-robin to the run's nodes %v", o.pods, b.Nodes))
 	start := time.Now()
-	if err := b.createPods(ctx); err != nil {
+	if err := b.CreatePods(ctx); err != nil {
 		return err
 	}
 	r.createTook = time.Since(start)
-	if err := b.waitAgentHasAll(ctx, max(6*time.Minute, time.Duration(o.pods/10000)*3*time.Minute)); err != nil {
+	if err := b.WaitAgentHasAll(ctx, b.agent, b.SettleTimeout()); err != nil {
 		return err
 	}
 	r.settleTook = time.Since(start)
@@ -197,10 +194,10 @@ func run(ctx context.Context, o options) (err error) {
 		return ctx.Err()
 	case <-time.After(settleBeforeRSS):
 	}
-	if r.rssLoaded, err = b.agent.rss(); err != nil {
+	if r.rssLoaded, err = b.agent.RSS(); err != nil {
 		return err
 	}
-	if r.anonLoaded, err = procStatus(b.agent.cmd.Process.Pid, "RssAnon"); err != nil {
+	if r.anonLoaded, err = benchenv.ProcStatus(b.agent.Pid(), "RssAnon"); err != nil {
 		return err
 	}
 	progress("measuring the agent's peak RSS during its next verifying LIST")
@@ -212,7 +209,7 @@ func run(ctx context.Context, o options) (err error) {
 	if r.latency, err = b.measureLists(ctx); err != nil {
 		return err
 	}
-	if r.rssAfter, err = b.agent.rss(); err != nil {
+	if r.rssAfter, err = b.agent.RSS(); err != nil {
 		return err
 	}
 	progress(fmt.Sprintf("measuring single-pod GETs from the agent, idle and under %d changes a second", getRate))
@@ -262,18 +259,6 @@ func (r *report) print(o options) error {
 		return os.WriteFile(o.out, []byte(text), 0o644)
 	}
 	return nil
-}
-
-// attachCluster uses the running local cluster, or starts one (which keeps
-// running afterwards, as after `make cluster-up`).
-func attachCluster(ctx context.Context) (*cluster.State, error) {
-	cfg := cluster.DefaultConfig()
-	if s, err := cluster.Load(cfg.Dir); err == nil && s.Running(ctx) == nil {
-		return s, nil
-	}
-	progress("no running local cluster in " + cfg.Dir + "; starting one (make cluster-down stops it)")
-	cfg.Log = os.Stderr
-	return cluster.Up(ctx, cfg)
 }
 
 func progress(msg string) {

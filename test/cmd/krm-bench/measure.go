@@ -74,7 +74,7 @@ func (b *bench) measureLists(ctx context.Context) ([]*target, error) {
 	agent := &target{
 		name:   "krm-agent",
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
-		url:    b.agent.url + "/api/v1/namespaces/" + url.PathEscape(b.ns) + "/pods",
+		url:    b.agent.URL + "/api/v1/namespaces/" + url.PathEscape(b.NS) + "/pods",
 		header: http.Header{"Accept": {"application/json"}, "User-Agent": {"krm-bench"}},
 	}
 	// kubectl get asks for a Table; the agent renders each row once per
@@ -162,7 +162,7 @@ const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/js
 const agentTableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 func (b *bench) apiserverTarget(name string, disableCompression bool) (*target, error) {
-	cfg := rest.CopyConfig(b.cfg)
+	cfg := rest.CopyConfig(b.Cfg)
 	cfg.DisableCompression = disableCompression
 	rt, err := rest.TransportFor(cfg)
 	if err != nil {
@@ -171,17 +171,9 @@ func (b *bench) apiserverTarget(name string, disableCompression bool) (*target, 
 	return &target{
 		name:   name,
 		client: &http.Client{Transport: rt},
-		url:    b.s.Server + "/api/v1/namespaces/" + b.ns + "/pods",
+		url:    b.S.Server + "/api/v1/namespaces/" + b.NS + "/pods",
 		header: http.Header{"Accept": {"application/json"}, "User-Agent": {"krm-bench (client-go style)"}},
 	}, nil
-}
-
-// percentile is the nearest-rank percentile p (0 < p <= 1) of samples.
-func percentile(samples []time.Duration, p float64) time.Duration {
-	s := slices.Clone(samples)
-	slices.Sort(s)
-	i := int(float64(len(s))*p+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
 }
 
 // agentHeap runs pkg/agent, as krm-agent runs it, on the namespace's pods
@@ -190,7 +182,7 @@ func percentile(samples []time.Duration, p float64) time.Duration {
 func (b *bench) agentHeap(ctx context.Context) (int64, error) {
 	before := liveHeap()
 	a, err := agent.Config{
-		RESTConfig: b.cfg, Resources: []string{"pods"}, Namespace: b.ns,
+		RESTConfig: b.Cfg, Resources: []string{"pods"}, Namespace: b.NS,
 		VerifyInterval: time.Hour, ClusterName: "krm-bench",
 	}.Complete()
 	if err != nil {
@@ -219,12 +211,12 @@ func (b *bench) agentHeap(ctx context.Context) (int64, error) {
 // with managedFields stripped as the agent strips them, and returns the live
 // heap it adds once synced, measured after garbage collection.
 func (b *bench) informerHeap(ctx context.Context) (int64, error) {
-	cs, err := kubernetes.NewForConfig(b.cfg)
+	cs, err := kubernetes.NewForConfig(b.Cfg)
 	if err != nil {
 		return 0, err
 	}
 	before := liveHeap()
-	lw := cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "pods", b.ns, fields.Everything())
+	lw := cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "pods", b.NS, fields.Everything())
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	if err := inf.SetTransform(func(obj any) (any, error) {
 		if m, err := meta.Accessor(obj); err == nil {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,30 +24,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/krm-project/krm/test/benchenv"
 )
 
 // informerChildArg makes krm-bench run as the informer process whose RSS
 // is compared with the agent's: the same kind of process (a Go binary
 // holding the pods), measured the same way (VmRSS).
 const informerChildArg = "informer-child"
-
-// procStatus reads one "Vm…" field of /proc/<pid>/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("reading %s %q: %w", field, line, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
-}
 
 // runInformerChild runs a client-go SharedIndexInformer on one namespace's
 // pods, managedFields stripped as the agent strips them, prints "synced N"
@@ -102,7 +85,7 @@ func (b *bench) informerRSS(ctx context.Context) (rss, anon int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	cmd := exec.CommandContext(ctx, self, informerChildArg, "-kubeconfig", b.s.Kubeconfig, "-namespace", b.ns)
+	cmd := exec.CommandContext(ctx, self, informerChildArg, "-kubeconfig", b.S.Kubeconfig, "-namespace", b.NS)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -133,10 +116,10 @@ func (b *bench) informerRSS(ctx context.Context) (rss, anon int64, err error) {
 		return 0, 0, ctx.Err()
 	case <-time.After(settleBeforeRSS):
 	}
-	if rss, err = procStatus(cmd.Process.Pid, "VmRSS"); err != nil {
+	if rss, err = benchenv.ProcStatus(cmd.Process.Pid, "VmRSS"); err != nil {
 		return 0, 0, err
 	}
-	anon, err = procStatus(cmd.Process.Pid, "RssAnon")
+	anon, err = benchenv.ProcStatus(cmd.Process.Pid, "RssAnon")
 	return rss, anon, err
 }
 
@@ -148,9 +131,9 @@ const settleBeforeRSS = 10 * time.Second
 // /proc/<pid>/clear_refs), waits for its next verifying LIST to land, and
 // returns the RSS before it and the peak during it.
 func (b *bench) verificationPeak(ctx context.Context) (steady, peak int64, err error) {
-	pid := b.agent.cmd.Process.Pid
+	pid := b.agent.Pid()
 	count := func() (int64, error) {
-		st, err := b.agent.client.ResourceStatuses(ctx)
+		st, err := b.agent.Client.ResourceStatuses(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -165,11 +148,11 @@ func (b *bench) verificationPeak(ctx context.Context) (steady, peak int64, err e
 	if err != nil {
 		return 0, 0, err
 	}
-	if steady, err = procStatus(pid, "VmRSS"); err != nil {
+	if steady, err = benchenv.ProcStatus(pid, "VmRSS"); err != nil {
 		return 0, 0, err
 	}
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		return 0, 0, fmt.Errorf("resetting the agent's peak RSS: %w", err)
+	if err := b.agent.ResetPeakRSS(); err != nil {
+		return 0, 0, err
 	}
 	deadline := time.Now().Add(3 * agentVerifyInterval)
 	for {
@@ -189,7 +172,7 @@ func (b *bench) verificationPeak(ctx context.Context) (steady, peak int64, err e
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	peak, err = procStatus(pid, "VmHWM")
+	peak, err = benchenv.ProcStatus(pid, "VmHWM")
 	return steady, peak, err
 }
 
@@ -210,7 +193,7 @@ const getRate = 100
 func (b *bench) measureGets(ctx context.Context) (*getLatency, error) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
 	get := func(i int) (time.Duration, error) {
-		u := b.agent.url + "/api/v1/namespaces/" + url.PathEscape(b.ns) + "/pods/" + fmt.Sprintf("bench-%05d", i%b.o.pods)
+		u := b.agent.URL + "/api/v1/namespaces/" + url.PathEscape(b.NS) + "/pods/" + benchenv.PodName(i%b.o.pods)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return 0, err
@@ -261,7 +244,7 @@ func (b *bench) measureGets(ctx context.Context) (*getLatency, error) {
 			case <-t.C:
 			}
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{"krm.example/churn":"%d"}}}`, n)
-			if _, err := b.cs.CoreV1().Pods(b.ns).Patch(cctx, fmt.Sprintf("bench-%05d", n%b.o.pods), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err == nil {
+			if _, err := b.CS.CoreV1().Pods(b.NS).Patch(cctx, benchenv.PodName(n%b.o.pods), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err == nil {
 				n++
 			}
 		}

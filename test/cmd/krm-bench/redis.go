@@ -96,7 +96,7 @@ func (b *bench) measureRedis(ctx context.Context, bin, dir string) (_ *redisByte
 		// A value of this measurement's own: a patch that changes
 		// nothing makes no event.
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{"krm.example/redis":"%s-%d"}}}`, addr, i)
-		if _, err := b.cs.CoreV1().Pods(b.ns).Patch(ctx, fmt.Sprintf("bench-%05d", i%b.o.pods), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if _, err := b.CS.CoreV1().Pods(b.NS).Patch(ctx, fmt.Sprintf("bench-%05d", i%b.o.pods), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			return nil, err
 		}
 	}
@@ -117,7 +117,7 @@ func (b *bench) measureRedis(ctx context.Context, bin, dir string) (_ *redisByte
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the agent's event stream holds %d of the %d events after 2 minutes; the agent's log ends:\n%s", res.events, redisEvents, b.agent.tail())
+			return nil, fmt.Errorf("the agent's event stream holds %d of the %d events after 2 minutes; the agent's log ends:\n%s", res.events, redisEvents, b.agent.Tail())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -236,7 +236,7 @@ func keyBytes(ctx context.Context, rdb *redis.Client, pattern string) (usage, pa
 
 // agentJSON is the summed compact JSON of the pods the agent serves.
 func (b *bench) agentJSON(ctx context.Context) (int64, error) {
-	u := b.agent.url + "/api/v1/namespaces/" + url.PathEscape(b.ns) + "/pods"
+	u := b.agent.URL + "/api/v1/namespaces/" + url.PathEscape(b.NS) + "/pods"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err

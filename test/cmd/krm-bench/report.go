@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
+	"github.com/krm-project/krm/test/benchenv"
 	"github.com/krm-project/krm/test/cluster"
 )
 
@@ -14,7 +14,7 @@ import (
 type report struct {
 	command           string
 	started, finished time.Time
-	machine           machine
+	machine           string
 	kubeVersion       string
 	namespace         string
 	pods              int
@@ -39,35 +39,6 @@ type report struct {
 	redis             *redisBytes
 	redisCompare      *redisBytes
 	redisCompareBin   string
-}
-
-type machine struct {
-	cpus  int
-	model string
-	mem   string
-}
-
-func readMachine() machine {
-	m := machine{cpus: runtime.NumCPU(), model: "unknown", mem: "unknown"}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				var kb int64
-				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
-					m.mem = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
-				}
-			}
-		}
-	}
-	return m
 }
 
 func commandLine() string {
@@ -107,16 +78,16 @@ func (r *report) markdown() string {
 	p("## krm-bench report\n\n")
 	p("- command: `%s`\n", r.command)
 	p("- date: %s (took %s)\n", r.started.Format(time.RFC3339), r.finished.Sub(r.started).Round(time.Second))
-	p("- machine: %d × %s, %s RAM, %s/%s; %s\n", r.machine.cpus, r.machine.model, r.machine.mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	p("- machine: %s\n", r.machine)
 	p("- cluster: the local test cluster (etcd, kube-apiserver %s, kwok nodes), all on this machine\n", r.kubeVersion)
 	p("- %d pods in namespace %s, bound round-robin to %d kwok nodes of the run's own: created in %s, all Running in the agent and in its last LIST after %s\n\n",
-		r.pods, r.namespace, benchNodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
+		r.pods, r.namespace, benchenv.Nodes, r.createTook.Round(100*time.Millisecond), r.settleTook.Round(100*time.Millisecond))
 
 	if len(r.latency) == 7 {
 		agent, apiserver, identity, floor := r.latency[0], r.latency[1], r.latency[2], r.latency[3]
 		agentTable, apiserverTable, apiserverTableObjects := r.latency[4], r.latency[5], r.latency[6]
-		p50 := func(t *target) time.Duration { return percentile(t.samples, 0.5) }
-		p99 := func(t *target) time.Duration { return percentile(t.samples, 0.99) }
+		p50 := func(t *target) time.Duration { return benchenv.Percentile(t.samples, 0.5) }
+		p99 := func(t *target) time.Duration { return benchenv.Percentile(t.samples, 0.99) }
 		p("### LIST of %d pods\n\n", r.pods)
 		p("%d rounds after %d warm-up rounds; each round fetches every source in turn (rotating which goes first), reading the whole body over a kept-alive connection. p99 of %d samples is their maximum.\n\n", r.rounds, r.warmup, r.rounds)
 		p("| source | request | p50 | p99 | bytes per response |\n|---|---|---:|---:|---:|\n")
@@ -185,8 +156,8 @@ func (r *report) markdown() string {
 		p("\n")
 	}
 	if g := r.gets; g != nil {
-		p50i, p99i := percentile(g.idle, 0.5), percentile(g.idle, 0.99)
-		p50c, p99c := percentile(g.churn, 0.5), percentile(g.churn, 0.99)
+		p50i, p99i := benchenv.Percentile(g.idle, 0.5), benchenv.Percentile(g.idle, 0.99)
+		p50c, p99c := benchenv.Percentile(g.churn, 0.5), benchenv.Percentile(g.churn, 0.99)
 		p("### Single-pod GET from the agent\n\n")
 		p("`GET /api/v1/namespaces/…/pods/<name>`, a different pod each time, for %s with 2 ms between requests: idle, then while %.0f pods a second got a new annotation (merge patches to kube-apiserver, which the agent's watch applies).\n\n", getWindow, g.eventsPerSecond)
 		p("| when | samples | p50 | p99 |\n|---|---:|---:|---:|\n")

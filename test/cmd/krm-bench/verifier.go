@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/krm-project/krm/test/benchenv"
 )
 
 // verifierVerifications is how many verifications of each kind are
@@ -42,7 +44,7 @@ type verifierCost struct {
 // where it costs both less).
 func (b *bench) compareVerifiers(ctx context.Context, bin string) ([]verifierCost, error) {
 	apiserver := -1
-	for _, p := range b.s.Processes {
+	for _, p := range b.S.Processes {
 		if p.Name == "kube-apiserver" {
 			apiserver = p.PID
 		}
@@ -70,10 +72,10 @@ func (b *bench) compareVerifiers(ctx context.Context, bin string) ([]verifierCos
 }
 
 func (b *bench) measureVerifications(ctx context.Context, mode string, apiserver int) (verifierCost, error) {
-	if err := b.waitAgentHasAll(ctx, 5*time.Minute); err != nil {
+	if err := b.WaitAgentHasAll(ctx, b.agent, 5*time.Minute); err != nil {
 		return verifierCost{}, err
 	}
-	agentPID := b.agent.cmd.Process.Pid
+	agentPID := b.agent.Pid()
 	var took, cpu []time.Duration
 	var apiPeak, agentPeak []int64
 	for range verifierVerifications {
@@ -81,11 +83,11 @@ func (b *bench) measureVerifications(ctx context.Context, mode string, apiserver
 		if err != nil {
 			return verifierCost{}, err
 		}
-		apiRSS, err := procStatus(apiserver, "VmRSS")
+		apiRSS, err := benchenv.ProcStatus(apiserver, "VmRSS")
 		if err != nil {
 			return verifierCost{}, err
 		}
-		agRSS, err := procStatus(agentPID, "VmRSS")
+		agRSS, err := benchenv.ProcStatus(agentPID, "VmRSS")
 		if err != nil {
 			return verifierCost{}, err
 		}
@@ -134,11 +136,11 @@ func (b *bench) measureVerifications(ctx context.Context, mode string, apiserver
 			}
 			start = smp
 		}
-		apiHWM, err := procStatus(apiserver, "VmHWM")
+		apiHWM, err := benchenv.ProcStatus(apiserver, "VmHWM")
 		if err != nil {
 			return verifierCost{}, err
 		}
-		agHWM, err := procStatus(agentPID, "VmHWM")
+		agHWM, err := benchenv.ProcStatus(agentPID, "VmHWM")
 		if err != nil {
 			return verifierCost{}, err
 		}
@@ -158,7 +160,7 @@ type listSeconds struct {
 }
 
 func (b *bench) agentListSeconds(ctx context.Context) (listSeconds, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.agent.url+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.agent.URL+"/metrics", nil)
 	if err != nil {
 		return listSeconds{}, err
 	}
