@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"resource"}),
 		watchRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "krm_watch_restarts_total", Help: "Watches restarted, by resource and reason (closed: the server ended it; gone: 410; error; stalled: nothing, not even a bookmark, for 150s).",
+			Name: "krm_watch_restarts_total", Help: "Watches restarted, by resource and reason (closed: the server ended it; gone: 410; error; stalled: nothing, not even a bookmark, for --watch-stall-timeout, 150 s by default).",
 		}, []string{"resource", "reason"}),
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "krm_drift_objects_total", Help: "Objects whose event the stream missed, found by a LIST, by kind of miss.",

@@ -27,7 +27,7 @@ const (
 // --history-max-bytes' defaults.
 const (
 	DefaultRetention = time.Hour
-	DefaultMaxBytes  = 256 << 20
+	DefaultMaxBytes  = 64 << 20
 )
 
 // revOverhead is what a revision costs beyond its patch, managers and
