@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/persist"
 	"github.com/krm-project/krm/pkg/agent/probe"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
@@ -103,7 +104,7 @@ type Agent struct {
 	cluster   string
 	log       *slog.Logger
 	// persist writes frames and events to the store and tracks its health.
-	persist *storeWriter
+	persist *persist.Writer
 	// election is the leader election, nil when off; follows reads the
 	// leader's frames and events while this replica does not lead.
 	election *election
@@ -207,21 +208,21 @@ func (c Config) Complete() (*Agent, error) {
 	a := &Agent{byName: map[string]*runner{}, store: c.Store, storeKind: storeKind(c.Store), cluster: c.ClusterName, log: c.Logger, version: clusterVersion}
 	a.clusterUID = c.ClusterUID
 	a.keyCluster = keyCluster
-	sm, err := newStoreMetrics(c.Registry)
+	sm, err := persist.NewMetrics(c.Registry)
 	if err != nil {
 		return nil, err
 	}
-	a.persist = newStoreWriter(c.Store, a.storeKind, a.keyCluster, c.Logger, sm)
-	a.persist.clusterUID = c.ClusterUID
+	a.persist = persist.NewWriter(c.Store, a.storeKind, a.keyCluster, c.Logger, sm)
+	a.persist.ClusterUID = c.ClusterUID
 	if c.LeaderElection != nil {
 		var ok bool
-		if a.follows, ok = c.Store.(followStore); !ok || a.persist.events == nil {
+		if a.follows, ok = c.Store.(followStore); !ok || a.persist.Events() == nil {
 			return nil, fmt.Errorf("leader election needs a store replicas share (redis), not %s", a.storeKind)
 		}
 		if a.election, err = newElection(*c.LeaderElection, c.RESTConfig, a); err != nil {
 			return nil, err
 		}
-		a.persist.follow()
+		a.persist.Follow()
 	}
 	if c.ProbeInterval > 0 {
 		if a.probe, err = probe.New(probe.Config{
@@ -265,7 +266,7 @@ func (c Config) Complete() (*Agent, error) {
 		run.agg.OnDrift = run.driftFound
 		run.hist = newHistory(c, a.keyCluster, r.info.Name, len(res))
 		a.runners = append(a.runners, run)
-		a.persist.add(run)
+		a.persist.Add(run)
 		for _, n := range r.info.Names() {
 			if _, taken := a.byName[n]; !taken {
 				a.byName[n] = run
@@ -343,7 +344,7 @@ func (a *Agent) Resources() api.ResourceList {
 // storeStatus reports the store's health: degraded from a failed write or
 // check until the store answers and every frame is written again.
 func (a *Agent) storeStatus() api.StoreStatus {
-	return a.persist.status()
+	return a.persist.Status()
 }
 
 // Resource implements api.Backend.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/persist"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -36,7 +37,7 @@ func (a *Agent) publishStreamStates(ctx context.Context, changed <-chan struct{}
 	for {
 		for _, r := range a.runners {
 			connected, last := r.agg.StreamState()
-			wctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			wctx, cancel := context.WithTimeout(ctx, persist.StoreTimeout)
 			err := a.follows.PutStreamState(wctx, a.keyCluster, r.info.Name, store.StreamState{Connected: connected, LastStreamAt: last, WrittenAt: time.Now()})
 			cancel()
 			if err != nil && ctx.Err() == nil {

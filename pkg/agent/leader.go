@@ -153,7 +153,7 @@ func (a *Agent) awaitLeadership(ctx context.Context) (context.Context, error) {
 	e.mu.Lock()
 	e.role = roleLeader
 	e.mu.Unlock()
-	a.persist.lead()
+	a.persist.Lead()
 	a.log.Info("leading: watching, verifying and writing to the store", "identity", e.cfg.Identity)
 	return lead, nil
 }

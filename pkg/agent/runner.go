@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/persist"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	krmv1alpha1 "github.com/krm-project/krm/pkg/apis/krm/v1alpha1"
@@ -57,7 +58,7 @@ type runner struct {
 	agg      *aggregate.Aggregator
 	rows     *rowBuilder
 	// writer persists frames and events; the store is never read here.
-	writer  *storeWriter
+	writer  *persist.Writer
 	metrics *metrics
 	log     *slog.Logger
 
@@ -463,28 +464,29 @@ func (r *runner) handle(ev watch.Event) error {
 		r.measure(string(ev.Type), obj, row)
 		r.agg.Apply(string(ev.Type), row, aggregate.Received)
 		r.recordHistory(string(ev.Type), obj, row)
-		r.writer.event(r, string(ev.Type), row)
+		r.writer.Event(r, string(ev.Type), row)
 	}
 	return nil
 }
 
 // persist writes the verified and aggregated frames to the store (see
-// storeWriter). A store failure is reported in status; serving goes on from
+// persist.Writer). A store failure is reported in status; serving goes on from
 // memory.
 func (r *runner) persist(ctx context.Context) {
-	r.writer.writeFrames(ctx, r)
+	r.writer.WriteFrames(ctx, r)
 }
 
-func result(err error) string {
-	if err != nil {
-		return "error"
-	}
-	return "ok"
-}
+func result(err error) string { return source.Result(err) }
 
 // api.Resource
 
-func (r *runner) Info() api.ResourceInfo     { return r.info }
+func (r *runner) Info() api.ResourceInfo { return r.info }
+
+// persist.Resource
+
+func (r *runner) ResourceName() string              { return r.info.Name }
+func (r *runner) Aggregator() *aggregate.Aggregator { return r.agg }
+
 func (r *runner) Status() api.ResourceStatus { return r.agg.Status(r.info) }
 func (r *runner) Snapshot(view store.Source) *api.Snapshot {
 	return r.agg.Snapshot(view)

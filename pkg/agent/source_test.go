@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/persist"
 	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
@@ -285,12 +286,12 @@ func TestHandleTableEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm, err := newStoreMetrics(reg)
+	sm, err := persist.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.metrics = m
-	r.writer = newStoreWriter(store.NewMemory(), "memory", "test", r.log, sm)
+	r.writer = persist.NewWriter(store.NewMemory(), "memory", "test", r.log, sm)
 	rows, rv, err := r.list(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -429,12 +430,12 @@ func TestWatchdogRestartsASilentWatch(t *testing.T) {
 	r := testTableRunner(src)
 	r.metrics, r.stallAfter, r.interval = m, 100*time.Millisecond, time.Hour
 	r.relist, r.listed = make(chan struct{}, 1), make(chan struct{}, 1)
-	sm, err := newStoreMetrics(prometheus.NewRegistry())
+	sm, err := persist.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.writer = newStoreWriter(store.NewMemory(), "memory", "test", r.log, sm)
-	r.writer.add(r)
+	r.writer = persist.NewWriter(store.NewMemory(), "memory", "test", r.log, sm)
+	r.writer.Add(r)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Start(ctx) }()

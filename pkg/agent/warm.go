@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/persist"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -71,7 +72,7 @@ func (a *Agent) storeReadFailed(ctx context.Context, r *runner, err error) {
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 	default:
 		a.log.Warn("reading stored frames failed; starting cold", "resource", r.info.Name, "err", err)
-		a.persist.fail(err)
+		a.persist.Fail(err)
 	}
 }
 
@@ -85,7 +86,7 @@ func (a *Agent) countUnreadable(r *runner, err error) {
 	case errors.Is(err, errForeignFrame):
 		reason = "foreign"
 	}
-	a.persist.metrics.unreadable.WithLabelValues(r.info.Name, reason).Inc()
+	a.persist.CountUnreadable(r.info.Name, reason)
 }
 
 // errForeignFrame is wrapped by foreignFrame's errors.
@@ -108,12 +109,12 @@ func (a *Agent) foreignFrame(f *store.Frame) error {
 // order, and returns how many it read. A failure leaves the frames as they
 // are: the first LIST brings everything in.
 func (a *Agent) replay(ctx context.Context, r *runner, from uint64) int {
-	if a.persist.events == nil {
+	if a.persist.Events() == nil {
 		return 0
 	}
 	n := 0
 	for {
-		evs, err := a.persist.events.Events(ctx, a.keyCluster, r.info.Name, from, replayPage)
+		evs, err := a.persist.Events().Events(ctx, a.keyCluster, r.info.Name, from, persist.ReplayPage)
 		if err != nil {
 			a.storeReadFailed(ctx, r, err)
 			return n
@@ -123,7 +124,7 @@ func (a *Agent) replay(ctx context.Context, r *runner, from uint64) int {
 			from = ev.Row.ResourceVersion
 		}
 		n += len(evs)
-		if len(evs) < replayPage {
+		if len(evs) < persist.ReplayPage {
 			return n
 		}
 	}
@@ -151,7 +152,7 @@ func (a *Agent) readyDetail() string {
 	if d := a.roleDetail(); d != "" {
 		parts = append(parts, d)
 	}
-	if st := a.persist.status(); !st.Healthy {
+	if st := a.persist.Status(); !st.Healthy {
 		parts = append(parts, fmt.Sprintf("store %s degraded, serving from memory: %s", st.Kind, st.Message))
 	}
 	if len(parts) == 0 {

@@ -48,3 +48,11 @@ func Wait(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// Result is a call's outcome as metrics label it: ok or error.
+func Result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}

@@ -1,4 +1,4 @@
-package agent
+package persist
 
 import (
 	"context"
@@ -72,19 +72,19 @@ func (s *restoredStore) stored(name string) bool {
 func TestRedisWriterAcrossAnEtcdRestore(t *testing.T) {
 	s := &restoredStore{flakyStore: newFlakyStore()}
 	w, r, m := newTestWriter(t, s)
-	w.writeFrames(t.Context(), r)
+	w.WriteFrames(t.Context(), r)
 	r.agg.Verify(listed(4000, row("a", 3900, store.Verified), row("b", 3950, store.Verified)))
-	w.writeFrames(t.Context(), r)
+	w.WriteFrames(t.Context(), r)
 	for _, rv := range []uint64{4100, 5000} {
 		c := row("before", rv, store.Streamed)
 		r.agg.Apply(modified, c, aggregate.Received)
-		w.event(r, modified, c)
+		w.Event(r, modified, c)
 	}
 	waitUntil(t, "the events before the restore in the stream", func() bool { return s.stored("before") })
 
 	// etcd restored to a backup at 3000.
 	r.agg.Verify(listed(3000, row("a", 2900, store.Verified)))
-	w.writeFrames(t.Context(), r)
+	w.WriteFrames(t.Context(), r)
 	s.mu.Lock()
 	resets := s.resets
 	s.mu.Unlock()
@@ -96,6 +96,6 @@ func TestRedisWriterAcrossAnEtcdRestore(t *testing.T) {
 	}
 	c := row("after", 3001, store.Streamed)
 	r.agg.Apply(added, c, aggregate.Received)
-	w.event(r, added, c)
+	w.Event(r, added, c)
 	waitUntil(t, "the restored cluster's event in the stream", func() bool { return s.stored("after") })
 }

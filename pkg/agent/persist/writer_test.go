@@ -1,8 +1,9 @@
-package agent
+package persist
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -108,18 +109,46 @@ func (s *flakyStore) Events(context.Context, string, string, uint64, int64) ([]s
 
 func (s *flakyStore) TrimEvents(context.Context, string, string, uint64) error { return nil }
 
-// newTestWriter returns a storeWriter on s with one runner for pods whose
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+const (
+	added    = api.EventAdded
+	modified = api.EventModified
+)
+
+// testResource is a resource as the runner is one: a name and its
+// aggregator.
+type testResource struct {
+	name string
+	agg  *aggregate.Aggregator
+}
+
+func (r *testResource) ResourceName() string              { return r.name }
+func (r *testResource) Aggregator() *aggregate.Aggregator { return r.agg }
+
+func row(name string, rv uint64, src store.Source) *store.Row {
+	return &store.Row{
+		UID: "uid-" + name, Namespace: "ns", Name: name, ResourceVersion: rv, Source: src,
+		Object: fmt.Appendf(nil, `{"metadata":{"name":%q,"resourceVersion":"%d"}}`, name, rv),
+	}
+}
+
+func listed(rv uint64, rows ...*store.Row) aggregate.Verification {
+	return aggregate.Verification{Rows: rows, RV: rv, At: t0}
+}
+
+// newTestWriter returns a Writer on s with one runner for pods whose
 // first LIST has landed, and starts the writer until the test ends.
-func newTestWriter(t *testing.T, s store.Store) (*storeWriter, *runner, *storeMetrics) {
+func newTestWriter(t *testing.T, s store.Store) (*Writer, *testResource, *Metrics) {
 	t.Helper()
-	m, err := newStoreMetrics(prometheus.NewRegistry())
+	m, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newStoreWriter(s, "redis", "test", slog.New(slog.NewTextHandler(t.Output(), nil)), m)
-	w.checkEvery = 20 * time.Millisecond
-	r := &runner{info: api.ResourceInfo{Name: "pods"}, agg: newTestAggregator(), writer: w}
-	w.add(r)
+	w := NewWriter(s, "redis", "test", slog.New(slog.NewTextHandler(t.Output(), nil)), m)
+	w.CheckEvery = 20 * time.Millisecond
+	r := &testResource{name: "pods", agg: aggregate.New("test", "pods", func() time.Time { return t0 })}
+	w.Add(r)
 	r.agg.Verify(listed(10, row("a", 5, store.Verified), row("b", 6, store.Verified)))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -164,7 +193,7 @@ func TestStoreWriterNeverBlocksTheWatch(t *testing.T) {
 	const n = eventQueueSize + 2*eventBatch
 	start := time.Now()
 	for i := range n {
-		w.event(r, added, row("x", uint64(100+i), store.Streamed))
+		w.Event(r, added, row("x", uint64(100+i), store.Streamed))
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("queueing %d events for a hanging store took %s", n, took)
@@ -182,14 +211,14 @@ func TestStoreWriterNeverBlocksTheWatch(t *testing.T) {
 func TestStoreWriterDegradedAndRecovered(t *testing.T) {
 	s := newFlakyStore()
 	w, r, m := newTestWriter(t, s)
-	w.writeFrames(t.Context(), r)
+	w.WriteFrames(t.Context(), r)
 	if diff := cmp.Diff(map[string]uint64{"a": 5, "b": 6}, names(s.frame(store.Aggregated))); diff != "" {
 		t.Fatalf("the first frame written (-want +got):\n%s", diff)
 	}
 
 	s.setDown(true)
-	waitUntil(t, "the writer to notice the store is down", func() bool { return !w.status().Healthy })
-	if st := w.status(); st.Kind != "redis" || st.Message == "" {
+	waitUntil(t, "the writer to notice the store is down", func() bool { return !w.Status().Healthy })
+	if st := w.Status(); st.Kind != "redis" || st.Message == "" {
 		t.Errorf("status while down: %+v", st)
 	}
 	if got := metricValue(t, m.healthy); got != 0 {
@@ -198,17 +227,17 @@ func TestStoreWriterDegradedAndRecovered(t *testing.T) {
 	// Changes during the outage: the views take them, the store cannot.
 	c := row("c", 11, store.Streamed)
 	r.agg.Apply(added, c, aggregate.Received)
-	w.event(r, added, c)
+	w.Event(r, added, c)
 	if got := metricValue(t, m.eventsDropped.WithLabelValues("pods", dropUnhealthy)); got != 1 {
 		t.Errorf("%v events dropped while the store is down, want 1", got)
 	}
-	w.writeFrames(t.Context(), r) // a LIST landing meanwhile
+	w.WriteFrames(t.Context(), r) // a LIST landing meanwhile
 	if _, has := names(s.frame(store.Aggregated))["c"]; has {
 		t.Fatal("a frame reached a store that is down")
 	}
 
 	s.setDown(false)
-	waitUntil(t, "the writer to recover", func() bool { return w.status().Healthy })
+	waitUntil(t, "the writer to recover", func() bool { return w.Status().Healthy })
 	if got := metricValue(t, m.healthy); got != 1 {
 		t.Errorf("krm_store_healthy = %v after recovering", got)
 	}
@@ -217,7 +246,7 @@ func TestStoreWriterDegradedAndRecovered(t *testing.T) {
 	}
 	// Events go to the store again.
 	d := row("d", 12, store.Streamed)
-	w.event(r, added, d)
+	w.Event(r, added, d)
 	waitUntil(t, "the event of d in the store", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -230,13 +259,13 @@ func TestStoreWriterDegradedAndRecovered(t *testing.T) {
 func TestStoreWriterRewritesLostFrames(t *testing.T) {
 	s := newFlakyStore()
 	w, r, _ := newTestWriter(t, s)
-	w.writeFrames(t.Context(), r)
+	w.WriteFrames(t.Context(), r)
 	s.lose()
 	waitUntil(t, "the frames written again", func() bool {
 		return s.frame(store.Verified) != nil && s.frame(store.Aggregated) != nil
 	})
-	if !w.status().Healthy {
-		t.Errorf("status after rewriting lost frames: %+v", w.status())
+	if !w.Status().Healthy {
+		t.Errorf("status after rewriting lost frames: %+v", w.Status())
 	}
 }
 
@@ -246,7 +275,7 @@ func TestStoreWriterSkipsReplayedEvents(t *testing.T) {
 	s := newFlakyStore()
 	w, r, _ := newTestWriter(t, s)
 	for _, rv := range []uint64{20, 21, 20, 21, 22} {
-		w.event(r, modified, row("a", rv, store.Streamed))
+		w.Event(r, modified, row("a", rv, store.Streamed))
 	}
 	waitUntil(t, "three events in the store", func() bool {
 		s.mu.Lock()

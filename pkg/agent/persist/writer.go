@@ -1,4 +1,7 @@
-package agent
+// Package persist is krm-agent's store writer: each resource's frames after
+// every LIST and its watch events through a bounded queue, with the store's
+// health watched and everything written again when it comes back.
+package persist
 
 import (
 	"context"
@@ -10,14 +13,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 )
 
-// eventLog is what the agent needs from a store that also keeps the watch
+// EventLog is what the agent needs from a store that also keeps the watch
 // events between two verified frames (store.Redis), so a restarted agent
 // can replay them on top of the last aggregated frame.
-type eventLog interface {
+type EventLog interface {
 	AppendEvents(ctx context.Context, events []store.Event) (skipped int, err error)
 	Events(ctx context.Context, cluster, resource string, after uint64, limit int64) ([]store.Event, error)
 	TrimEvents(ctx context.Context, cluster, resource string, through uint64) error
@@ -47,13 +52,13 @@ const (
 	// eventBatch is how many queued events one round trip carries.
 	eventBatch = 512
 	// storeTimeout bounds one store call; frameWriteTimeout one frame write.
-	storeTimeout      = 5 * time.Second
+	storeTimeout      = StoreTimeout
 	frameWriteTimeout = 30 * time.Second
 	// storeCheckInterval is how often a healthy store is checked: the
 	// longest a Redis that lost its data goes unnoticed.
 	storeCheckInterval = 2 * time.Second
 	// replayPage is how many stored events a warm restart reads at a time.
-	replayPage = 1000
+	replayPage = ReplayPage
 )
 
 // Reasons an event is not written to the store, as metric labels.
@@ -64,26 +69,26 @@ const (
 	dropOutOfOrder  = "out-of-order"
 )
 
-// storeWriter persists what the agent holds: each resource's verified and
+// Writer persists what the agent holds: each resource's verified and
 // aggregated frames after every LIST, together (Redis keeps the aggregated
 // one as a delta on the verified one, each object once), and, when the store keeps events, each
 // watch event through a bounded queue drained by one goroutine. It never
 // serves reads. When the store fails it says so (status, /readyz, the
 // krm_store_healthy metric), keeps trying with backoff and, once the store
 // answers again, writes every resource's frames again.
-type storeWriter struct {
+type Writer struct {
 	store   store.Store
-	events  eventLog     // nil: the store keeps no events
+	events  EventLog     // nil: the store keeps no events
 	checker storeChecker // nil: the store cannot fail (memory)
 	resets  streamResetter
 	kind    string
 	cluster string
 	log     *slog.Logger
-	metrics *storeMetrics
+	metrics *Metrics
 	queue   chan store.Event
-	// clusterUID is what every frame written records (store.Header);
+	// ClusterUID is what every frame written records (store.Header);
 	// cluster is the cluster part of the store's keys.
-	clusterUID string
+	ClusterUID string
 	// accepting is false while the store is down: events are dropped at
 	// once instead of queueing for a write that will fail.
 	accepting atomic.Bool
@@ -93,14 +98,37 @@ type storeWriter struct {
 	leading atomic.Bool
 	// wake tells the health loop a write failed.
 	wake chan struct{}
-	// checkEvery is storeCheckInterval; tests shorten it.
-	checkEvery time.Duration
+	// CheckEvery is storeCheckInterval; tests shorten it.
+	CheckEvery time.Duration
 
 	mu      sync.Mutex
 	healthy bool
 	message string
 	// frames is the per-resource write state, by runner.
-	frames map[*runner]*frameState
+	frames map[Resource]*frameState
+}
+
+// StoreTimeout bounds one store call; ReplayPage is how many stored events
+// a warm restart reads at a time.
+const (
+	StoreTimeout = 5 * time.Second
+	ReplayPage   = 1000
+)
+
+// Resource is one resource whose frames and events the writer persists.
+type Resource interface {
+	ResourceName() string
+	Aggregator() *aggregate.Aggregator
+}
+
+// Events is the store's event log, nil when it keeps none (memory): warm
+// starts replay it.
+func (w *Writer) Events() EventLog { return w.events }
+
+// CountUnreadable counts a stored frame of resource discarded because it
+// does not read back, by reason (corrupt, version, foreign).
+func (w *Writer) CountUnreadable(resource, reason string) {
+	w.metrics.unreadable.WithLabelValues(resource, reason).Inc()
 }
 
 // frameState serialises one resource's frame writes, so an older snapshot
@@ -114,16 +142,16 @@ type frameState struct {
 	queuedRV, listedRV atomic.Uint64
 }
 
-func newStoreWriter(s store.Store, kind, cluster string, log *slog.Logger, m *storeMetrics) *storeWriter {
-	w := &storeWriter{
+func NewWriter(s store.Store, kind, cluster string, log *slog.Logger, m *Metrics) *Writer {
+	w := &Writer{
 		store: s, kind: kind, cluster: cluster, log: log, metrics: m,
 		queue:      make(chan store.Event, eventQueueSize),
 		wake:       make(chan struct{}, 1),
 		healthy:    true,
-		frames:     map[*runner]*frameState{},
-		checkEvery: storeCheckInterval,
+		frames:     map[Resource]*frameState{},
+		CheckEvery: storeCheckInterval,
 	}
-	w.events, _ = s.(eventLog)
+	w.events, _ = s.(EventLog)
 	w.checker, _ = s.(storeChecker)
 	w.resets, _ = s.(streamResetter)
 	w.accepting.Store(true)
@@ -133,19 +161,19 @@ func newStoreWriter(s store.Store, kind, cluster string, log *slog.Logger, m *st
 }
 
 // follow stops writes until lead: another replica leads.
-func (w *storeWriter) follow() { w.leading.Store(false) }
+func (w *Writer) Follow() { w.leading.Store(false) }
 
 // lead lets writes go on: this replica leads.
-func (w *storeWriter) lead() { w.leading.Store(true) }
+func (w *Writer) Lead() { w.leading.Store(true) }
 
 // add registers a runner; Complete calls it before anything starts.
-func (w *storeWriter) add(r *runner) {
+func (w *Writer) Add(r Resource) {
 	w.frames[r] = &frameState{}
 }
 
 // Start drains the event queue and watches the store's health until ctx is
 // done.
-func (w *storeWriter) Start(ctx context.Context) error {
+func (w *Writer) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if w.events != nil {
 		wg.Go(func() { w.drain(ctx) })
@@ -158,20 +186,20 @@ func (w *storeWriter) Start(ctx context.Context) error {
 }
 
 // status is the store's health for the API.
-func (w *storeWriter) status() api.StoreStatus {
+func (w *Writer) Status() api.StoreStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return api.StoreStatus{Kind: w.kind, Healthy: w.healthy, Message: w.message}
 }
 
-func (w *storeWriter) isHealthy() bool {
+func (w *Writer) Healthy() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.healthy
 }
 
 // fail marks the store unhealthy after err and wakes the health loop.
-func (w *storeWriter) fail(err error) {
+func (w *Writer) Fail(err error) {
 	w.accepting.Store(false)
 	w.mu.Lock()
 	was := w.healthy
@@ -187,7 +215,7 @@ func (w *storeWriter) fail(err error) {
 	}
 }
 
-func (w *storeWriter) recovered() {
+func (w *Writer) recovered() {
 	w.mu.Lock()
 	was := w.healthy
 	w.healthy, w.message = true, ""
@@ -201,13 +229,13 @@ func (w *storeWriter) recovered() {
 // writeFrames writes r's verified and aggregated frames, then trims the
 // events the verified frame covers. While the store is down it does nothing:
 // the health loop writes every frame once it is back.
-func (w *storeWriter) writeFrames(ctx context.Context, r *runner) {
-	if !w.leading.Load() || (w.checker != nil && !w.isHealthy()) {
+func (w *Writer) WriteFrames(ctx context.Context, r Resource) {
+	if !w.leading.Load() || (w.checker != nil && !w.Healthy()) {
 		return
 	}
 	if err := w.write(ctx, r); err != nil {
 		if ctx.Err() == nil {
-			w.fail(err)
+			w.Fail(err)
 		}
 		return
 	}
@@ -216,23 +244,23 @@ func (w *storeWriter) writeFrames(ctx context.Context, r *runner) {
 	}
 }
 
-func (w *storeWriter) write(ctx context.Context, r *runner) error {
+func (w *Writer) write(ctx context.Context, r Resource) error {
 	st := w.frames[r]
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, frameWriteTimeout)
 	defer cancel()
-	verified, aggregated := r.agg.Frames()
+	verified, aggregated := r.Aggregator().Frames()
 	// The frames are the aggregator's; their rows are shared and
 	// immutable, their headers copied to record the cluster's UID.
 	verified = &store.Frame{Header: verified.Header, Rows: verified.Rows}
 	aggregated = &store.Frame{Header: aggregated.Header, Rows: aggregated.Rows}
-	verified.Header.ClusterUID = w.clusterUID
-	aggregated.Header.ClusterUID = w.clusterUID
+	verified.Header.ClusterUID = w.ClusterUID
+	aggregated.Header.ClusterUID = w.ClusterUID
 	err := w.store.PutFrames(ctx, verified, aggregated)
-	w.metrics.frameWrites.WithLabelValues(r.info.Name, result(err)).Inc()
+	w.metrics.frameWrites.WithLabelValues(r.ResourceName(), source.Result(err)).Inc()
 	if err != nil {
-		return fmt.Errorf("writing the %s frames: %w", r.info.Name, err)
+		return fmt.Errorf("writing the %s frames: %w", r.ResourceName(), err)
 	}
 	st.written = true
 	if prev := st.listedRV.Swap(verified.Header.ResourceVersion); verified.Header.ResourceVersion < prev {
@@ -241,10 +269,10 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 		// new, not replays of ones queued before the restore.
 		st.queuedRV.Store(verified.Header.ResourceVersion)
 		w.log.Warn("the cluster's resourceVersion went back (etcd restored?); queueing its events again from this LIST's",
-			"store", w.kind, "resource", r.info.Name, "resourceVersion", verified.Header.ResourceVersion, "previousList", prev)
+			"store", w.kind, "resource", r.ResourceName(), "resourceVersion", verified.Header.ResourceVersion, "previousList", prev)
 	}
 	if w.events != nil {
-		if err := w.events.TrimEvents(ctx, w.cluster, r.info.Name, verified.Header.ResourceVersion); err != nil {
+		if err := w.events.TrimEvents(ctx, w.cluster, r.ResourceName(), verified.Header.ResourceVersion); err != nil {
 			return err
 		}
 	}
@@ -262,12 +290,12 @@ func (w *storeWriter) write(ctx context.Context, r *runner) error {
 // this run nothing tells the cluster's resourceVersion, and nothing is
 // decided. The top is read before the queued resourceVersion: an event
 // appended in between was queued first.
-func (w *storeWriter) resetFutureEvents(ctx context.Context, r *runner) (bool, error) {
+func (w *Writer) resetFutureEvents(ctx context.Context, r Resource) (bool, error) {
 	st := w.frames[r]
 	if w.resets == nil || st.listedRV.Load() == 0 {
 		return false, nil
 	}
-	top, id, err := w.resets.EventsTop(ctx, w.cluster, r.info.Name)
+	top, id, err := w.resets.EventsTop(ctx, w.cluster, r.ResourceName())
 	if err != nil {
 		return false, err
 	}
@@ -275,19 +303,19 @@ func (w *storeWriter) resetFutureEvents(ctx context.Context, r *runner) (bool, e
 	if top <= known {
 		return false, nil
 	}
-	reset, err := w.resets.ResetEvents(ctx, w.cluster, r.info.Name, id)
+	reset, err := w.resets.ResetEvents(ctx, w.cluster, r.ResourceName(), id)
 	if err != nil || !reset {
 		return false, err
 	}
-	w.metrics.streamResets.WithLabelValues(r.info.Name).Inc()
+	w.metrics.streamResets.WithLabelValues(r.ResourceName()).Inc()
 	w.log.Warn("dropped the event stream: it holds resourceVersions newer than the cluster's (etcd restored, or the cluster rebuilt?), so it refused every new event; new events are appended again",
-		"store", w.kind, "resource", r.info.Name, "streamResourceVersion", top, "clusterResourceVersion", known)
+		"store", w.kind, "resource", r.ResourceName(), "streamResourceVersion", top, "clusterResourceVersion", known)
 	return true, nil
 }
 
 // event queues a watch event for the store without ever blocking the
 // watch. Streamer goroutine of r only.
-func (w *storeWriter) event(r *runner, typ string, row *store.Row) {
+func (w *Writer) Event(r Resource, typ string, row *store.Row) {
 	if w.events == nil {
 		return
 	}
@@ -297,18 +325,18 @@ func (w *storeWriter) event(r *runner, typ string, row *store.Row) {
 	}
 	st.queuedRV.Store(row.ResourceVersion)
 	if !w.accepting.Load() {
-		w.metrics.eventsDropped.WithLabelValues(r.info.Name, dropUnhealthy).Inc()
+		w.metrics.eventsDropped.WithLabelValues(r.ResourceName(), dropUnhealthy).Inc()
 		return
 	}
 	select {
-	case w.queue <- store.Event{Cluster: w.cluster, Resource: r.info.Name, Type: typ, Row: row}:
+	case w.queue <- store.Event{Cluster: w.cluster, Resource: r.ResourceName(), Type: typ, Row: row}:
 	default:
-		w.metrics.eventsDropped.WithLabelValues(r.info.Name, dropQueueFull).Inc()
+		w.metrics.eventsDropped.WithLabelValues(r.ResourceName(), dropQueueFull).Inc()
 	}
 }
 
 // drain writes queued events in batches until ctx is done.
-func (w *storeWriter) drain(ctx context.Context) {
+func (w *Writer) drain(ctx context.Context) {
 	batch := make([]store.Event, 0, eventBatch)
 	for {
 		select {
@@ -331,7 +359,7 @@ func (w *storeWriter) drain(ctx context.Context) {
 	}
 }
 
-func (w *storeWriter) appendBatch(ctx context.Context, batch []store.Event) {
+func (w *Writer) appendBatch(ctx context.Context, batch []store.Event) {
 	if !w.accepting.Load() {
 		for _, ev := range batch {
 			w.metrics.eventsDropped.WithLabelValues(ev.Resource, dropUnhealthy).Inc()
@@ -348,7 +376,7 @@ func (w *storeWriter) appendBatch(ctx context.Context, batch []store.Event) {
 		for _, ev := range batch {
 			w.metrics.eventsDropped.WithLabelValues(ev.Resource, dropWriteFailed).Inc()
 		}
-		w.fail(fmt.Errorf("writing events: %w", err))
+		w.Fail(fmt.Errorf("writing events: %w", err))
 		return
 	}
 	// Out-of-order events are rare (a watch started behind the stream);
@@ -364,7 +392,7 @@ func (w *storeWriter) appendBatch(ctx context.Context, batch []store.Event) {
 // their cluster (see resetFutureEvents) and writes those resources' frames
 // again: they hold the events the stream refused, and their new generation
 // tells followers to reload.
-func (w *storeWriter) recoverStreams(ctx context.Context, batch []store.Event) {
+func (w *Writer) recoverStreams(ctx context.Context, batch []store.Event) {
 	if w.resets == nil || !w.leading.Load() {
 		return
 	}
@@ -375,7 +403,7 @@ func (w *storeWriter) recoverStreams(ctx context.Context, batch []store.Event) {
 		}
 		seen[ev.Resource] = true
 		for r := range w.frames {
-			if r.info.Name != ev.Resource {
+			if r.ResourceName() != ev.Resource {
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -385,7 +413,7 @@ func (w *storeWriter) recoverStreams(ctx context.Context, batch []store.Event) {
 				err = w.write(ctx, r)
 			}
 			if err != nil && ctx.Err() == nil {
-				w.fail(err)
+				w.Fail(err)
 				return
 			}
 		}
@@ -394,12 +422,13 @@ func (w *storeWriter) recoverStreams(ctx context.Context, batch []store.Event) {
 
 // watchHealth checks a healthy store every storeCheckInterval, and a failed
 // one with backoff until it answers; then it writes every frame again.
-func (w *storeWriter) watchHealth(ctx context.Context) {
-	backoff := backoffMin
+func (w *Writer) watchHealth(ctx context.Context) {
+	backoff := source.NewBackoff(source.WatchRetryMin, source.RetryMax)
+	retry := backoff.Next()
 	for {
-		wait := w.checkEvery
-		if !w.isHealthy() {
-			wait = backoff
+		wait := w.CheckEvery
+		if !w.Healthy() {
+			wait = retry
 		}
 		select {
 		case <-ctx.Done():
@@ -408,7 +437,7 @@ func (w *storeWriter) watchHealth(ctx context.Context) {
 			continue // recompute the wait: the store just failed
 		case <-time.After(wait):
 		}
-		if w.isHealthy() {
+		if w.Healthy() {
 			w.check(ctx)
 			continue
 		}
@@ -419,23 +448,24 @@ func (w *storeWriter) watchHealth(ctx context.Context) {
 			w.mu.Lock()
 			w.message = err.Error()
 			w.mu.Unlock()
-			backoff = min(2*backoff, backoffMax)
-			w.log.Debug("store still failing", "store", w.kind, "err", err, "retryIn", backoff)
+			retry = backoff.Next()
+			w.log.Debug("store still failing", "store", w.kind, "err", err, "retryIn", retry)
 			continue
 		}
-		backoff = backoffMin
+		backoff.Reset()
+		retry = backoff.Next()
 		w.recovered()
 	}
 }
 
 // check pings a healthy store and makes sure it still holds the frames
 // written to it: a Redis restarted without persistence answers, empty.
-func (w *storeWriter) check(ctx context.Context) {
+func (w *Writer) check(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if err := w.checker.Ping(cctx); err != nil {
 		if ctx.Err() == nil {
-			w.fail(fmt.Errorf("pinging the store: %w", err))
+			w.Fail(fmt.Errorf("pinging the store: %w", err))
 		}
 		return
 	}
@@ -446,17 +476,17 @@ func (w *storeWriter) check(ctx context.Context) {
 		if !written {
 			continue
 		}
-		ok, err := w.checker.HasFrame(cctx, w.cluster, r.info.Name, store.Verified)
+		ok, err := w.checker.HasFrame(cctx, w.cluster, r.ResourceName(), store.Verified)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.fail(err)
+				w.Fail(err)
 			}
 			return
 		}
 		if !ok && w.leading.Load() {
-			w.log.Warn("the store lost a frame (restarted or flushed?); writing it again", "store", w.kind, "resource", r.info.Name)
+			w.log.Warn("the store lost a frame (restarted or flushed?); writing it again", "store", w.kind, "resource", r.ResourceName())
 			if err := w.write(ctx, r); err != nil {
-				w.fail(err)
+				w.Fail(err)
 				return
 			}
 		}
@@ -466,7 +496,7 @@ func (w *storeWriter) check(ctx context.Context) {
 // recover pings the store and, once it answers, writes every resource's
 // frames again. Events are accepted again first: one queued between the
 // frames' snapshot and the store turning healthy would otherwise be lost.
-func (w *storeWriter) recover(ctx context.Context) error {
+func (w *Writer) recover(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	err := w.checker.Ping(pctx)
 	cancel()
@@ -475,7 +505,7 @@ func (w *storeWriter) recover(ctx context.Context) error {
 	}
 	w.accepting.Store(true)
 	for r := range w.frames {
-		if !r.agg.Ready() || !w.leading.Load() {
+		if !r.Aggregator().Ready() || !w.leading.Load() {
 			continue
 		}
 		if err := w.write(ctx, r); err != nil {
@@ -486,8 +516,8 @@ func (w *storeWriter) recover(ctx context.Context) error {
 	return nil
 }
 
-// storeMetrics are the store's Prometheus series.
-type storeMetrics struct {
+// Metrics are the store's Prometheus series.
+type Metrics struct {
 	healthy       prometheus.Gauge
 	frameWrites   *prometheus.CounterVec
 	eventsWritten prometheus.Counter
@@ -496,8 +526,8 @@ type storeMetrics struct {
 	unreadable    *prometheus.CounterVec
 }
 
-func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
-	m := &storeMetrics{
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
 		healthy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "krm_store_healthy", Help: "1 when the store answers and holds the agent's frames, 0 while the agent serves from memory alone (degraded).",
 		}),
