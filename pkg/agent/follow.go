@@ -8,6 +8,7 @@ import (
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
 	"github.com/krm-project/krm/pkg/agent/persist"
+	"github.com/krm-project/krm/pkg/agent/source"
 	"github.com/krm-project/krm/pkg/store"
 )
 
@@ -75,11 +76,11 @@ func (a *Agent) follow(ctx context.Context) {
 func (a *Agent) followResource(ctx context.Context, r *runner) {
 	defer a.followed(func() { r.agg.SetConnected(false) })
 	var f following
-	backoff := backoffMin
+	backoff := source.NewBackoff(source.WatchRetryMin, source.RetryMax)
 	for ctx.Err() == nil {
 		err := a.followOnce(ctx, r, &f)
 		if err == nil {
-			backoff = backoffMin
+			backoff.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -89,13 +90,11 @@ func (a *Agent) followResource(ctx context.Context, r *runner) {
 			r.agg.SetConnected(false)
 			r.agg.SetError(aggregate.FromStream, err)
 		})
-		a.log.Warn("following the leader through the store failed; retrying", "resource", r.info.Name, "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
+		d := backoff.Next()
+		a.log.Warn("following the leader through the store failed; retrying", "resource", r.info.Name, "err", err, "retryIn", d)
+		if !source.Wait(ctx, d) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 

@@ -31,9 +31,6 @@ const (
 	resumedAfterList = 2 * time.Second
 	// jitterFactor spreads LISTs: each interval is up to 10% longer.
 	jitterFactor = 0.1
-	backoffMin   = 100 * time.Millisecond
-	listRetryMin = time.Second
-	backoffMax   = 30 * time.Second
 	// watchStallAfter is how long a watch may deliver nothing, not even a
 	// bookmark, before it is taken for stalled and restarted.
 	// kube-apiserver sends watches that allow bookmarks one about every
@@ -97,21 +94,20 @@ var _ api.Resource = (*runner)(nil)
 // lands before the watch starts, so the watch begins at its resourceVersion.
 func (r *runner) Start(ctx context.Context) error {
 	// A first LIST that keeps failing (RBAC, a removed API) is retried with
-	// backoff up to backoffMax, not every second forever; the resource
-	// answers 503 with the error meanwhile, and the others are served.
-	retry := listRetryMin
+	// backoff up to source.RetryMax, not every second forever; the
+	// resource answers 503 with the error meanwhile, and the others are
+	// served.
+	retry := source.NewBackoff(source.ListRetryMin, source.RetryMax)
 	for {
 		err := r.verifyOnce(ctx)
 		if err == nil {
 			break
 		}
-		r.log.Error("first LIST failed; retrying", "resource", r.info.Name, "err", err, "retryIn", retry)
-		select {
-		case <-ctx.Done():
+		d := retry.Next()
+		r.log.Error("first LIST failed; retrying", "resource", r.info.Name, "err", err, "retryIn", d)
+		if !source.Wait(ctx, d) {
 			return nil
-		case <-time.After(r.jittered(retry)):
 		}
-		retry = min(2*retry, backoffMax)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -131,7 +127,7 @@ func (r *runner) jittered(d time.Duration) time.Duration {
 func (r *runner) verifyLoop(ctx context.Context) {
 	timer := time.NewTimer(r.jittered(r.interval))
 	defer timer.Stop()
-	retry := listRetryMin
+	retry := source.NewBackoff(source.ListRetryMin, source.RetryMax)
 	for {
 		select {
 		case <-ctx.Done():
@@ -143,11 +139,10 @@ func (r *runner) verifyLoop(ctx context.Context) {
 		if err := r.verifyOnce(ctx); err != nil && ctx.Err() == nil {
 			// A failed LIST is retried soon, not an interval later: after a
 			// 410 the watch waits for it, and the views are frozen meanwhile.
-			next = min(retry, r.interval)
-			retry = min(2*retry, backoffMax)
+			next = min(retry.Next(), r.interval)
 			r.log.Error("LIST failed; retrying", "resource", r.info.Name, "err", err, "retryIn", next)
 		} else {
-			retry = listRetryMin
+			retry.Reset()
 		}
 		if !timer.Stop() {
 			select {
@@ -299,7 +294,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 // stream keeps one watch open, resuming from the last resourceVersion it
 // delivered. On 410 Gone it asks for a LIST and resumes from that.
 func (r *runner) stream(ctx context.Context) {
-	backoff := backoffMin
+	backoff := source.NewBackoff(source.WatchRetryMin, source.RetryMax)
 	for ctx.Err() == nil {
 		err := r.watchOnce(ctx)
 		r.agg.SetConnected(false)
@@ -325,22 +320,20 @@ func (r *runner) stream(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			}
-			backoff = backoffMin
+			backoff.Reset()
 		} else if err != nil {
 			reason = "error"
 			if errors.Is(err, errWatchStalled) {
 				reason = "stalled"
 			}
 			r.agg.SetError(aggregate.FromStream, err)
-			r.log.Warn("watch failed; resuming", "resource", r.info.Name, "err", err, "backoff", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
+			d := backoff.Next()
+			r.log.Warn("watch failed; resuming", "resource", r.info.Name, "err", err, "backoff", d)
+			if !source.Wait(ctx, d) {
 				return
 			}
-			backoff = min(2*backoff, backoffMax)
 		} else {
-			backoff = backoffMin
+			backoff.Reset()
 		}
 		r.metrics.watchRestarts.WithLabelValues(r.info.Name, reason).Inc()
 	}
