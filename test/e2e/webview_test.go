@@ -541,14 +541,21 @@ func TestWebView(t *testing.T) {
 			b.screenshot(t, "object")
 			return
 		}
-		var shown int
-		var nodes []*cdp.Node
-		b.run(t, "waiting for the revisions", chromedp.WaitVisible(`#revisions`, chromedp.ByQuery),
-			chromedp.Nodes(`#revisions tr.revision`, &nodes, chromedp.ByQueryAll))
-		shown = len(nodes)
-		if shown != len(revs.Items) {
-			t.Errorf("the object page shows %d revisions, revisions has %d", shown, len(revs.Items))
-		}
+		// kwok moves the pod on (scheduled, Running) meanwhile, each a new
+		// revision: the page and the API are compared when they agree on a
+		// moment, reloading the page until then.
+		waitFor(t, 30*time.Second, "the object page to show every revision the API has", func() error {
+			var nodes []*cdp.Node
+			b.run(t, "waiting for the revisions", chromedp.Reload(), chromedp.WaitVisible(`#revisions`, chromedp.ByQuery),
+				chromedp.Nodes(`#revisions tr.revision`, &nodes, chromedp.ByQueryAll))
+			if code := agentJSON(path, &revs); code != http.StatusOK {
+				return fmt.Errorf("revisions answered %d", code)
+			}
+			if len(nodes) != len(revs.Items) {
+				return fmt.Errorf("the object page shows %d revisions, revisions has %d", len(nodes), len(revs.Items))
+			}
+			return nil
+		})
 		var diff string
 		b.eval(t, `[...document.querySelectorAll('#revisions .diff .add')].map(e => e.textContent).join('\n')`, &diff)
 		if !strings.Contains(diff, `"step": "2"`) {
