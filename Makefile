@@ -110,11 +110,24 @@ demo: build ## Bring up the local cluster with a workload, install krm from mani
 	$(BIN)/krm-demo -bin $(BIN) -manifests manifests
 
 .PHONY: test
-test: verify unit integration ## verify, then unit, integration and e2e tests on the local cluster (started if needed).
+test: verify unit fuzz integration ## verify, then unit tests, the fuzz targets for FUZZ_TIME each, integration and e2e tests on the local cluster (started if needed).
 
 .PHONY: unit
 unit: ## Unit tests only: no cluster.
 	$(GO) test -short $(TEST_FLAGS) ./...
+
+# Each Go fuzz target, with the package that holds it, run for FUZZ_TIME.
+FUZZ_TARGETS := ./pkg/server:FuzzQuery ./pkg/server:FuzzSecureHandlerAuthorization \
+	./pkg/agent/source:FuzzRawMeta ./pkg/store:FuzzDecode ./cmd/krm-agent:FuzzSecureListenerHandshake
+FUZZ_TIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run every Go fuzz target for FUZZ_TIME (10s) each: bad input must never panic (make test runs it).
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzzing $$name in $$pkg for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg; \
+	done
 
 .PHONY: integration
 integration: $(CLUSTER) ## Integration and e2e tests; installs their Debian packages if missing (test/deps.sh), starts the local cluster if none runs, and stops it after.
