@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/krm-project/krm/pkg/store"
 )
 
 // Redis persists logs in Redis, under the store's keys for the resource
@@ -52,6 +54,11 @@ func (s *Redis) Write(ctx context.Context, resource string, recs []Record, dropp
 			return fmt.Errorf("encoding a revision of %s: %w", resource, err)
 		}
 		head, err := json.Marshal(headRecord{Record: r, Object: r.Head})
+		if err == nil {
+			// Each object's newest revision, whole: compressed as the
+			// frames' chunks are.
+			head, err = store.Compress(head)
+		}
 		if err != nil {
 			return fmt.Errorf("encoding a revision of %s: %w", resource, err)
 		}
@@ -96,8 +103,14 @@ func (s *Redis) Load(ctx context.Context, resource string) (*Stored, error) {
 		return nil, fmt.Errorf("reading the history heads of %s: %w", resource, err)
 	}
 	for uid, v := range heads {
+		raw := []byte(v)
+		if store.Compressed(raw) {
+			if raw, err = store.Decompress(raw); err != nil {
+				return nil, fmt.Errorf("decoding the history head of %s %s: %w", resource, uid, err)
+			}
+		}
 		var h headRecord
-		if err := json.Unmarshal([]byte(v), &h); err != nil {
+		if err := json.Unmarshal(raw, &h); err != nil {
 			return nil, fmt.Errorf("decoding the history head of %s %s: %w", resource, uid, err)
 		}
 		h.Record.Head = h.Object

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 
@@ -65,3 +66,13 @@ func decompress(data []byte) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// zstdMagic starts every zstd frame.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// Compress, Decompress and Compressed are the store's zstd for others that
+// keep objects in Redis beside the frames (history's heads): Compressed
+// tells a value Compress wrote from one written before it, as JSON.
+func Compress(data []byte) ([]byte, error)   { return compress(data) }
+func Decompress(data []byte) ([]byte, error) { return decompress(data) }
+func Compressed(data []byte) bool            { return bytes.HasPrefix(data, zstdMagic) }

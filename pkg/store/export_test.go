@@ -34,9 +34,6 @@ func (s *Redis) Publish(ctx context.Context, f *Frame, gen string, chunks int) e
 	return s.publish(ctx, HeadKey(h.KeyCluster(), h.Resource, h.Source), gen, chunks, vb, ab, nil)
 }
 
-// Compress is what Redis stores for data.
-func Compress(data []byte) ([]byte, error) { return compress(data) }
-
 // LegacyAggregatedKey is where layout 1 kept the aggregated frame.
 func LegacyAggregatedKey(cluster, resource string) string {
 	return legacyAggregatedKey(cluster, resource)

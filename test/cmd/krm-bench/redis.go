@@ -36,6 +36,9 @@ type redisBytes struct {
 	// written less before the agent started; usage sums MEMORY USAGE and
 	// payload the values' lengths (HSTRLEN, STRLEN) over krm's keys.
 	usedDelta, usage, payload int64
+	// historyUsage and historyPayload are the same over history's keys
+	// (krm:{…}:history…), which usage and payload leave out.
+	historyUsage, historyPayload int64
 	// events is how many the stream held, eventUsage its MEMORY USAGE and
 	// eventPayload the sum of its entries' row fields.
 	events                   int64
@@ -87,7 +90,11 @@ func (b *bench) measureRedis(ctx context.Context, bin, dir string) (_ *redisByte
 		return nil, err
 	}
 	res.usedDelta = after - before
-	if res.usage, res.payload, err = keyBytes(ctx, rdb, "krm:*"); err != nil {
+	isHistory := func(k string) bool { return strings.Contains(k, "}:history") }
+	if res.usage, res.payload, err = keyBytes(ctx, rdb, "krm:*", func(k string) bool { return !isHistory(k) }); err != nil {
+		return nil, err
+	}
+	if res.historyUsage, res.historyPayload, err = keyBytes(ctx, rdb, "krm:*", isHistory); err != nil {
 		return nil, err
 	}
 
@@ -201,14 +208,17 @@ func waitKey(ctx context.Context, rdb *redis.Client, pattern string) error {
 }
 
 // keyBytes sums MEMORY USAGE and the values' lengths of the keys matching
-// pattern: every field of a hash, a string's length; a stream's entries
-// are counted by MEMORY USAGE alone.
-func keyBytes(ctx context.Context, rdb *redis.Client, pattern string) (usage, payload int64, err error) {
+// pattern that keep accepts: every field of a hash, a string's length; a
+// stream's entries are counted by MEMORY USAGE alone.
+func keyBytes(ctx context.Context, rdb *redis.Client, pattern string, keep func(string) bool) (usage, payload int64, err error) {
 	keys, err := rdb.Keys(ctx, pattern).Result()
 	if err != nil {
 		return 0, 0, err
 	}
 	for _, k := range keys {
+		if !keep(k) {
+			continue
+		}
 		n, err := rdb.MemoryUsage(ctx, k, 0).Result()
 		if err != nil {
 			return 0, 0, err
@@ -302,9 +312,11 @@ func (r *redisBytes) markdown(p func(string, ...any), cmp *redisBytes, cmpBin st
 		c = *cmp
 	}
 	n, cn := int64(r.objects), max(int64(c.objects), 1)
-	row("frames: INFO used_memory, after less before the agent", r.usedDelta, n, c.usedDelta, cn)
-	row("frames: MEMORY USAGE summed over krm's keys", r.usage, n, c.usage, cn)
-	row("frames: the values' bytes (HSTRLEN, STRLEN) over krm's keys", r.payload, n, c.payload, cn)
+	row("everything the agent wrote (frames, history): INFO used_memory, after less before the agent", r.usedDelta, n, c.usedDelta, cn)
+	row("frames: MEMORY USAGE summed over krm's keys but history's", r.usage, n, c.usage, cn)
+	row("frames: the values' bytes (HSTRLEN, STRLEN) over those keys", r.payload, n, c.payload, cn)
+	row("history's base (each object's newest revision, compressed, and its entry): MEMORY USAGE", r.historyUsage, n, c.historyUsage, cn)
+	row("history's base: the values' bytes", r.historyPayload, n, c.historyPayload, cn)
 	if r.events > 0 {
 		row(fmt.Sprintf("event stream, %d events: MEMORY USAGE", r.events), r.eventUsage, r.events, c.eventUsage, max(c.events, 1))
 		row("event stream: the entries' row bytes", r.eventPayload, r.events, c.eventPayload, max(c.events, 1))
