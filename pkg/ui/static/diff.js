@@ -28,8 +28,9 @@ export function diffLines(a, b) {
     let j = 0;
     while (i < n || j < m) {
       if (i < n && j < m && x[i] === y[j]) { ops.push(['', x[i]]); i++; j++; }
-      else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { ops.push(['add', y[j]]); j++; }
-      else { ops.push(['del', x[i]]); i++; }
+      // A changed line shows as its old text, then its new one, as diff -u.
+      else if (i < n && (j === m || lcs[i + 1][j] >= lcs[i][j + 1])) { ops.push(['del', x[i]]); i++; }
+      else { ops.push(['add', y[j]]); j++; }
     }
   }
   // Keep the changed lines and their context; '…' marks what is left out.
