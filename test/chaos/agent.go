@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/krm-project/krm/pkg/client"
+	"github.com/krm-project/krm/test/benchenv"
 )
 
 // Agent is one krm-agent process of a scenario: the real binary, started
@@ -236,7 +237,7 @@ func (a *Agent) sampleRSS() {
 	if !running {
 		return
 	}
-	if v, err := procStatus(cmd.Process.Pid, "VmHWM"); err == nil {
+	if v, err := benchenv.ProcStatus(cmd.Process.Pid, "VmHWM"); err == nil {
 		a.mu.Lock()
 		a.peakRSS = max(a.peakRSS, v)
 		a.mu.Unlock()
@@ -311,22 +312,4 @@ func (a *Agent) Role(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return st.Status.Role, nil
-}
-
-// procStatus reads a kB field of /proc/<pid>/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s in /proc/%d/status: %q", field, pid, line)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
