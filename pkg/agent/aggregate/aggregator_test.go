@@ -207,6 +207,25 @@ func TestDriftIsJudgedWhenAnEventPassesTheList(t *testing.T) {
 	}
 }
 
+// A LIST's judgments that wait for the watch join the ones it made at once
+// in the ledger, by namespace/name, before a later LIST's.
+func TestLedgerKeepsEachListsEntriesTogether(t *testing.T) {
+	a := newTestAggregator()
+	a.Verify(listed(10, row("b", 5, store.Verified), row("d", 6, store.Verified)))
+	a.Apply(added, row("x", 15, store.Streamed), Received) // the watch is at 15
+	// The LIST at 20 has "c" (created at 12: missed, judged at once) and
+	// lacks "b" and "d" (their deletions may be in flight).
+	a.Verify(listed(20, row("c", 12, store.Verified), row("x", 15, store.Verified)))
+	a.Progress(25)
+	var got []string
+	for _, e := range a.Drift().Ledger {
+		got = append(got, e.Name+"@"+e.ListResourceVersion)
+	}
+	if diff := cmp.Diff([]string{"b@20", "c@20", "d@20"}, got); diff != "" {
+		t.Errorf("ledger (-want +got):\n%s", diff)
+	}
+}
+
 // A watch that restarts past a waiting LIST will never deliver what it
 // waits for: its candidates are counted as unjudged, not guessed.
 func TestDriftUnjudgedWhenTheWatchRestartsPastTheList(t *testing.T) {

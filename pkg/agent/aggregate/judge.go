@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/krm-project/krm/pkg/api"
@@ -185,7 +186,24 @@ func (a *Aggregator) recordDrift(found []api.DriftEntry, managers map[string][]k
 	sort.Slice(found, func(i, j int) bool {
 		return store.Key(found[i].Namespace, found[i].Name) < store.Key(found[j].Namespace, found[j].Name)
 	})
-	a.ledger = append(a.ledger, found...)
+	// The ledger is in the order of the LISTs that found its entries, and
+	// by namespace/name within one LIST: a LIST's judgments that waited for
+	// the watch join the ones it made at once, before any later LIST's.
+	at := len(a.ledger)
+	for at > 0 && a.ledger[at-1].ListResourceVersion != found[0].ListResourceVersion && ledgerRV(a.ledger[at-1]) > listRV {
+		at--
+	}
+	a.ledger = slices.Insert(a.ledger, at, found...)
+	if at > 0 && a.ledger[at-1].ListResourceVersion == found[0].ListResourceVersion {
+		start := at - 1
+		for start > 0 && a.ledger[start-1].ListResourceVersion == found[0].ListResourceVersion {
+			start--
+		}
+		same := a.ledger[start : at+len(found)]
+		sort.SliceStable(same, func(i, j int) bool {
+			return store.Key(same[i].Namespace, same[i].Name) < store.Key(same[j].Namespace, same[j].Name)
+		})
+	}
 	if over := len(a.ledger) - ledgerSize; over > 0 {
 		a.ledger = append([]api.DriftEntry(nil), a.ledger[over:]...)
 	}
@@ -211,4 +229,10 @@ func (a *Aggregator) recordDrift(found []api.DriftEntry, managers map[string][]k
 	if a.OnDrift != nil {
 		a.OnDrift(Judged{Entries: found, Managers: managers, Counts: d, ListRV: listRV})
 	}
+}
+
+// ledgerRV is the resourceVersion of the LIST that found e.
+func ledgerRV(e api.DriftEntry) uint64 {
+	rv, _ := store.ParseResourceVersion(e.ListResourceVersion)
+	return rv
 }
