@@ -5,6 +5,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/krm-project/krm/test/cluster"
 )
 
 // Machine describes this machine for a report: CPUs, their model, memory,
@@ -30,4 +32,27 @@ func Machine() string {
 		}
 	}
 	return fmt.Sprintf("%d × %s, %s RAM, %s/%s; %s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+// CommandLine is how the report says it was made: the command, and the make
+// target when make ran it.
+func CommandLine(target string) string {
+	cmd := strings.Join(os.Args, " ")
+	if os.Getenv("MAKELEVEL") != "" {
+		cmd = "make " + target + "  # ran: " + cmd
+	}
+	return cmd
+}
+
+// ServerVersion is kube-apiserver's version, "unknown" when it does not say.
+func ServerVersion(s *cluster.State) string {
+	cs, err := s.Clientset()
+	if err != nil {
+		return "unknown"
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return "unknown"
+	}
+	return v.GitVersion
 }

@@ -86,7 +86,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	r := &report{redisCompareBin: o.redisCompare, command: commandLine(), started: time.Now().UTC(), machine: benchenv.Machine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
+	r := &report{redisCompareBin: o.redisCompare, command: benchenv.CommandLine("bench"), started: time.Now().UTC(), machine: benchenv.Machine(), pods: o.pods, rounds: o.rounds, warmup: o.warmup}
 
 	dir, err := os.MkdirTemp("", "krm-bench-")
 	if err != nil {
@@ -110,7 +110,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	r.kubeVersion = serverVersion(s)
+	r.kubeVersion = benchenv.ServerVersion(s)
 
 	bin := o.agentBin
 	if bin == "" {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/krm-project/krm/test/benchenv"
-	"github.com/krm-project/krm/test/cluster"
 )
 
 // report collects one run's figures.
@@ -39,26 +37,6 @@ type report struct {
 	redis             *redisBytes
 	redisCompare      *redisBytes
 	redisCompareBin   string
-}
-
-func commandLine() string {
-	cmd := strings.Join(os.Args, " ")
-	if os.Getenv("MAKELEVEL") != "" {
-		cmd = "make bench  # ran: " + cmd
-	}
-	return cmd
-}
-
-func serverVersion(s *cluster.State) string {
-	cs, err := s.Clientset()
-	if err != nil {
-		return "unknown"
-	}
-	v, err := cs.Discovery().ServerVersion()
-	if err != nil {
-		return "unknown"
-	}
-	return v.GitVersion
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }

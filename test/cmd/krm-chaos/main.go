@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/krm-project/krm/test/benchenv"
 	"github.com/krm-project/krm/test/chaos"
 	"github.com/krm-project/krm/test/cluster"
 )
@@ -118,8 +119,8 @@ func runSuite(ctx context.Context, o chaos.Options, clusterDir string, filter *r
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Fault suite\n\n`%s`, %s, %d CPUs, %s; kube-apiserver %s; %d scenarios in %s.\n\n",
-		commandLine(), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH,
-		serverVersion(s), len(results), time.Since(started).Round(time.Second))
+		benchenv.CommandLine("chaos"), time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH,
+		benchenv.ServerVersion(s), len(results), time.Since(started).Round(time.Second))
 	b.WriteString(chaos.Markdown(results, o))
 	fmt.Print(b.String())
 	if out != "" {
@@ -131,24 +132,4 @@ func runSuite(ctx context.Context, o chaos.Options, clusterDir string, filter *r
 		return fmt.Errorf("%d of %d scenarios did not converge with nothing lost", failed, len(results))
 	}
 	return nil
-}
-
-func commandLine() string {
-	cmd := strings.Join(os.Args, " ")
-	if os.Getenv("MAKELEVEL") != "" {
-		cmd = "make chaos  # ran: " + cmd
-	}
-	return cmd
-}
-
-func serverVersion(s *cluster.State) string {
-	cs, err := s.Clientset()
-	if err != nil {
-		return "unknown"
-	}
-	v, err := cs.Discovery().ServerVersion()
-	if err != nil {
-		return "unknown"
-	}
-	return v.GitVersion
 }

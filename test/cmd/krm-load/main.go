@@ -89,7 +89,7 @@ func run(ctx context.Context, cfg load.Config, out string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	text := res.Markdown(commandLine(), benchenv.Machine())
+	text := res.Markdown(benchenv.CommandLine("load"), benchenv.Machine())
 	fmt.Print(text)
 	if out != "" {
 		if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
@@ -97,14 +97,6 @@ func run(ctx context.Context, cfg load.Config, out string) (bool, error) {
 		}
 	}
 	return res.Held(), nil
-}
-
-func commandLine() string {
-	cmd := strings.Join(os.Args, " ")
-	if os.Getenv("MAKELEVEL") != "" {
-		cmd = "make load  # ran: " + cmd
-	}
-	return cmd
 }
 
 func progress(msg string) {
