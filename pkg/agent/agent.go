@@ -105,14 +105,11 @@ type Agent struct {
 	log       *slog.Logger
 	// persist writes frames and events to the store and tracks its health.
 	persist *persist.Writer
-	// election is the leader election, nil when off; follows reads the
-	// leader's frames and events while this replica does not lead.
+	// reader loads the stored frames at start (a warm restart) and, while
+	// this replica does not lead, follows the leader's.
+	reader *persist.Reader
+	// election is the leader election, nil when off.
 	election *election
-	follows  followStore
-	// followMu guards leads: once this replica leads, followers change
-	// nothing.
-	followMu sync.Mutex
-	leads    bool
 	// probe is the canary probe; nil when off.
 	probe *probe.Probe
 	// version is the cluster's, as its /version said at start.
@@ -214,9 +211,9 @@ func (c Config) Complete() (*Agent, error) {
 	}
 	a.persist = persist.NewWriter(c.Store, a.storeKind, a.keyCluster, c.Logger, sm)
 	a.persist.ClusterUID = c.ClusterUID
+	a.reader = persist.NewReader(a.persist, c.ClusterName)
 	if c.LeaderElection != nil {
-		var ok bool
-		if a.follows, ok = c.Store.(followStore); !ok || a.persist.Events() == nil {
+		if !a.reader.CanFollow() {
 			return nil, fmt.Errorf("leader election needs a store replicas share (redis), not %s", a.storeKind)
 		}
 		if a.election, err = newElection(*c.LeaderElection, c.RESTConfig, a); err != nil {
@@ -292,7 +289,7 @@ func storeKind(s store.Store) string {
 // through the store until it leads, and returns an error if it stops leading
 // while ctx is still running.
 func (a *Agent) Start(ctx context.Context) error {
-	a.warmAll(ctx)
+	a.reader.WarmAll(ctx)
 	parent := ctx
 	base, stop := context.WithCancel(ctx)
 	defer stop()
@@ -315,7 +312,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		for _, r := range a.runners {
 			r.agg.SetStreamChanged(changed)
 		}
-		wg.Go(func() { a.publishStreamStates(ctx, changed) })
+		wg.Go(func() { a.reader.PublishStreamStates(ctx, changed) })
 	}
 	if a.probe != nil {
 		wg.Go(func() { _ = a.probe.Start(ctx) })

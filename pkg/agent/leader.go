@@ -134,7 +134,7 @@ func (a *Agent) awaitLeadership(ctx context.Context) (context.Context, error) {
 	followed := make(chan struct{})
 	go func() {
 		defer close(followed)
-		a.follow(fctx)
+		a.reader.Follow(fctx)
 	}()
 	a.log.Info("following the leader through the store until this replica wins the Lease", "lease", e.cfg.Namespace+"/"+e.cfg.Name, "identity", e.cfg.Identity)
 	var lead context.Context
@@ -145,9 +145,9 @@ func (a *Agent) awaitLeadership(ctx context.Context) (context.Context, error) {
 		<-followed
 		return ctx, nil
 	}
-	// A follower may be waiting on Redis for up to followBlock: leading
-	// does not wait for it, it only stops it from changing anything.
-	a.stopFollowing()
+	// A follower may still be waiting on Redis: leading does not wait for
+	// it, it only stops it from changing anything.
+	a.reader.StopFollowing()
 	stop()
 	e.followed = followed
 	e.mu.Lock()

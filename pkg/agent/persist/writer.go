@@ -1,6 +1,8 @@
-// Package persist is krm-agent's store writer: each resource's frames after
-// every LIST and its watch events through a bounded queue, with the store's
-// health watched and everything written again when it comes back.
+// Package persist is krm-agent's store: the Writer writes each resource's
+// frames after every LIST and its watch events through a bounded queue,
+// watches the store's health and writes everything again when it comes
+// back; the Reader loads them back, at a warm restart and, on a replica that
+// does not lead, as the leader writes them.
 package persist
 
 import (
@@ -52,13 +54,13 @@ const (
 	// eventBatch is how many queued events one round trip carries.
 	eventBatch = 512
 	// storeTimeout bounds one store call; frameWriteTimeout one frame write.
-	storeTimeout      = StoreTimeout
+	storeTimeout      = 5 * time.Second
 	frameWriteTimeout = 30 * time.Second
 	// storeCheckInterval is how often a healthy store is checked: the
 	// longest a Redis that lost its data goes unnoticed.
 	storeCheckInterval = 2 * time.Second
 	// replayPage is how many stored events a warm restart reads at a time.
-	replayPage = ReplayPage
+	replayPage = 1000
 )
 
 // Reasons an event is not written to the store, as metric labels.
@@ -104,26 +106,17 @@ type Writer struct {
 	mu      sync.Mutex
 	healthy bool
 	message string
-	// frames is the per-resource write state, by runner.
-	frames map[Resource]*frameState
+	// frames is the per-resource write state, by runner; resources the
+	// same resources in the order added.
+	frames    map[Resource]*frameState
+	resources []Resource
 }
-
-// StoreTimeout bounds one store call; ReplayPage is how many stored events
-// a warm restart reads at a time.
-const (
-	StoreTimeout = 5 * time.Second
-	ReplayPage   = 1000
-)
 
 // Resource is one resource whose frames and events the writer persists.
 type Resource interface {
 	ResourceName() string
 	Aggregator() *aggregate.Aggregator
 }
-
-// Events is the store's event log, nil when it keeps none (memory): warm
-// starts replay it.
-func (w *Writer) Events() EventLog { return w.events }
 
 // CountUnreadable counts a stored frame of resource discarded because it
 // does not read back, by reason (corrupt, version, foreign).
@@ -169,6 +162,7 @@ func (w *Writer) Lead() { w.leading.Store(true) }
 // add registers a runner; Complete calls it before anything starts.
 func (w *Writer) Add(r Resource) {
 	w.frames[r] = &frameState{}
+	w.resources = append(w.resources, r)
 }
 
 // Start drains the event queue and watches the store's health until ctx is
