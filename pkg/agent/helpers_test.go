@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/aggregate/aggregatetest"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 )
@@ -12,7 +13,7 @@ import (
 // The runner's and the store writer's tests drive an aggregator as the
 // aggregate package's own tests do.
 
-var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+var t0 = aggregatetest.T0
 
 const (
 	added    = api.EventAdded
@@ -20,12 +21,7 @@ const (
 	deleted  = api.EventDeleted
 )
 
-func row(name string, rv uint64, src store.Source) *store.Row {
-	return &store.Row{
-		UID: "uid-" + name, Namespace: "ns", Name: name, ResourceVersion: rv, Source: src,
-		Object: fmt.Appendf(nil, `{"metadata":{"name":%q,"resourceVersion":"%d"}}`, name, rv),
-	}
-}
+var row = aggregatetest.Row
 
 func listed(rv uint64, rows ...*store.Row) aggregate.Verification {
 	return aggregate.Verification{Rows: rows, RV: rv, At: t0}

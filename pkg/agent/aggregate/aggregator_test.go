@@ -10,18 +10,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/krm-project/krm/pkg/agent/aggregate/aggregatetest"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 )
 
-var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+var t0 = aggregatetest.T0
 
-func row(name string, rv uint64, src store.Source) *store.Row {
-	return &store.Row{
-		UID: "uid-" + name, Namespace: "ns", Name: name, ResourceVersion: rv, Source: src,
-		Object: fmt.Appendf(nil, `{"metadata":{"name":%q,"resourceVersion":"%d"}}`, name, rv),
-	}
-}
+var row = aggregatetest.Row
 
 func listed(rv uint64, rows ...*store.Row) Verification {
 	return Verification{Rows: rows, RV: rv, At: t0}
@@ -348,6 +344,36 @@ func BenchmarkApply(b *testing.B) {
 				r := *rows[i%n]
 				r.ResourceVersion, r.Source = rv, store.Streamed
 				a.Apply(modified, &r, Received)
+			}
+		})
+	}
+}
+
+// BenchmarkApplyFloor is BenchmarkApply's floor: per event, the map work
+// any per-object index must do (find the object's row by UID, replace it,
+// mark it changed), in plain Go maps, with no tree, log or aggregator. Its
+// growth from 1,000 to 100,000 objects is what the CPU caches alone cost
+// once the objects no longer fit in them, with nothing O(log n) at all.
+func BenchmarkApplyFloor(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
+			_, rows := benchAggregator(n)
+			byUID := make(map[string]*store.Row, n)
+			changed := make(map[string]struct{}, n)
+			for _, r := range rows {
+				byUID[r.UID] = r
+			}
+			rv := uint64(n)
+			b.ResetTimer()
+			for i := range b.N {
+				rv++
+				r := *rows[i%n]
+				r.ResourceVersion, r.Source = rv, store.Streamed
+				if old := byUID[r.UID]; old == nil || old.ResourceVersion >= rv {
+					b.Fatal("stale row")
+				}
+				byUID[r.UID] = &r
+				changed[r.UID] = struct{}{}
 			}
 		})
 	}

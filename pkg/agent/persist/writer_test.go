@@ -3,7 +3,6 @@ package persist
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/krm-project/krm/pkg/agent/aggregate"
+	"github.com/krm-project/krm/pkg/agent/aggregate/aggregatetest"
 	"github.com/krm-project/krm/pkg/api"
 	"github.com/krm-project/krm/pkg/store"
 )
@@ -109,7 +109,7 @@ func (s *flakyStore) Events(context.Context, string, string, uint64, int64) ([]s
 
 func (s *flakyStore) TrimEvents(context.Context, string, string, uint64) error { return nil }
 
-var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+var t0 = aggregatetest.T0
 
 const (
 	added    = api.EventAdded
@@ -126,12 +126,7 @@ type testResource struct {
 func (r *testResource) ResourceName() string              { return r.name }
 func (r *testResource) Aggregator() *aggregate.Aggregator { return r.agg }
 
-func row(name string, rv uint64, src store.Source) *store.Row {
-	return &store.Row{
-		UID: "uid-" + name, Namespace: "ns", Name: name, ResourceVersion: rv, Source: src,
-		Object: fmt.Appendf(nil, `{"metadata":{"name":%q,"resourceVersion":"%d"}}`, name, rv),
-	}
-}
+var row = aggregatetest.Row
 
 func listed(rv uint64, rows ...*store.Row) aggregate.Verification {
 	return aggregate.Verification{Rows: rows, RV: rv, At: t0}
