@@ -26,6 +26,10 @@ import (
 
 const (
 	listPageSize = 500
+	// listPagesPerTimeout: a verifying LIST as a whole may take this many
+	// times its per-request bound (requestTimeout) while its pages keep
+	// coming; see verifyOnce.
+	listPagesPerTimeout = 10
 	// resumedAfterList: a watch opened within this of a LIST replays
 	// nothing worth keeping out of the delay figures (freshBoundary).
 	resumedAfterList = 2 * time.Second
@@ -76,6 +80,9 @@ type runner struct {
 	freshFrom uint64
 	// stallAfter overrides watchStallAfter (Config.WatchStallTimeout).
 	stallAfter time.Duration
+	// listTimeout, when set, overrides requestTimeout's bound on each
+	// request of a verifying LIST.
+	listTimeout time.Duration
 	// watchList: the verifier reads the collection as a WatchList
 	// (sendInitialEvents) instead of a paginated LIST. Verifier goroutine
 	// only: it falls back to LISTs for good when the server has none.
@@ -154,9 +161,25 @@ func (r *runner) verifyLoop(ctx context.Context) {
 	}
 }
 
-// verifyOnce runs one paginated LIST, bounded by the interval, and lands it.
+// requestTimeout bounds each request of a verifying LIST: one page, or the
+// wait for the WatchList's next object. It is the interval, at least 30 s,
+// unless the runner's listTimeout says otherwise (tests).
+func (r *runner) requestTimeout() time.Duration {
+	if r.listTimeout > 0 {
+		return r.listTimeout
+	}
+	return max(r.interval, 30*time.Second)
+}
+
+// verifyOnce runs one paginated LIST and lands it. Each page must arrive
+// within requestTimeout; the whole LIST, which at 100,000 objects on a busy
+// kube-apiserver is hundreds of pages and can take longer than an
+// interval, within listPagesPerTimeout times that (10 minutes at the
+// default interval). A LIST bounded as a whole by one interval never
+// landed there: every attempt timed out half-way and the views went
+// unverified.
 func (r *runner) verifyOnce(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, max(r.interval, 30*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, listPagesPerTimeout*r.requestTimeout())
 	defer cancel()
 	start := time.Now()
 	r.histManagers = nil // a failed LIST's
@@ -251,7 +274,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		return nil
 	}
 	if r.watchList {
-		rvs, err := r.client.WatchList(ctx, r.selector, each)
+		rvs, err := r.watchListed(ctx, each)
 		if errors.Is(err, source.ErrNoWatchList) {
 			r.log.Warn("verifying with paginated LISTs instead of WatchList", "resource", r.info.Name, "err", err)
 			r.watchList = false
@@ -269,7 +292,7 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		}
 	}
 	for {
-		meta, err := r.client.ListPage(ctx, opts, each)
+		meta, err := r.listPage(ctx, opts, each)
 		if apierrors.IsResourceExpired(err) && opts.Continue != "" {
 			// The continue token outlived the compaction window: start over
 			// at a fresh resourceVersion.
@@ -289,6 +312,33 @@ func (r *runner) list(ctx context.Context) ([]*store.Row, uint64, error) {
 		}
 		opts.Continue = meta.Continue
 	}
+}
+
+// watchListed reads a WatchList, which sends every object on one stream:
+// it is cut when no object arrives for requestTimeout.
+func (r *runner) watchListed(ctx context.Context, each func(source.Item) error) (string, error) {
+	d := r.requestTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	silent := time.AfterFunc(d, func() {
+		cancel(fmt.Errorf("%w: no object of the WatchList for %s", context.DeadlineExceeded, d))
+	})
+	defer silent.Stop()
+	rv, err := r.client.WatchList(ctx, r.selector, func(it source.Item) error {
+		silent.Reset(d)
+		return each(it)
+	})
+	if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	return rv, err
+}
+
+// listPage reads one page of a verifying LIST within requestTimeout.
+func (r *runner) listPage(ctx context.Context, opts metav1.ListOptions, each func(source.Item) error) (metav1.ListMeta, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.requestTimeout())
+	defer cancel()
+	return r.client.ListPage(ctx, opts, each)
 }
 
 // stream keeps one watch open, resuming from the last resourceVersion it

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -460,5 +461,120 @@ func TestWatchdogRestartsASilentWatch(t *testing.T) {
 	}
 	if got := restarts.GetCounter().GetValue(); got < 2 {
 		t.Errorf("krm_watch_restarts_total{reason=stalled} = %v, want the restarts counted", got)
+	}
+}
+
+// slowSource serves a LIST of pages pages (one object each), each after
+// pause, or, as a WatchList, the same objects each after pause; hang makes
+// the last page, or the last object, never come.
+type slowSource struct {
+	silentSource
+	pages     int
+	pause     time.Duration
+	hang      bool
+	watchList bool
+}
+
+func (s *slowSource) item(i int) source.Item {
+	return source.Item{Object: []byte(podItem(fmt.Sprint("p", i), "5"))}
+}
+
+func (s *slowSource) wait(ctx context.Context, last bool) error {
+	d := s.pause
+	if last && s.hang {
+		d = time.Hour
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func (s *slowSource) ListPage(ctx context.Context, opts metav1.ListOptions, each func(source.Item) error) (metav1.ListMeta, error) {
+	i := 0
+	if opts.Continue != "" {
+		fmt.Sscan(opts.Continue, &i)
+	}
+	if err := s.wait(ctx, i == s.pages-1); err != nil {
+		return metav1.ListMeta{}, err
+	}
+	if err := each(s.item(i)); err != nil {
+		return metav1.ListMeta{}, err
+	}
+	meta := metav1.ListMeta{ResourceVersion: "10"}
+	if i+1 < s.pages {
+		meta.Continue = fmt.Sprint(i + 1)
+	}
+	return meta, nil
+}
+
+func (s *slowSource) WatchList(ctx context.Context, _ metav1.ListOptions, each func(source.Item) error) (string, error) {
+	if !s.watchList {
+		return "", source.ErrNoWatchList
+	}
+	for i := range s.pages {
+		if err := s.wait(ctx, i == s.pages-1); err != nil {
+			return "", err
+		}
+		if err := each(s.item(i)); err != nil {
+			return "", err
+		}
+	}
+	return "10", nil
+}
+
+// A verifying LIST is bounded request by request, not as a whole: at
+// 100,000 pods on a busy kube-apiserver its hundreds of pages took longer
+// than one interval, and a LIST bounded by one interval never landed. One
+// that keeps coming lands however long it takes in all (within ten
+// bounds); a page, or a WatchList's next object, that does not come within
+// the bound fails it.
+func TestVerifyingListIsBoundedPerRequest(t *testing.T) {
+	const bound = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		src  *slowSource
+		ok   bool
+	}{
+		{"pages, slower in all than the bound", &slowSource{pages: 6, pause: bound / 2}, true},
+		{"a page that hangs", &slowSource{pages: 3, pause: bound / 4, hang: true}, false},
+		{"WatchList, slower in all than the bound", &slowSource{pages: 6, pause: bound / 2, watchList: true}, true},
+		{"WatchList that stops sending", &slowSource{pages: 3, pause: bound / 4, hang: true, watchList: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := newMetrics(prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := testTableRunner(tc.src)
+			r.metrics, r.interval, r.listTimeout, r.watchList = m, time.Hour, bound, tc.src.watchList
+			r.relist, r.listed = make(chan struct{}, 1), make(chan struct{}, 1)
+			sm, err := persist.NewMetrics(prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.writer = persist.NewWriter(store.NewMemory(), "memory", "test", r.log, sm)
+			r.writer.Add(r)
+			start := time.Now()
+			err = r.verifyOnce(t.Context())
+			took := time.Since(start)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("after %s: %v, want the LIST landed", took.Round(time.Millisecond), err)
+				}
+				if n := r.agg.Status(r.info).Objects.Verified; n != tc.src.pages {
+					t.Errorf("%d objects verified, want %d", n, tc.src.pages)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v, want a deadline", err)
+			}
+			if took > 10*bound {
+				t.Errorf("failed after %s, want within about %s of the stall", took, bound)
+			}
+		})
 	}
 }
