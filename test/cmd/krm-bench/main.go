@@ -126,7 +126,8 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	// Cleanup runs even when ctx is cancelled (Ctrl-C), with its own time.
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		// kube-apiserver deletes 100,000 pods in minutes, not seconds.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(3*time.Minute, time.Duration(o.pods/10000)*time.Minute))
 		defer cancel()
 		if cerr := b.cleanup(cctx); cerr != nil {
 			err = errors.Join(err, cerr)
