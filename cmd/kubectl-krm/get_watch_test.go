@@ -173,13 +173,24 @@ func TestGetWatchBroken(t *testing.T) {
 	a := newFakeAgent(t)
 	r := startKrm(t, a, "get", "pods", "-w")
 	waitFor(t, "the watch", func() bool { return len(a.Reads()) == 2 })
-	a.srv.CloseClientConnections()
-	select {
-	case <-r.ended:
-		if err := r.err; err == nil || !strings.HasPrefix(err.Error(), "the watch of pods ended") && !strings.HasPrefix(err.Error(), "watching pods: ") {
-			t.Errorf("error %v, want the watch's end", err)
+	// The watch is recorded when its request arrives, before its response
+	// begins; a connection cut in between is one client-go retries (it
+	// retries a watch on a reset connection or EOF). So the connections are
+	// cut until the command ends, as when the agent goes away.
+	cut := time.NewTicker(200 * time.Millisecond)
+	defer cut.Stop()
+	giveUp := time.After(10 * time.Second)
+	for {
+		a.srv.CloseClientConnections()
+		select {
+		case <-r.ended:
+			if err := r.err; err == nil || !strings.HasPrefix(err.Error(), "the watch of pods ended") && !strings.HasPrefix(err.Error(), "watching pods: ") {
+				t.Errorf("error %v, want the watch's end", err)
+			}
+			return
+		case <-giveUp:
+			t.Fatal("still running 10s after the agent cut the watch off")
+		case <-cut.C:
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10s after the agent cut the watch off")
 	}
 }
