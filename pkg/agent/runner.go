@@ -328,7 +328,7 @@ func (r *runner) watchListed(ctx context.Context, each func(source.Item) error) 
 		silent.Reset(d)
 		return each(it)
 	})
-	if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
 	return rv, err
